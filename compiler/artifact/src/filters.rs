@@ -1,0 +1,111 @@
+//! Request rewriting shared by `meshc explain` and `mesh-proxy`: redirect locations and URL
+//! rewrites, per the Gateway API `RequestRedirect` and `URLRewrite` filters.
+
+use crate::types::{PathMatch, PathModifier, Redirect};
+
+/// Apply a path modifier. `ReplacePrefixMatch` replaces the part of `path` matched by the
+/// entry's `PathPrefix` (whole segments), keeping the rest; with any other match it replaces the
+/// whole path.
+pub fn modify_path(modifier: &PathModifier, matched: &PathMatch, path: &str) -> String {
+    match modifier {
+        PathModifier::ReplaceFullPath(p) => p.clone(),
+        PathModifier::ReplacePrefixMatch(replacement) => {
+            let prefix = match matched {
+                PathMatch::PathPrefix(p) => p.trim_end_matches('/'),
+                _ => return replacement.clone(),
+            };
+            let rest = path.strip_prefix(prefix).unwrap_or("");
+            let base = replacement.trim_end_matches('/');
+            if rest.is_empty() || rest == "/" {
+                if base.is_empty() {
+                    "/".to_string()
+                } else if rest == "/" {
+                    format!("{base}/")
+                } else {
+                    base.to_string()
+                }
+            } else {
+                format!("{base}{rest}")
+            }
+        }
+    }
+}
+
+/// The `Location` of a redirect, from the request's scheme, host, port, path and query.
+pub fn redirect_location(
+    redirect: &Redirect,
+    matched: &PathMatch,
+    scheme: &str,
+    host: &str,
+    port: Option<u16>,
+    path: &str,
+    query: Option<&str>,
+) -> String {
+    let scheme_out = redirect.scheme.as_deref().unwrap_or(scheme);
+    let host_out = redirect.hostname.as_deref().unwrap_or(host);
+    // Gateway API: when the scheme changes and no port is given, use the new scheme's default
+    // (and omit it); otherwise keep the request's port.
+    let port_out = match (redirect.port, redirect.scheme.as_deref()) {
+        (Some(p), _) => Some(p),
+        (None, Some(s)) if s != scheme => None,
+        (None, _) => port,
+    };
+    let default_port = if scheme_out == "https" { 443 } else { 80 };
+    let path_out = match &redirect.path {
+        Some(m) => modify_path(m, matched, path),
+        None => path.to_string(),
+    };
+    let mut s = format!("{scheme_out}://{host_out}");
+    if let Some(p) = port_out.filter(|p| *p != default_port) {
+        s.push_str(&format!(":{p}"));
+    }
+    s.push_str(&path_out);
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        s.push('?');
+        s.push_str(q);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_replacement_keeps_the_rest() {
+        let m = PathMatch::PathPrefix("/v1".into());
+        let r = PathModifier::ReplacePrefixMatch("/v2".into());
+        assert_eq!(modify_path(&r, &m, "/v1/items"), "/v2/items");
+        assert_eq!(modify_path(&r, &m, "/v1"), "/v2");
+        let root = PathModifier::ReplacePrefixMatch("/".into());
+        assert_eq!(modify_path(&root, &m, "/v1/items"), "/items");
+        assert_eq!(modify_path(&root, &m, "/v1"), "/");
+    }
+
+    #[test]
+    fn redirect_changes_scheme_and_drops_default_port() {
+        let r = Redirect {
+            scheme: Some("https".into()),
+            hostname: None,
+            port: None,
+            path: None,
+            status: 301,
+        };
+        let m = PathMatch::PathPrefix("/".into());
+        assert_eq!(
+            redirect_location(&r, &m, "http", "a.b", Some(8080), "/x", Some("q=1")),
+            "https://a.b/x?q=1"
+        );
+        let r2 = Redirect {
+            scheme: None,
+            hostname: Some("c.d".into()),
+            port: None,
+            path: None,
+            status: 302,
+        };
+        assert_eq!(
+            redirect_location(&r2, &m, "http", "a.b", Some(8080), "/x", None),
+            "http://c.d:8080/x"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! From a request's authority and parts to a routing decision: the single procedure behind both
+//! `meshc explain` and the proxy's outbound side.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use crate::matcher::{IndexError, RequestParts, RouteIndex};
+use crate::types::{Body, Destination, DestinationPort, RouteEntry, RuleAction};
+
+/// What the mesh does with one request.
+#[derive(Debug, Clone, Copy)]
+pub enum Decision<'a> {
+    /// The host names no destination this sidecar may call.
+    UnknownHost,
+    /// The destination has no such port (or the port was omitted and is ambiguous).
+    UnknownPort { dest: &'a Destination },
+    /// No route is attached to this destination port: traffic goes to the service itself.
+    Direct {
+        dest: &'a Destination,
+        port: &'a DestinationPort,
+    },
+    /// Routes are attached but no rule matches: HTTP 404.
+    NoMatch {
+        dest: &'a Destination,
+        port: &'a DestinationPort,
+    },
+    /// A rule matched.
+    Matched {
+        dest: &'a Destination,
+        port: &'a DestinationPort,
+        entry: &'a RouteEntry,
+        action: &'a RuleAction,
+    },
+}
+
+impl Decision<'_> {
+    /// The status the mesh answers with when it does not forward, else 200.
+    pub fn status(&self) -> u16 {
+        match self {
+            Decision::UnknownHost | Decision::UnknownPort { .. } | Decision::NoMatch { .. } => 404,
+            Decision::Direct { .. } => 200,
+            Decision::Matched { action, .. } => {
+                if let Some(s) = action.fixed_status {
+                    s
+                } else if let Some(r) = &action.redirect {
+                    r.status
+                } else {
+                    200
+                }
+            }
+        }
+    }
+}
+
+/// The port part of an authority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthorityPort {
+    /// No port, or an empty one (`host:`): the scheme's default applies.
+    Default,
+    Port(u16),
+    /// Not a decimal number from 0 to 65535.
+    Invalid,
+}
+
+/// Split `[userinfo@]host[:port]` (or `[v6]:port`) into the host, as written but without a
+/// trailing dot, and the port. Allocates nothing; the host keeps its case.
+pub fn parse_authority(authority: &str) -> (&str, AuthorityPort) {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let port = |p: &str| {
+        if p.is_empty() {
+            AuthorityPort::Default
+        } else if p.bytes().all(|b| b.is_ascii_digit()) {
+            p.parse()
+                .map_or(AuthorityPort::Invalid, AuthorityPort::Port)
+        } else {
+            AuthorityPort::Invalid
+        }
+    };
+    if let Some(rest) = authority.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((h, "")) => (h, AuthorityPort::Default),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => (h, port(p)),
+                None => (h, AuthorityPort::Invalid),
+            },
+            None => (authority, AuthorityPort::Invalid),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h.strip_suffix('.').unwrap_or(h), port(p)),
+        _ => (
+            authority.strip_suffix('.').unwrap_or(authority),
+            AuthorityPort::Default,
+        ),
+    }
+}
+
+/// Split `host[:port]` (or `[v6]:port`) into a lower-case host and an optional port (`None`
+/// also for an invalid port; [`Router::decide`] answers [`Decision::UnknownPort`] for those).
+pub fn split_authority(authority: &str) -> (String, Option<u16>) {
+    let (host, port) = parse_authority(authority);
+    let port = match port {
+        AuthorityPort::Port(p) => Some(p),
+        AuthorityPort::Default | AuthorityPort::Invalid => None,
+    };
+    (host.to_ascii_lowercase(), port)
+}
+
+/// Indexed view of an artifact's destinations.
+///
+/// Host names compare case-insensitively, without a trailing dot. When two destinations list
+/// the same host name, the first one (destinations are sorted by service) owns it.
+#[derive(Debug)]
+pub struct Router {
+    body: Body,
+    hosts: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+    /// `indexes[d][p]`: index of destination `d`, port `p`, when routes are attached.
+    indexes: Vec<Vec<Option<RouteIndex>>>,
+}
+
+impl Router {
+    pub fn new(body: Body) -> Result<Self, IndexError> {
+        let mut hosts: HashMap<Box<str>, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut indexes = Vec::with_capacity(body.destinations.len());
+        for (d, dest) in body.destinations.iter().enumerate() {
+            for h in &dest.hosts {
+                hosts
+                    .entry(h.to_ascii_lowercase().into_boxed_str())
+                    .or_insert(d);
+            }
+            let mut per_port = Vec::with_capacity(dest.ports.len());
+            for p in &dest.ports {
+                per_port.push(match &p.routes {
+                    Some(t) => Some(RouteIndex::build(t)?),
+                    None => None,
+                });
+            }
+            indexes.push(per_port);
+        }
+        Ok(Router {
+            body,
+            hosts,
+            indexes,
+        })
+    }
+
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// Destination index for a host name (lower case, without port).
+    pub fn destination(&self, host: &str) -> Option<usize> {
+        self.hosts.get(host).copied()
+    }
+
+    /// Port index within a destination. Without an explicit port, a single-port service uses
+    /// its one port, otherwise port 80 when the service has it.
+    pub fn port(&self, dest: usize, port: Option<u16>) -> Option<usize> {
+        let ports = &self.body.destinations.get(dest)?.ports;
+        match port {
+            Some(p) => ports.iter().position(|x| x.port == p),
+            None if ports.len() == 1 => Some(0),
+            None => ports.iter().position(|x| x.port == 80),
+        }
+    }
+
+    /// Decide what happens to a request sent to `authority` (`[userinfo@]host[:port]`).
+    ///
+    /// The host picks the destination ([`Decision::UnknownHost`] if none), the port picks the
+    /// destination port (see [`Router::port`]; [`Decision::UnknownPort`] if none or if the port
+    /// is not a number), then the port's route table decides: [`Decision::Direct`] when no
+    /// route is attached, [`Decision::Matched`] for the first entry that matches, and
+    /// [`Decision::NoMatch`] (404) when routes are attached but none matches.
+    pub fn decide<R: RequestParts + ?Sized>(&self, authority: &str, req: &R) -> Decision<'_> {
+        let (host, port) = parse_authority(authority);
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
+        let Some(d) = self.destination(&host) else {
+            return Decision::UnknownHost;
+        };
+        let Some(dest) = self.body.destinations.get(d) else {
+            return Decision::UnknownHost;
+        };
+        let port = match port {
+            AuthorityPort::Default => None,
+            AuthorityPort::Port(p) => Some(p),
+            AuthorityPort::Invalid => return Decision::UnknownPort { dest },
+        };
+        let Some(p) = self.port(d, port) else {
+            return Decision::UnknownPort { dest };
+        };
+        let Some(dport) = dest.ports.get(p) else {
+            return Decision::UnknownPort { dest };
+        };
+        let index = self
+            .indexes
+            .get(d)
+            .and_then(|ports| ports.get(p))
+            .and_then(Option::as_ref);
+        let (Some(index), Some(table)) = (index, &dport.routes) else {
+            return Decision::Direct { dest, port: dport };
+        };
+        match index.lookup(req) {
+            Some(i) => {
+                // RouteIndex::build checked every action index.
+                match table
+                    .entries
+                    .get(i)
+                    .and_then(|e| Some((e, table.actions.get(e.action as usize)?)))
+                {
+                    Some((entry, action)) => Decision::Matched {
+                        dest,
+                        port: dport,
+                        entry,
+                        action,
+                    },
+                    None => Decision::NoMatch { dest, port: dport },
+                }
+            }
+            None => Decision::NoMatch { dest, port: dport },
+        }
+    }
+}

@@ -1,0 +1,1380 @@
+//! Spanned YAML documents to the mesh model.
+//!
+//! Each document is classified by `apiVersion` and `kind`, then walked field by field. Every
+//! problem becomes a diagnostic and decoding goes on, so one run reports everything. Unknown
+//! fields get a `did you mean` against the fields the schema knows at that place.
+
+use std::collections::BTreeMap;
+
+use mesh_artifact::{
+    AuthzMode, HeaderModifier, MatchKind, MtlsMode, PathMatch, PathModifier, Protocol, Redirect,
+    RetryBudget, UrlRewrite,
+};
+
+use crate::diag::{Code, Diagnostic, did_you_mean};
+use crate::model::*;
+use crate::source::{FileId, Loc, Span};
+use crate::syntax::{Node, Value};
+use crate::values;
+
+/// `apiVersion` of native meshc resources.
+pub const NATIVE_API_VERSION: &str = "meshc.dev/v1alpha1";
+pub const NATIVE_KINDS: &[&str] = &["Mesh", "MeshService", "Sidecar", "MeshRoute"];
+pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+
+/// Field lists per object, shared with the schema test that keeps them equal to `schemas/`.
+pub mod fields {
+    pub const TOP: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+    pub const METADATA: &[&str] = &[
+        "name",
+        "namespace",
+        "labels",
+        "annotations",
+        "creationTimestamp",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "managedFields",
+        "ownerReferences",
+        "finalizers",
+        "generateName",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ];
+    pub const MESH_SPEC: &[&str] = &["trustDomain", "mtls", "authorization", "defaults", "sidecar"];
+    pub const MESH_MTLS: &[&str] = &["mode"];
+    pub const MESH_AUTHZ: &[&str] = &["mode", "contextHeaders"];
+    pub const MESH_DEFAULTS: &[&str] = &["retryBudget", "timeouts"];
+    pub const MESH_DEFAULT_TIMEOUTS: &[&str] = &["request"];
+    pub const MESH_SIDECAR: &[&str] = &["inboundPort", "outboundPort", "adminPort"];
+    pub const RETRY_BUDGET: &[&str] = &["percent", "minRetriesPerSecond"];
+    pub const MESH_SERVICE_SPEC: &[&str] = &["ports", "versions", "endpoints"];
+    pub const MESH_SERVICE_PORT: &[&str] = &["name", "port", "protocol", "targetPort"];
+    pub const VERSION: &[&str] = &["name", "labels", "endpoints"];
+    pub const ENDPOINT: &[&str] = &["address", "port"];
+    pub const SIDECAR_SPEC: &[&str] = &["service", "listeners", "app", "egress", "authorization"];
+    pub const SIDECAR_LISTENERS: &[&str] = &["inbound", "outbound", "admin"];
+    pub const SIDECAR_APP: &[&str] = &["port", "protocol"];
+    pub const SIDECAR_AUTHZ: &[&str] = &["mode"];
+    pub const EGRESS: &[&str] = &["service", "namespace"];
+    pub const K8S_SERVICE_SPEC: &[&str] = &[
+        "type",
+        "clusterIP",
+        "clusterIPs",
+        "ports",
+        "selector",
+        "sessionAffinity",
+        "sessionAffinityConfig",
+        "externalName",
+        "externalTrafficPolicy",
+        "internalTrafficPolicy",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "loadBalancerIP",
+        "loadBalancerSourceRanges",
+        "loadBalancerClass",
+        "externalIPs",
+        "publishNotReadyAddresses",
+        "healthCheckNodePort",
+        "allocateLoadBalancerNodePorts",
+        "trafficDistribution",
+    ];
+    pub const K8S_SERVICE_PORT: &[&str] =
+        &["name", "port", "targetPort", "protocol", "appProtocol", "nodePort"];
+    pub const ROUTE_SPEC: &[&str] = &["parentRefs", "hostnames", "rules"];
+    pub const PARENT_REF: &[&str] = &["group", "kind", "namespace", "name", "sectionName", "port"];
+    pub const RULE: &[&str] =
+        &["name", "matches", "filters", "backendRefs", "timeouts", "retry", "sessionPersistence"];
+    pub const MATCH: &[&str] = &["path", "headers", "queryParams", "method"];
+    pub const PATH: &[&str] = &["type", "value"];
+    pub const VALUE_MATCH: &[&str] = &["type", "name", "value"];
+    pub const BACKEND_REF: &[&str] =
+        &["group", "kind", "name", "namespace", "port", "weight", "filters"];
+    pub const MESH_BACKEND_REF: &[&str] =
+        &["group", "kind", "name", "namespace", "port", "weight", "filters", "version"];
+    pub const FILTER: &[&str] = &[
+        "type",
+        "requestHeaderModifier",
+        "responseHeaderModifier",
+        "requestRedirect",
+        "urlRewrite",
+        "requestMirror",
+        "extensionRef",
+        "cors",
+        "externalAuth",
+    ];
+    pub const HEADER_MODIFIER: &[&str] = &["set", "add", "remove"];
+    pub const HEADER_VALUE: &[&str] = &["name", "value"];
+    pub const REDIRECT: &[&str] = &["scheme", "hostname", "path", "port", "statusCode"];
+    pub const REWRITE: &[&str] = &["hostname", "path"];
+    pub const PATH_MODIFIER: &[&str] = &["type", "replaceFullPath", "replacePrefixMatch"];
+    pub const TIMEOUTS: &[&str] = &["request", "backendRequest"];
+    pub const HTTP_RETRY: &[&str] = &["codes", "attempts", "backoff"];
+    pub const MESH_RETRY: &[&str] = &["codes", "attempts", "backoff", "maxBackoff", "budget"];
+}
+
+/// A resource document, classified.
+#[derive(Debug)]
+pub enum Resource {
+    Mesh(MeshConfig),
+    Service(Service),
+    Sidecar(Sidecar),
+    Route(Route),
+    /// Decoded enough to know it is not ours.
+    Skipped { kind: String, loc: Loc },
+    /// Too broken to use; diagnostics were reported.
+    Invalid,
+}
+
+/// Decoding state for one file.
+pub struct Decoder<'a> {
+    pub file: FileId,
+    pub text: &'a str,
+    pub default_namespace: &'a str,
+    pub diags: Vec<Diagnostic>,
+}
+
+/// A mapping being decoded: tracks which keys were read.
+pub struct Obj<'n> {
+    pub node: &'n Node,
+    entries: Vec<(&'n str, &'n Node, &'n Node)>,
+    used: Vec<bool>,
+}
+
+impl<'n> Obj<'n> {
+    /// Take a field (first occurrence) and mark it read.
+    pub fn take(&mut self, key: &str) -> Option<&'n Node> {
+        let i = self.entries.iter().position(|(k, _, _)| *k == key)?;
+        self.used[i] = true;
+        let v = self.entries[i].2;
+        // An explicit `null` reads as absent, as in Kubernetes.
+        if matches!(v.value, Value::Null) { None } else { Some(v) }
+    }
+
+    pub fn key_loc(&self, key: &str) -> Option<Span> {
+        self.entries.iter().find(|(k, _, _)| *k == key).map(|(_, kn, _)| kn.span)
+    }
+}
+
+fn slugify_list(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(file: FileId, text: &'a str, default_namespace: &'a str) -> Self {
+        Decoder { file, text, default_namespace, diags: Vec::new() }
+    }
+
+    pub fn loc(&self, n: &Node) -> Loc {
+        Loc { file: self.file, span: self.trim_span(n.span) }
+    }
+
+    /// Spans of block scalars can run over trailing newlines; keep labels on one line's text.
+    fn trim_span(&self, span: Span) -> Span {
+        let text = self.text.get(span.start..span.end).unwrap_or("");
+        let trimmed = text.trim_end();
+        Span::new(span.start, span.start + trimmed.len())
+    }
+
+    pub fn report(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn wrong_type(&mut self, n: &Node, what: &str, expected: &str) {
+        let d = Diagnostic::new(
+            Code::WrongType,
+            format!("`{what}` must be {expected}, found {}", n.value.type_name()),
+        )
+        .at(self.loc(n), format!("expected {expected}"));
+        self.report(d);
+    }
+
+    /// Open a mapping; reports duplicate keys and non-string keys.
+    pub fn obj<'n>(&mut self, n: &'n Node, what: &str) -> Option<Obj<'n>> {
+        let Value::Map(entries) = &n.value else {
+            self.wrong_type(n, what, "a mapping");
+            return None;
+        };
+        let mut out: Vec<(&'n str, &'n Node, &'n Node)> = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            let Some(key) = k.as_str() else {
+                self.wrong_type(k, &format!("{what} key"), "a string");
+                continue;
+            };
+            if let Some((_, first, _)) = out.iter().find(|(k2, _, _)| *k2 == key) {
+                let d = Diagnostic::new(Code::DuplicateKey, format!("duplicate key `{key}`"))
+                    .at(self.loc(k), "duplicate key")
+                    .secondary(self.loc(first), "first defined here")
+                    .help("YAML keys must be unique; remove one of the two");
+                self.report(d);
+                continue;
+            }
+            out.push((key, k, v));
+        }
+        let used = vec![false; out.len()];
+        Some(Obj { node: n, entries: out, used })
+    }
+
+    /// Report every field that was not read, with a `did you mean` against `known`.
+    pub fn finish(&mut self, obj: Obj<'_>, known: &[&str], what: &str) {
+        for (i, (key, key_node, _)) in obj.entries.iter().enumerate() {
+            if obj.used[i] {
+                continue;
+            }
+            if known.contains(key) {
+                // A known field that this decoder deliberately ignores (status, uid, ...).
+                continue;
+            }
+            let mut d = Diagnostic::new(Code::UnknownField, format!("unknown field `{key}` in {what}"))
+                .at(self.loc(key_node), "unknown field");
+            d = match did_you_mean(key, known.iter().copied()) {
+                Some(h) => d.help(h),
+                None => d.help(format!("expected one of {}", slugify_list(known))),
+            };
+            self.report(d);
+        }
+    }
+
+    pub fn missing(&mut self, obj: &Obj<'_>, key: &str, what: &str) {
+        let d = Diagnostic::new(Code::MissingField, format!("missing field `{key}` in {what}"))
+            .at(self.loc(obj.node), format!("`{key}` is required here"));
+        self.report(d);
+    }
+
+    pub fn str(&mut self, n: &Node, what: &str) -> Option<S<String>> {
+        match &n.value {
+            Value::Str(s) => Some(S::new(s.clone(), self.loc(n))),
+            _ => {
+                self.wrong_type(n, what, "a string");
+                None
+            }
+        }
+    }
+
+    /// A string that Kubernetes would also accept as a number (labels' values, names).
+    pub fn str_lenient(&mut self, n: &Node, what: &str) -> Option<S<String>> {
+        match &n.value {
+            Value::Str(s) => Some(S::new(s.clone(), self.loc(n))),
+            Value::Int(i) => Some(S::new(i.to_string(), self.loc(n))),
+            Value::Bool(b) => Some(S::new(b.to_string(), self.loc(n))),
+            _ => {
+                self.wrong_type(n, what, "a string");
+                None
+            }
+        }
+    }
+
+    pub fn req_str(&mut self, o: &mut Obj<'_>, key: &str, what: &str) -> Option<S<String>> {
+        match o.take(key) {
+            Some(n) => self.str(n, &format!("{what}.{key}")),
+            None => {
+                self.missing(o, key, what);
+                None
+            }
+        }
+    }
+
+    pub fn opt_str(&mut self, o: &mut Obj<'_>, key: &str, what: &str) -> Option<S<String>> {
+        o.take(key).and_then(|n| self.str(n, &format!("{what}.{key}")))
+    }
+
+    pub fn int(&mut self, n: &Node, what: &str) -> Option<S<i128>> {
+        match &n.value {
+            Value::Int(i) => Some(S::new(*i, self.loc(n))),
+            Value::Str(s) if s.trim().parse::<i128>().is_ok() => {
+                let v = s.trim().parse::<i128>().ok()?;
+                let d = Diagnostic::new(
+                    Code::SloppyValue,
+                    format!("`{what}` is a quoted number `\"{s}\"`"),
+                )
+                .at(self.loc(n), "written as a string")
+                .help(format!("write it as a number: `{v}`"));
+                self.report(d);
+                Some(S::new(v, self.loc(n)))
+            }
+            _ => {
+                self.wrong_type(n, what, "an integer");
+                None
+            }
+        }
+    }
+
+    pub fn port(&mut self, n: &Node, what: &str) -> Option<S<u16>> {
+        let i = self.int(n, what)?;
+        match u16::try_from(i.v) {
+            Ok(p) if p > 0 => Some(S::new(p, i.loc)),
+            _ => {
+                let d = Diagnostic::new(Code::InvalidPort, format!("`{what}` is `{}`, not a port", i.v))
+                    .at(i.loc, "not in 1-65535")
+                    .help("ports are integers from 1 to 65535");
+                self.report(d);
+                None
+            }
+        }
+    }
+
+    pub fn opt_port(&mut self, o: &mut Obj<'_>, key: &str, what: &str) -> Option<S<u16>> {
+        o.take(key).and_then(|n| self.port(n, &format!("{what}.{key}")))
+    }
+
+    pub fn u32_in(&mut self, n: &Node, what: &str, min: u32, max: u32, code: Code) -> Option<S<u32>> {
+        let i = self.int(n, what)?;
+        if i.v < i128::from(min) || i.v > i128::from(max) {
+            let d = Diagnostic::new(code, format!("`{what}` is `{}`, outside {min}-{max}", i.v))
+                .at(i.loc, format!("must be between {min} and {max}"));
+            self.report(d);
+            return None;
+        }
+        u32::try_from(i.v).ok().map(|v| S::new(v, i.loc))
+    }
+
+    pub fn seq<'n>(&mut self, n: &'n Node, what: &str) -> &'n [Node] {
+        match &n.value {
+            Value::Seq(items) => items,
+            _ => {
+                self.wrong_type(n, what, "a list");
+                &[]
+            }
+        }
+    }
+
+    pub fn duration(&mut self, n: &Node, what: &str) -> Option<S<u64>> {
+        let s = self.str(n, what)?;
+        match values::parse_duration(&s.v) {
+            Ok(ms) => Some(S::new(ms, s.loc)),
+            Err(why) => {
+                let d = Diagnostic::new(Code::InvalidDuration, format!("`{}` is not a valid duration", s.v))
+                    .at(s.loc, why)
+                    .help("durations are Gateway API durations (GEP-2257): one to four number-unit pairs, units `h`, `m`, `s`, `ms`, e.g. `1s`, `250ms`, `1m30s`");
+                self.report(d);
+                None
+            }
+        }
+    }
+
+    /// `enum`-like string with a fixed set of values.
+    pub fn choice<T: Copy>(&mut self, n: &Node, what: &str, options: &[(&str, T)]) -> Option<T> {
+        let s = self.str(n, what)?;
+        if let Some((_, v)) = options.iter().find(|(name, _)| *name == s.v) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let mut d = Diagnostic::new(Code::InvalidValue, format!("`{}` is not a valid `{what}`", s.v))
+            .at(s.loc, format!("expected one of {}", slugify_list(&names)));
+        if let Some(h) = did_you_mean(&s.v, names.iter().copied()) {
+            d = d.help(h);
+        }
+        self.report(d);
+        None
+    }
+
+    fn name_check(&mut self, s: &S<String>, what: &str, subdomain: bool) -> bool {
+        let ok = if subdomain { values::is_dns_subdomain(&s.v) } else { values::is_dns_label(&s.v) };
+        if !ok {
+            let rule = if subdomain {
+                "lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit, at most 253 characters"
+            } else {
+                "lower-case letters, digits and `-`, starting and ending with a letter or digit, at most 63 characters"
+            };
+            let mut d = Diagnostic::new(Code::InvalidName, format!("`{}` is not a valid {what}", s.v))
+                .at(s.loc, "invalid name")
+                .help(format!("a {what} must be {rule}"));
+            let lower = s.v.to_ascii_lowercase().replace('_', "-");
+            if lower != s.v
+                && (if subdomain { values::is_dns_subdomain(&lower) } else { values::is_dns_label(&lower) })
+            {
+                d = d.help(format!("did you mean `{lower}`?"));
+            }
+            self.report(d);
+        }
+        ok
+    }
+
+    /// Decode one document.
+    pub fn document(&mut self, doc: &Node) -> Resource {
+        let Some(mut top) = self.obj(doc, "document") else { return Resource::Invalid };
+        let api = top.take("apiVersion").and_then(|n| self.str(n, "apiVersion"));
+        let kind = top.take("kind").and_then(|n| self.str(n, "kind"));
+        let (Some(api), Some(kind)) = (api, kind) else {
+            let d = Diagnostic::new(
+                Code::NotAResource,
+                "document is not a resource: it needs `apiVersion` and `kind`",
+            )
+            .at(self.loc(doc), "no `apiVersion` or `kind`")
+            .help("every document must be a Kubernetes-style resource, e.g. `apiVersion: meshc.dev/v1alpha1` and `kind: MeshService`");
+            self.report(d);
+            return Resource::Invalid;
+        };
+        let (group, _version) = match api.v.rsplit_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), api.v.clone()),
+        };
+        let k = kind.v.as_str();
+        let accepted: Option<&[&str]> = match (group.as_str(), k) {
+            ("meshc.dev", "Mesh" | "MeshService" | "Sidecar" | "MeshRoute") => Some(&[NATIVE_API_VERSION]),
+            ("", "Service") => Some(&["v1"]),
+            (GATEWAY_GROUP, "HTTPRoute") => {
+                Some(&["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"])
+            }
+            _ => None,
+        };
+        let Some(accepted) = accepted else {
+            // A native kind with a misspelt group gets an error; anything else is skipped.
+            if NATIVE_KINDS.contains(&k) && group != "meshc.dev" {
+                let d = Diagnostic::new(
+                    Code::UnknownApiVersion,
+                    format!("`{}` is not an apiVersion of `{k}`", api.v),
+                )
+                .at(api.loc, "unknown apiVersion")
+                .help(format!("use `apiVersion: {NATIVE_API_VERSION}`"));
+                self.report(d);
+                return Resource::Invalid;
+            }
+            return Resource::Skipped { kind: format!("{}/{}", api.v, k), loc: kind.loc };
+        };
+        if !accepted.contains(&api.v.as_str()) {
+            let mut d = Diagnostic::new(
+                Code::UnknownApiVersion,
+                format!("`{}` is not an apiVersion meshc reads for `{k}`", api.v),
+            )
+            .at(api.loc, "unsupported apiVersion");
+            d = d.help(format!("use {}", slugify_list(accepted)));
+            self.report(d);
+            return Resource::Invalid;
+        }
+        let meta = top.take("metadata");
+        let spec = top.take("spec");
+        // `status` is written by controllers; it is read and ignored.
+        let _ = top.take("status");
+        self.finish(top, fields::TOP, &format!("`{k}`"));
+        let Some(meta_node) = meta else {
+            let d = Diagnostic::new(Code::MissingField, format!("missing field `metadata` in `{k}`"))
+                .at(self.loc(doc), "`metadata` with a `name` is required");
+            self.report(d);
+            return Resource::Invalid;
+        };
+        let Some(meta) = self.metadata(meta_node, k) else { return Resource::Invalid };
+        let what = format!("`{k}` `{}`", meta.name.v);
+        match k {
+            "Mesh" => self.mesh(meta, spec, &what).map_or(Resource::Invalid, Resource::Mesh),
+            "MeshService" => {
+                self.mesh_service(meta, spec, &what).map_or(Resource::Invalid, Resource::Service)
+            }
+            "Service" => self.k8s_service(meta, spec, &what).map_or(Resource::Invalid, Resource::Service),
+            "Sidecar" => self.sidecar(meta, spec, &what).map_or(Resource::Invalid, Resource::Sidecar),
+            "MeshRoute" => self
+                .route(meta, spec, &what, Origin::Native)
+                .map_or(Resource::Invalid, Resource::Route),
+            _ => self
+                .route(meta, spec, &what, Origin::GatewayApi)
+                .map_or(Resource::Invalid, Resource::Route),
+        }
+    }
+
+    fn metadata(&mut self, n: &Node, kind: &str) -> Option<Meta> {
+        let mut o = self.obj(n, "metadata")?;
+        let name = self.req_str(&mut o, "name", "metadata");
+        let namespace = self.opt_str(&mut o, "namespace", "metadata");
+        let ts = o.take("creationTimestamp").and_then(|t| {
+            let s = self.str_lenient(t, "metadata.creationTimestamp")?;
+            match values::normalize_timestamp(&s.v) {
+                Some(v) => Some(v),
+                None => {
+                    let d = Diagnostic::new(
+                        Code::InvalidTimestamp,
+                        format!("`{}` is not an RFC 3339 timestamp", s.v),
+                    )
+                    .at(s.loc, "invalid timestamp")
+                    .help("write it as Kubernetes does, e.g. `2024-05-01T10:00:00Z`");
+                    self.report(d);
+                    None
+                }
+            }
+        });
+        for key in ["labels", "annotations"] {
+            if let Some(m) = o.take(key) {
+                if let Some(mut lo) = self.obj(m, &format!("metadata.{key}")) {
+                    let keys: Vec<String> = lo.entries.iter().map(|(k, _, _)| k.to_string()).collect();
+                    for k in keys {
+                        if let Some(v) = lo.take(&k) {
+                            self.str_lenient(v, &format!("metadata.{key}.{k}"));
+                        }
+                    }
+                }
+            }
+        }
+        self.finish(o, fields::METADATA, "metadata");
+        let name = name?;
+        let subdomain = matches!(kind, "HTTPRoute" | "MeshRoute" | "Mesh" | "Sidecar");
+        let name_ok = self.name_check(&name, &format!("{kind} name"), subdomain);
+        let namespace = match namespace {
+            Some(ns) => {
+                let ok = self.name_check(&ns, "namespace", false);
+                if !ok {
+                    return None;
+                }
+                ns
+            }
+            None => S::new(self.default_namespace.to_string(), name.loc),
+        };
+        if !name_ok {
+            return None;
+        }
+        Some(Meta { name, namespace, creation_timestamp: ts })
+    }
+
+    fn spec<'n>(&mut self, spec: Option<&'n Node>, what: &str, doc_loc: Loc) -> Option<Obj<'n>> {
+        match spec {
+            Some(s) => self.obj(s, &format!("{what} spec")),
+            None => {
+                let d = Diagnostic::new(Code::MissingField, format!("missing field `spec` in {what}"))
+                    .at(doc_loc, "`spec` is required");
+                self.report(d);
+                None
+            }
+        }
+    }
+
+    fn mesh(&mut self, meta: Meta, spec: Option<&Node>, what: &str) -> Option<MeshConfig> {
+        let mut m = MeshConfig { name: meta.name.v.clone(), loc: Some(meta.name.loc), ..MeshConfig::default() };
+        let Some(spec) = spec else { return Some(m) };
+        let mut o = self.obj(spec, &format!("{what} spec"))?;
+        if let Some(td) = self.opt_str(&mut o, "trustDomain", "spec") {
+            if values::is_dns_subdomain(&td.v) {
+                m.trust_domain = td.v;
+            } else {
+                let d = Diagnostic::new(Code::InvalidHostname, format!("`{}` is not a valid trust domain", td.v))
+                    .at(td.loc, "invalid trust domain")
+                    .help("a SPIFFE trust domain is a lower-case DNS name such as `cluster.local`");
+                self.report(d);
+            }
+        }
+        if let Some(n) = o.take("mtls") {
+            if let Some(mut mo) = self.obj(n, "spec.mtls") {
+                if let Some(mode) = mo.take("mode") {
+                    if let Some(v) = self.choice(mode, "spec.mtls.mode", &[("strict", MtlsMode::Strict), ("permissive", MtlsMode::Permissive)]) {
+                        m.mtls = v;
+                    }
+                }
+                self.finish(mo, fields::MESH_MTLS, "`spec.mtls`");
+            }
+        }
+        if let Some(n) = o.take("authorization") {
+            if let Some(mut ao) = self.obj(n, "spec.authorization") {
+                if let Some(mode) = ao.take("mode") {
+                    if let Some(v) = self.authz_mode(mode, "spec.authorization.mode") {
+                        m.authz_mode = v;
+                    }
+                }
+                if let Some(h) = ao.take("contextHeaders") {
+                    for item in self.seq(h, "spec.authorization.contextHeaders") {
+                        if let Some(s) = self.str(item, "contextHeaders[]") {
+                            if self.header_name_ok(&s) {
+                                m.context_headers.push(S::new(s.v.to_ascii_lowercase(), s.loc));
+                            }
+                        }
+                    }
+                }
+                self.finish(ao, fields::MESH_AUTHZ, "`spec.authorization`");
+            }
+        }
+        if let Some(n) = o.take("defaults") {
+            if let Some(mut dobj) = self.obj(n, "spec.defaults") {
+                if let Some(b) = dobj.take("retryBudget") {
+                    m.default_retry_budget = self.retry_budget(b, "spec.defaults.retryBudget");
+                }
+                if let Some(t) = dobj.take("timeouts") {
+                    if let Some(mut to) = self.obj(t, "spec.defaults.timeouts") {
+                        if let Some(r) = to.take("request") {
+                            m.default_request_timeout_ms = self.duration(r, "spec.defaults.timeouts.request").map(|d| d.v);
+                        }
+                        self.finish(to, fields::MESH_DEFAULT_TIMEOUTS, "`spec.defaults.timeouts`");
+                    }
+                }
+                self.finish(dobj, fields::MESH_DEFAULTS, "`spec.defaults`");
+            }
+        }
+        if let Some(n) = o.take("sidecar") {
+            if let Some(mut so) = self.obj(n, "spec.sidecar") {
+                if let Some(p) = self.opt_port(&mut so, "inboundPort", "spec.sidecar") {
+                    m.sidecar_ports.inbound = p.v;
+                }
+                if let Some(p) = self.opt_port(&mut so, "outboundPort", "spec.sidecar") {
+                    m.sidecar_ports.outbound = p.v;
+                }
+                if let Some(p) = self.opt_port(&mut so, "adminPort", "spec.sidecar") {
+                    m.sidecar_ports.admin = p.v;
+                }
+                self.finish(so, fields::MESH_SIDECAR, "`spec.sidecar`");
+            }
+        }
+        self.finish(o, fields::MESH_SPEC, &format!("{what} spec"));
+        Some(m)
+    }
+
+    fn authz_mode(&mut self, n: &Node, what: &str) -> Option<AuthzMode> {
+        self.choice(n, what, &[("enforce", AuthzMode::Enforce), ("audit", AuthzMode::Audit)])
+    }
+
+    fn retry_budget(&mut self, n: &Node, what: &str) -> Option<RetryBudget> {
+        let mut o = self.obj(n, what)?;
+        let percent = match o.take("percent") {
+            Some(p) => self.u32_in(p, &format!("{what}.percent"), 0, 100, Code::InvalidValue).map(|v| v.v),
+            None => {
+                self.missing(&o, "percent", &format!("`{what}`"));
+                None
+            }
+        };
+        let min = match o.take("minRetriesPerSecond") {
+            Some(p) => self.u32_in(p, &format!("{what}.minRetriesPerSecond"), 0, 1_000_000, Code::InvalidValue).map(|v| v.v),
+            None => Some(10),
+        };
+        self.finish(o, fields::RETRY_BUDGET, &format!("`{what}`"));
+        Some(RetryBudget { percent: percent?, min_per_second: min? })
+    }
+
+    fn protocol(&mut self, n: &Node, what: &str) -> Option<Protocol> {
+        self.choice(n, what, &[("http", Protocol::Http), ("http2", Protocol::Http2), ("grpc", Protocol::Grpc)])
+    }
+
+    fn endpoints(&mut self, n: &Node, what: &str) -> Vec<EndpointCfg> {
+        let mut out = Vec::new();
+        for item in self.seq(n, what) {
+            let Some(mut o) = self.obj(item, &format!("{what}[]")) else { continue };
+            let address = self.req_str(&mut o, "address", &format!("{what}[]"));
+            let port = self.opt_port(&mut o, "port", &format!("{what}[]"));
+            self.finish(o, fields::ENDPOINT, &format!("`{what}[]`"));
+            if let Some(a) = address {
+                if !values::is_valid_host(&a.v) {
+                    let d = Diagnostic::new(Code::InvalidHostname, format!("`{}` is not a valid address", a.v))
+                        .at(a.loc, "invalid address")
+                        .help("an endpoint address is an IP address or a DNS name, without port or scheme");
+                    self.report(d);
+                    continue;
+                }
+                out.push(EndpointCfg { address: a.v, port: port.map(|p| p.v), loc: self.loc(item) });
+            }
+        }
+        out
+    }
+
+    fn mesh_service(&mut self, meta: Meta, spec: Option<&Node>, what: &str) -> Option<Service> {
+        let mut o = self.spec(spec, what, meta.name.loc)?;
+        let mut svc = Service {
+            namespace: meta.namespace.v.clone(),
+            name: meta.name.v.clone(),
+            loc: meta.name.loc,
+            origin: Origin::Native,
+            ports: Vec::new(),
+            versions: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        match o.take("ports") {
+            Some(p) => {
+                for item in self.seq(p, "spec.ports") {
+                    let Some(mut po) = self.obj(item, "spec.ports[]") else { continue };
+                    let name = self.opt_str(&mut po, "name", "spec.ports[]");
+                    let port = match po.take("port") {
+                        Some(n) => self.port(n, "spec.ports[].port"),
+                        None => {
+                            self.missing(&po, "port", "`spec.ports[]`");
+                            None
+                        }
+                    };
+                    let protocol = po.take("protocol").map(|n| self.protocol(n, "spec.ports[].protocol"));
+                    let target = self.opt_port(&mut po, "targetPort", "spec.ports[]");
+                    self.finish(po, fields::MESH_SERVICE_PORT, "`spec.ports[]`");
+                    if let Some(port) = port {
+                        svc.ports.push(ServicePort {
+                            name: name.map(|n| n.v),
+                            port: port.v,
+                            target_port: target.map(|t| t.v),
+                            protocol: protocol.flatten().unwrap_or(Protocol::Http),
+                            loc: self.loc(item),
+                        });
+                    }
+                }
+            }
+            None => self.missing(&o, "ports", &format!("{what} spec")),
+        }
+        if let Some(v) = o.take("versions") {
+            for item in self.seq(v, "spec.versions") {
+                let Some(mut vo) = self.obj(item, "spec.versions[]") else { continue };
+                let name = self.req_str(&mut vo, "name", "spec.versions[]");
+                let mut labels = BTreeMap::new();
+                if let Some(l) = vo.take("labels") {
+                    if let Some(mut lo) = self.obj(l, "spec.versions[].labels") {
+                        let keys: Vec<String> = lo.entries.iter().map(|(k, _, _)| k.to_string()).collect();
+                        for k in keys {
+                            if let Some(val) = lo.take(&k).and_then(|n| self.str_lenient(n, "label value")) {
+                                labels.insert(k, val.v);
+                            }
+                        }
+                    }
+                }
+                let endpoints = match vo.take("endpoints") {
+                    Some(e) => self.endpoints(e, "spec.versions[].endpoints"),
+                    None => Vec::new(),
+                };
+                self.finish(vo, fields::VERSION, "`spec.versions[]`");
+                if let Some(name) = name {
+                    if self.name_check(&name, "version name", false) {
+                        svc.versions.push(Version { name: name.v, labels, endpoints, loc: name.loc });
+                    }
+                }
+            }
+        }
+        if let Some(e) = o.take("endpoints") {
+            svc.endpoints = self.endpoints(e, "spec.endpoints");
+        }
+        self.finish(o, fields::MESH_SERVICE_SPEC, &format!("{what} spec"));
+        Some(svc)
+    }
+
+    fn k8s_service(&mut self, meta: Meta, spec: Option<&Node>, what: &str) -> Option<Service> {
+        let mut o = self.spec(spec, what, meta.name.loc)?;
+        let mut svc = Service {
+            namespace: meta.namespace.v.clone(),
+            name: meta.name.v.clone(),
+            loc: meta.name.loc,
+            origin: Origin::Kubernetes,
+            ports: Vec::new(),
+            versions: Vec::new(),
+            endpoints: Vec::new(),
+        };
+        if let Some(p) = o.take("ports") {
+            for item in self.seq(p, "spec.ports") {
+                let Some(mut po) = self.obj(item, "spec.ports[]") else { continue };
+                let name = self.opt_str(&mut po, "name", "spec.ports[]");
+                let port = match po.take("port") {
+                    Some(n) => self.port(n, "spec.ports[].port"),
+                    None => {
+                        self.missing(&po, "port", "`spec.ports[]`");
+                        None
+                    }
+                };
+                // targetPort may be a number or a named container port.
+                let target = po.take("targetPort").and_then(|t| match &t.value {
+                    Value::Str(s) if s.parse::<u16>().is_err() => None,
+                    _ => self.port(t, "spec.ports[].targetPort"),
+                });
+                if let Some(proto) = po.take("protocol") {
+                    self.choice(proto, "spec.ports[].protocol", &[("TCP", ()), ("UDP", ()), ("SCTP", ())]);
+                }
+                let app = self.opt_str(&mut po, "appProtocol", "spec.ports[]");
+                let _ = po.take("nodePort");
+                self.finish(po, fields::K8S_SERVICE_PORT, "`spec.ports[]`");
+                let protocol = values::infer_protocol(app.as_ref().map(|a| a.v.as_str()), name.as_ref().map(|n| n.v.as_str()));
+                if let Some(port) = port {
+                    svc.ports.push(ServicePort {
+                        name: name.map(|n| n.v),
+                        port: port.v,
+                        target_port: target.map(|t| t.v),
+                        protocol,
+                        loc: self.loc(item),
+                    });
+                }
+            }
+        }
+        for key in fields::K8S_SERVICE_SPEC {
+            let _ = o.take(key);
+        }
+        self.finish(o, fields::K8S_SERVICE_SPEC, &format!("{what} spec"));
+        Some(svc)
+    }
+
+    fn sidecar(&mut self, meta: Meta, spec: Option<&Node>, what: &str) -> Option<Sidecar> {
+        let mut o = self.spec(spec, what, meta.name.loc)?;
+        let service = self.req_str(&mut o, "service", &format!("{what} spec"));
+        let mut sc = Sidecar {
+            namespace: meta.namespace.v.clone(),
+            name: meta.name.v.clone(),
+            loc: meta.name.loc,
+            service: service.clone().unwrap_or_else(|| S::new(String::new(), meta.name.loc)),
+            inbound_port: None,
+            outbound_port: None,
+            admin_port: None,
+            app_port: None,
+            app_protocol: None,
+            egress: None,
+            authz_mode: None,
+        };
+        if let Some(l) = o.take("listeners") {
+            if let Some(mut lo) = self.obj(l, "spec.listeners") {
+                sc.inbound_port = self.opt_port(&mut lo, "inbound", "spec.listeners");
+                sc.outbound_port = self.opt_port(&mut lo, "outbound", "spec.listeners");
+                sc.admin_port = self.opt_port(&mut lo, "admin", "spec.listeners");
+                self.finish(lo, fields::SIDECAR_LISTENERS, "`spec.listeners`");
+            }
+        }
+        if let Some(a) = o.take("app") {
+            if let Some(mut ao) = self.obj(a, "spec.app") {
+                sc.app_port = self.opt_port(&mut ao, "port", "spec.app");
+                sc.app_protocol = ao.take("protocol").and_then(|p| self.protocol(p, "spec.app.protocol"));
+                self.finish(ao, fields::SIDECAR_APP, "`spec.app`");
+            }
+        }
+        if let Some(e) = o.take("egress") {
+            let mut list = Vec::new();
+            for item in self.seq(e, "spec.egress") {
+                match &item.value {
+                    Value::Str(s) => {
+                        let (ns, name) = match s.split_once('/') {
+                            Some((ns, n)) => (ns.to_string(), n.to_string()),
+                            None => (sc.namespace.clone(), s.clone()),
+                        };
+                        list.push(EgressRef { namespace: ns, name, loc: self.loc(item) });
+                    }
+                    Value::Map(_) => {
+                        let Some(mut eo) = self.obj(item, "spec.egress[]") else { continue };
+                        let name = self.req_str(&mut eo, "service", "spec.egress[]");
+                        let ns = self.opt_str(&mut eo, "namespace", "spec.egress[]");
+                        self.finish(eo, fields::EGRESS, "`spec.egress[]`");
+                        if let Some(name) = name {
+                            list.push(EgressRef {
+                                namespace: ns.map_or_else(|| sc.namespace.clone(), |n| n.v),
+                                name: name.v,
+                                loc: self.loc(item),
+                            });
+                        }
+                    }
+                    _ => self.wrong_type(item, "spec.egress[]", "a string or a mapping"),
+                }
+            }
+            sc.egress = Some(list);
+        }
+        if let Some(a) = o.take("authorization") {
+            if let Some(mut ao) = self.obj(a, "spec.authorization") {
+                sc.authz_mode = ao.take("mode").and_then(|m| self.authz_mode(m, "spec.authorization.mode"));
+                self.finish(ao, fields::SIDECAR_AUTHZ, "`spec.authorization`");
+            }
+        }
+        self.finish(o, fields::SIDECAR_SPEC, &format!("{what} spec"));
+        service.map(|_| sc)
+    }
+
+    fn route(&mut self, meta: Meta, spec: Option<&Node>, what: &str, origin: Origin) -> Option<Route> {
+        let native = origin == Origin::Native;
+        let mut o = self.spec(spec, what, meta.name.loc)?;
+        let mut route = Route {
+            namespace: meta.namespace.v.clone(),
+            name: meta.name.v.clone(),
+            loc: meta.name.loc,
+            origin,
+            creation_timestamp: meta.creation_timestamp.clone(),
+            parents: Vec::new(),
+            hostnames: Vec::new(),
+            rules: Vec::new(),
+        };
+        match o.take("parentRefs") {
+            Some(p) => {
+                for item in self.seq(p, "spec.parentRefs") {
+                    if let Some(pr) = self.parent_ref(item, native, &route.namespace) {
+                        route.parents.push(pr);
+                    }
+                }
+            }
+            None => self.missing(&o, "parentRefs", &format!("{what} spec")),
+        }
+        if let Some(h) = o.take("hostnames") {
+            for item in self.seq(h, "spec.hostnames") {
+                if let Some(s) = self.str(item, "spec.hostnames[]") {
+                    if values::is_valid_route_hostname(&s.v) {
+                        route.hostnames.push(S::new(s.v.to_ascii_lowercase(), s.loc));
+                    } else {
+                        let d = Diagnostic::new(Code::InvalidHostname, format!("`{}` is not a valid hostname", s.v))
+                            .at(s.loc, "invalid hostname")
+                            .help("a route hostname is a DNS name, optionally starting with `*.`, without port");
+                        self.report(d);
+                    }
+                }
+            }
+        }
+        if let Some(r) = o.take("rules") {
+            for item in self.seq(r, "spec.rules") {
+                if let Some(rule) = self.rule(item, native, &route.namespace) {
+                    route.rules.push(rule);
+                }
+            }
+        } else {
+            // Gateway API: a route without rules has one rule matching everything, which has no
+            // backends; meshc requires rules so that the route does something.
+            self.missing(&o, "rules", &format!("{what} spec"));
+        }
+        self.finish(o, fields::ROUTE_SPEC, &format!("{what} spec"));
+        Some(route)
+    }
+
+    fn parent_ref(&mut self, n: &Node, native: bool, route_ns: &str) -> Option<ParentRef> {
+        let mut o = self.obj(n, "spec.parentRefs[]")?;
+        let default_group = if native { "" } else { GATEWAY_GROUP };
+        let default_kind = if native { "Service" } else { "Gateway" };
+        let group = self.opt_str(&mut o, "group", "spec.parentRefs[]").map_or(default_group.to_string(), |g| g.v);
+        let kind = self.opt_str(&mut o, "kind", "spec.parentRefs[]").map_or(default_kind.to_string(), |k| k.v);
+        let namespace = self.opt_str(&mut o, "namespace", "spec.parentRefs[]").map_or(route_ns.to_string(), |n| n.v);
+        let name = self.req_str(&mut o, "name", "spec.parentRefs[]");
+        let _ = o.take("sectionName");
+        let port = self.opt_port(&mut o, "port", "spec.parentRefs[]");
+        self.finish(o, fields::PARENT_REF, "`spec.parentRefs[]`");
+        Some(ParentRef { group, kind, namespace, name: name?.v, port, loc: self.loc(n) })
+    }
+
+    fn rule(&mut self, n: &Node, native: bool, route_ns: &str) -> Option<Rule> {
+        let mut o = self.obj(n, "spec.rules[]")?;
+        let mut rule = Rule {
+            loc: self.loc(n),
+            matches: Vec::new(),
+            backends: Vec::new(),
+            filters: Vec::new(),
+            timeouts: Timeouts::default(),
+            retry: None,
+        };
+        let _ = o.take("name");
+        if let Some(m) = o.take("matches") {
+            for item in self.seq(m, "spec.rules[].matches") {
+                if let Some(mt) = self.route_match(item) {
+                    rule.matches.push(mt);
+                }
+            }
+        }
+        if let Some(f) = o.take("filters") {
+            for item in self.seq(f, "spec.rules[].filters") {
+                if let Some(filter) = self.filter(item) {
+                    rule.filters.push(filter);
+                }
+            }
+        }
+        if let Some(b) = o.take("backendRefs") {
+            for item in self.seq(b, "spec.rules[].backendRefs") {
+                if let Some(br) = self.backend_ref(item, native, route_ns) {
+                    rule.backends.push(br);
+                }
+            }
+        }
+        if let Some(t) = o.take("timeouts") {
+            if let Some(mut to) = self.obj(t, "spec.rules[].timeouts") {
+                rule.timeouts.request = to.take("request").and_then(|r| self.duration(r, "timeouts.request"));
+                rule.timeouts.backend_request =
+                    to.take("backendRequest").and_then(|r| self.duration(r, "timeouts.backendRequest"));
+                self.finish(to, fields::TIMEOUTS, "`spec.rules[].timeouts`");
+            }
+        }
+        if let Some(r) = o.take("retry") {
+            rule.retry = self.retry(r, native);
+        }
+        if let Some(sp) = o.take("sessionPersistence") {
+            let d = Diagnostic::new(Code::UnsupportedFilter, "`sessionPersistence` is not supported by mesh-proxy and is ignored")
+                .at(self.loc(sp), "ignored");
+            self.report(d);
+        }
+        self.finish(o, fields::RULE, "`spec.rules[]`");
+        Some(rule)
+    }
+
+    fn retry(&mut self, n: &Node, native: bool) -> Option<Retry> {
+        let mut o = self.obj(n, "spec.rules[].retry")?;
+        let attempts = o
+            .take("attempts")
+            .and_then(|a| self.u32_in(a, "retry.attempts", 0, 10, Code::InvalidValue))
+            .map_or(1, |a| a.v);
+        let mut codes = Vec::new();
+        if let Some(c) = o.take("codes") {
+            for item in self.seq(c, "retry.codes") {
+                if let Some(code) = self.u32_in(item, "retry.codes[]", 400, 599, Code::InvalidStatus) {
+                    codes.push(u16::try_from(code.v).unwrap_or(0));
+                }
+            }
+        }
+        let backoff = o.take("backoff").and_then(|b| self.duration(b, "retry.backoff")).map_or(25, |b| b.v);
+        let mut max_backoff = None;
+        let mut budget = None;
+        if native {
+            max_backoff = o.take("maxBackoff").and_then(|b| self.duration(b, "retry.maxBackoff")).map(|b| b.v);
+            budget = o.take("budget").and_then(|b| self.retry_budget(b, "retry.budget"));
+        }
+        let known = if native { fields::MESH_RETRY } else { fields::HTTP_RETRY };
+        self.finish(o, known, "`spec.rules[].retry`");
+        codes.sort_unstable();
+        codes.dedup();
+        Some(Retry { loc: self.loc(n), attempts, codes, backoff_ms: backoff, max_backoff_ms: max_backoff, budget })
+    }
+
+    fn route_match(&mut self, n: &Node) -> Option<Match> {
+        let mut o = self.obj(n, "spec.rules[].matches[]")?;
+        let loc = self.loc(n);
+        let path = match o.take("path") {
+            Some(p) => self.path_match(p)?,
+            None => S::new(PathMatch::PathPrefix("/".to_string()), loc),
+        };
+        let method = o.take("method").and_then(|m| {
+            let s = self.str(m, "matches[].method")?;
+            if values::METHODS.contains(&s.v.as_str()) {
+                Some(s)
+            } else {
+                let mut d = Diagnostic::new(Code::InvalidMethod, format!("`{}` is not an HTTP method Gateway API matches", s.v))
+                    .at(s.loc, "invalid method");
+                d = match did_you_mean(&s.v.to_ascii_uppercase(), values::METHODS.iter().copied()) {
+                    Some(h) => d.help(h),
+                    None if values::METHODS.contains(&s.v.to_ascii_uppercase().as_str()) => {
+                        d.help(format!("methods are upper case: did you mean `{}`?", s.v.to_ascii_uppercase()))
+                    }
+                    None => d.help(format!("expected one of {}", slugify_list(values::METHODS))),
+                };
+                self.report(d);
+                None
+            }
+        });
+        let mut headers = Vec::new();
+        if let Some(h) = o.take("headers") {
+            for item in self.seq(h, "matches[].headers") {
+                if let Some(v) = self.value_match(item, "matches[].headers[]", true) {
+                    if headers.iter().any(|x: &S<ValueMatch>| x.v.name == v.v.name) {
+                        let d = Diagnostic::new(Code::InvalidValue, format!("header `{}` is matched twice in one match", v.v.name))
+                            .at(v.loc, "repeated header name")
+                            .help("Gateway API uses only the first match of a header name; merge them or remove one");
+                        self.report(d);
+                        continue;
+                    }
+                    headers.push(v);
+                }
+            }
+        }
+        let mut query = Vec::new();
+        if let Some(q) = o.take("queryParams") {
+            for item in self.seq(q, "matches[].queryParams") {
+                if let Some(v) = self.value_match(item, "matches[].queryParams[]", false) {
+                    if query.iter().any(|x: &S<ValueMatch>| x.v.name == v.v.name) {
+                        let d = Diagnostic::new(Code::InvalidValue, format!("query parameter `{}` is matched twice in one match", v.v.name))
+                            .at(v.loc, "repeated query parameter")
+                            .help("Gateway API uses only the first match of a parameter name; merge them or remove one");
+                        self.report(d);
+                        continue;
+                    }
+                    query.push(v);
+                }
+            }
+        }
+        self.finish(o, fields::MATCH, "`spec.rules[].matches[]`");
+        Some(Match { loc, path, method, headers, query })
+    }
+
+    fn path_match(&mut self, n: &Node) -> Option<S<PathMatch>> {
+        let mut o = self.obj(n, "matches[].path")?;
+        #[derive(Clone, Copy)]
+        enum K {
+            Exact,
+            Prefix,
+            Regex,
+        }
+        let kind = match o.take("type") {
+            Some(t) => self.choice(t, "path.type", &[("Exact", K::Exact), ("PathPrefix", K::Prefix), ("RegularExpression", K::Regex)])?,
+            None => K::Prefix,
+        };
+        let value = match o.take("value") {
+            Some(v) => self.str(v, "path.value")?,
+            None => S::new("/".to_string(), self.loc(n)),
+        };
+        self.finish(o, fields::PATH, "`matches[].path`");
+        let pm = match kind {
+            K::Regex => {
+                if let Err(e) = mesh_artifact::matcher::full_match_regex(&value.v) {
+                    self.bad_regex(&value, &e);
+                    return None;
+                }
+                PathMatch::RegularExpression(value.v.clone())
+            }
+            K::Exact | K::Prefix => {
+                if let Err(why) = values::check_path(&value.v) {
+                    let d = Diagnostic::new(Code::InvalidPath, format!("`{}` is not a valid path", value.v))
+                        .at(value.loc, why)
+                        .help("paths start with `/` and contain no `?`, `#` or whitespace; use `queryParams` to match the query");
+                    self.report(d);
+                    return None;
+                }
+                if matches!(kind, K::Exact) {
+                    PathMatch::Exact(value.v.clone())
+                } else {
+                    PathMatch::PathPrefix(value.v.clone())
+                }
+            }
+        };
+        Some(S::new(pm, value.loc))
+    }
+
+    fn bad_regex(&mut self, value: &S<String>, e: &regex::Error) {
+        let msg = e.to_string();
+        let detail = msg.lines().rev().find(|l| l.starts_with("error:")).unwrap_or("invalid regular expression");
+        let d = Diagnostic::new(Code::InvalidRegex, format!("`{}` is not a valid regular expression", value.v))
+            .at(value.loc, detail.trim_start_matches("error:").trim().to_string())
+            .help("regular expressions use RE2 syntax (the Rust `regex` crate) and must match the whole value");
+        self.report(d);
+    }
+
+    fn header_name_ok(&mut self, s: &S<String>) -> bool {
+        if values::is_header_name(&s.v) {
+            return true;
+        }
+        let d = Diagnostic::new(Code::InvalidHeaderName, format!("`{}` is not a valid header name", s.v))
+            .at(s.loc, "invalid header name")
+            .help("header names are HTTP tokens: letters, digits and ``!#$%&'*+-.^_`|~``, no spaces or `:`");
+        self.report(d);
+        false
+    }
+
+    fn value_match(&mut self, n: &Node, what: &str, header: bool) -> Option<S<ValueMatch>> {
+        let mut o = self.obj(n, what)?;
+        let kind = match o.take("type") {
+            Some(t) => self.choice(t, &format!("{what}.type"), &[("Exact", MatchKind::Exact), ("RegularExpression", MatchKind::RegularExpression)])?,
+            None => MatchKind::Exact,
+        };
+        let name = self.req_str(&mut o, "name", what);
+        let value = match o.take("value") {
+            Some(v) => self.str_lenient(v, &format!("{what}.value")),
+            None => {
+                self.missing(&o, "value", &format!("`{what}`"));
+                None
+            }
+        };
+        self.finish(o, fields::VALUE_MATCH, &format!("`{what}`"));
+        let (name, value) = (name?, value?);
+        if header && !self.header_name_ok(&name) {
+            return None;
+        }
+        if kind == MatchKind::RegularExpression {
+            if let Err(e) = mesh_artifact::matcher::full_match_regex(&value.v) {
+                self.bad_regex(&value, &e);
+                return None;
+            }
+        }
+        let name_v = if header { name.v.to_ascii_lowercase() } else { name.v };
+        Some(S::new(ValueMatch { name: name_v, kind, value: value.v }, self.loc(n)))
+    }
+
+    fn backend_ref(&mut self, n: &Node, native: bool, route_ns: &str) -> Option<BackendRef> {
+        let mut o = self.obj(n, "spec.rules[].backendRefs[]")?;
+        let group = self.opt_str(&mut o, "group", "backendRefs[]").map_or(String::new(), |g| g.v);
+        let kind = self.opt_str(&mut o, "kind", "backendRefs[]").map_or("Service".to_string(), |k| k.v);
+        let name = self.req_str(&mut o, "name", "backendRefs[]");
+        let namespace = self.opt_str(&mut o, "namespace", "backendRefs[]").map_or(route_ns.to_string(), |n| n.v);
+        let port = self.opt_port(&mut o, "port", "backendRefs[]");
+        let weight = match o.take("weight") {
+            Some(w) => self.u32_in(w, "backendRefs[].weight", 0, 1_000_000, Code::InvalidWeight).map_or(1, |w| w.v),
+            None => 1,
+        };
+        if let Some(f) = o.take("filters") {
+            let d = Diagnostic::new(Code::UnsupportedFilter, "per-backend `filters` are not supported by mesh-proxy and are ignored")
+                .at(self.loc(f), "ignored")
+                .help("move the filters to the rule's `filters`");
+            self.report(d);
+        }
+        let version = if native { self.opt_str(&mut o, "version", "backendRefs[]") } else { None };
+        let known = if native { fields::MESH_BACKEND_REF } else { fields::BACKEND_REF };
+        self.finish(o, known, "`spec.rules[].backendRefs[]`");
+        Some(BackendRef { group, kind, namespace, name: name?.v, port, version, weight, loc: self.loc(n) })
+    }
+
+    fn header_modifier(&mut self, n: &Node, what: &str) -> Option<HeaderModifier> {
+        let mut o = self.obj(n, what)?;
+        let mut m = HeaderModifier::default();
+        for (key, is_set) in [("set", true), ("add", false)] {
+            if let Some(list) = o.take(key) {
+                for item in self.seq(list, &format!("{what}.{key}")) {
+                    let Some(mut ho) = self.obj(item, &format!("{what}.{key}[]")) else { continue };
+                    let name = self.req_str(&mut ho, "name", &format!("{what}.{key}[]"));
+                    let value = match ho.take("value") {
+                        Some(v) => self.str_lenient(v, "value"),
+                        None => {
+                            self.missing(&ho, "value", &format!("`{what}.{key}[]`"));
+                            None
+                        }
+                    };
+                    self.finish(ho, fields::HEADER_VALUE, &format!("`{what}.{key}[]`"));
+                    if let (Some(name), Some(value)) = (name, value) {
+                        if self.header_name_ok(&name) {
+                            let pair = (name.v.to_ascii_lowercase(), value.v);
+                            if is_set { m.set.push(pair) } else { m.add.push(pair) }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(list) = o.take("remove") {
+            for item in self.seq(list, &format!("{what}.remove")) {
+                if let Some(name) = self.str(item, &format!("{what}.remove[]")) {
+                    if self.header_name_ok(&name) {
+                        m.remove.push(name.v.to_ascii_lowercase());
+                    }
+                }
+            }
+        }
+        self.finish(o, fields::HEADER_MODIFIER, &format!("`{what}`"));
+        Some(m)
+    }
+
+    fn path_modifier(&mut self, n: &Node, what: &str) -> Option<PathModifier> {
+        let mut o = self.obj(n, what)?;
+        #[derive(Clone, Copy)]
+        enum K {
+            Full,
+            Prefix,
+        }
+        let kind = match o.take("type") {
+            Some(t) => self.choice(t, &format!("{what}.type"), &[("ReplaceFullPath", K::Full), ("ReplacePrefixMatch", K::Prefix)]),
+            None => {
+                self.missing(&o, "type", &format!("`{what}`"));
+                None
+            }
+        };
+        let full = self.opt_str(&mut o, "replaceFullPath", what);
+        let prefix = self.opt_str(&mut o, "replacePrefixMatch", what);
+        self.finish(o, fields::PATH_MODIFIER, &format!("`{what}`"));
+        let (field, value) = match kind? {
+            K::Full => ("replaceFullPath", full),
+            K::Prefix => ("replacePrefixMatch", prefix),
+        };
+        let Some(value) = value else {
+            let d = Diagnostic::new(Code::MissingField, format!("missing field `{field}` in `{what}`"))
+                .at(self.loc(n), format!("`{field}` is required by this `type`"));
+            self.report(d);
+            return None;
+        };
+        if let Err(why) = values::check_path(&value.v) {
+            let d = Diagnostic::new(Code::InvalidPath, format!("`{}` is not a valid path", value.v)).at(value.loc, why);
+            self.report(d);
+            return None;
+        }
+        Some(match kind? {
+            K::Full => PathModifier::ReplaceFullPath(value.v),
+            K::Prefix => PathModifier::ReplacePrefixMatch(value.v),
+        })
+    }
+
+    fn filter(&mut self, n: &Node) -> Option<Filter> {
+        let mut o = self.obj(n, "spec.rules[].filters[]")?;
+        let loc = self.loc(n);
+        let types = [
+            ("RequestHeaderModifier", "requestHeaderModifier"),
+            ("ResponseHeaderModifier", "responseHeaderModifier"),
+            ("RequestRedirect", "requestRedirect"),
+            ("URLRewrite", "urlRewrite"),
+            ("RequestMirror", "requestMirror"),
+            ("ExtensionRef", "extensionRef"),
+            ("CORS", "cors"),
+            ("ExternalAuth", "externalAuth"),
+        ];
+        let options: Vec<(&str, &str)> = types.iter().map(|(t, f)| (*t, *f)).collect();
+        let ty = match o.take("type") {
+            Some(t) => self.choice(t, "filters[].type", &options),
+            None => {
+                self.missing(&o, "type", "`filters[]`");
+                None
+            }
+        };
+        let Some(field) = ty else {
+            for (_, f) in &types {
+                let _ = o.take(f);
+            }
+            self.finish(o, fields::FILTER, "`spec.rules[].filters[]`");
+            return None;
+        };
+        let body = o.take(field);
+        for (_, f) in &types {
+            if *f != field && o.take(f).is_some() {
+                if let Some(span) = o.key_loc(f) {
+                    let d = Diagnostic::new(Code::ConflictingFilters, format!("`{f}` does not go with a filter of this `type`"))
+                        .primary(self.file, span, "ignored by this filter type")
+                        .help(format!("this filter's `type` uses `{field}`; put `{f}` in a filter of its own"));
+                    self.report(d);
+                }
+            }
+        }
+        self.finish(o, fields::FILTER, "`spec.rules[].filters[]`");
+        let what = format!("filters[].{field}");
+        let need = |this: &mut Self| -> Option<&Node> {
+            if body.is_none() {
+                let d = Diagnostic::new(Code::MissingField, format!("missing field `{field}` in `filters[]`"))
+                    .at(loc, format!("`{field}` is required by this `type`"));
+                this.report(d);
+            }
+            body
+        };
+        let kind = match field {
+            "requestHeaderModifier" => {
+                let b = need(self)?;
+                FilterKind::RequestHeaders(self.header_modifier(b, &what)?)
+            }
+            "responseHeaderModifier" => {
+                let b = need(self)?;
+                FilterKind::ResponseHeaders(self.header_modifier(b, &what)?)
+            }
+            "requestRedirect" => {
+                let b = need(self)?;
+                FilterKind::Redirect(self.redirect(b, &what)?)
+            }
+            "urlRewrite" => {
+                let b = need(self)?;
+                FilterKind::Rewrite(self.rewrite(b, &what)?)
+            }
+            other => {
+                let d = Diagnostic::new(Code::UnsupportedFilter, format!("filter `{other}` is not supported by mesh-proxy and is ignored"))
+                    .at(loc, "ignored")
+                    .help("supported filters: `RequestHeaderModifier`, `ResponseHeaderModifier`, `RequestRedirect`, `URLRewrite`");
+                self.report(d);
+                FilterKind::Unsupported(other.to_string())
+            }
+        };
+        Some(Filter { kind, loc })
+    }
+
+    fn redirect(&mut self, n: &Node, what: &str) -> Option<Redirect> {
+        let mut o = self.obj(n, what)?;
+        let scheme = o.take("scheme").and_then(|s| self.choice(s, &format!("{what}.scheme"), &[("http", "http"), ("https", "https")]));
+        let hostname = self.opt_str(&mut o, "hostname", what);
+        if let Some(h) = &hostname {
+            if !values::is_valid_host(&h.v) {
+                let d = Diagnostic::new(Code::InvalidHostname, format!("`{}` is not a valid hostname", h.v)).at(h.loc, "invalid hostname");
+                self.report(d);
+            }
+        }
+        let path = o.take("path").and_then(|p| self.path_modifier(p, &format!("{what}.path")));
+        let port = self.opt_port(&mut o, "port", what);
+        let status = match o.take("statusCode") {
+            Some(s) => {
+                let i = self.int(s, &format!("{what}.statusCode"))?;
+                if ![301, 302, 303, 307, 308].contains(&i.v) {
+                    let d = Diagnostic::new(Code::InvalidStatus, format!("`{}` is not a redirect status code", i.v))
+                        .at(i.loc, "not a redirect status")
+                        .help("use 301 or 302 (core), or 303, 307, 308 (extended)");
+                    self.report(d);
+                    return None;
+                }
+                u16::try_from(i.v).unwrap_or(302)
+            }
+            None => 302,
+        };
+        self.finish(o, fields::REDIRECT, &format!("`{what}`"));
+        Some(Redirect {
+            scheme: scheme.map(str::to_string),
+            hostname: hostname.map(|h| h.v.to_ascii_lowercase()),
+            port: port.map(|p| p.v),
+            path,
+            status,
+        })
+    }
+
+    fn rewrite(&mut self, n: &Node, what: &str) -> Option<UrlRewrite> {
+        let mut o = self.obj(n, what)?;
+        let hostname = self.opt_str(&mut o, "hostname", what);
+        let path = o.take("path").and_then(|p| self.path_modifier(p, &format!("{what}.path")));
+        self.finish(o, fields::REWRITE, &format!("`{what}`"));
+        Some(UrlRewrite { hostname: hostname.map(|h| h.v.to_ascii_lowercase()), path })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub name: S<String>,
+    pub namespace: S<String>,
+    pub creation_timestamp: Option<String>,
+}

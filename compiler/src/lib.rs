@@ -1,0 +1,98 @@
+//! `meshc`: validates a mesh definition and compiles it into per-sidecar artifacts.
+//!
+//! Phases, each returning its result together with its diagnostics:
+//! [`load`] (files → [`source::SourceMap`] → [`syntax`] trees → [`decode`] → [`model::Model`]),
+//! [`validate`] (semantic checks), [`policy`] (Cedar), [`lower`] (model → artifacts),
+//! [`explain`]. [`render`] turns diagnostics into text. Only [`load`], [`build`] and
+//! the binary touch the file system.
+
+pub mod build;
+pub mod certs;
+pub mod certs_cmd;
+pub mod decode;
+pub mod diag;
+pub mod docs;
+pub mod explain;
+pub mod load;
+pub mod lower;
+pub mod model;
+pub mod policy;
+pub mod render;
+pub mod schema;
+pub mod source;
+pub mod syntax;
+pub mod validate;
+pub mod values;
+
+use std::path::Path;
+
+pub use diag::{Code, Diagnostic, Severity, Summary};
+pub use load::{LoadOptions, Loaded};
+
+/// The version written into artifacts.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything `meshc check` knows after one run.
+#[derive(Debug)]
+pub struct Checked {
+    pub sources: source::SourceMap,
+    pub model: model::Model,
+    pub policies: policy::Policies,
+    /// Sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+    pub io_error: bool,
+}
+
+impl Checked {
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.diagnostics)
+    }
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Run every check on in-memory inputs.
+pub fn check_loaded(loaded: Loaded) -> Checked {
+    let Loaded { sources, model, mut diagnostics, io_error } = loaded;
+    diagnostics.extend(validate::validate(&model));
+    let (policies, policy_diags) = policy::check(&model, &sources);
+    diagnostics.extend(policy_diags);
+    diagnostics.sort_by_key(Diagnostic::sort_key);
+    diagnostics.dedup();
+    Checked { sources, model, policies, diagnostics, io_error }
+}
+
+/// Run `f` on a thread with a large stack: the YAML parser and Cedar recurse on nested input,
+/// and the depth budgets must be what stops deep input, not the caller's stack size.
+fn with_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        match std::thread::Builder::new().name("meshc-check".into()).stack_size(256 << 20).spawn_scoped(s, f) {
+            Ok(handle) => match handle.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(_) => unreachable_spawn(),
+        }
+    })
+}
+
+#[cold]
+fn unreachable_spawn() -> ! {
+    eprintln!("error: cannot start a thread");
+    std::process::exit(2)
+}
+
+/// Read a directory and run every check.
+pub fn check_dir(root: &Path, opts: &LoadOptions) -> Checked {
+    with_stack(|| check_loaded(load::load_dir(root, opts)))
+}
+
+/// Run every check on (path, text) pairs, without touching the file system.
+pub fn check_sources(inputs: Vec<(String, String)>, opts: &LoadOptions) -> Checked {
+    with_stack(|| {
+        let mut sources = source::SourceMap::default();
+        let (model, diagnostics) = load::build_model(&mut sources, inputs, opts);
+        check_loaded(Loaded { sources, model, diagnostics, io_error: false })
+    })
+}

@@ -1,0 +1,326 @@
+//! Reading a mesh definition directory into sources and a model.
+//!
+//! This is the only module of the library that touches the file system. Everything after it is
+//! a pure function of the [`SourceMap`].
+
+use std::collections::BTreeMap;
+
+use sha2::Digest as _;
+use std::path::{Path, PathBuf};
+
+use crate::decode::{Decoder, Resource};
+use crate::diag::{Code, Diagnostic};
+use crate::model::{Model, PolicyFile};
+use crate::source::{FileId, Loc, SourceMap, Span};
+use crate::syntax::{self, Limits};
+
+/// Options for reading input.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Namespace of documents without `metadata.namespace`.
+    pub default_namespace: String,
+    /// Largest file read, in bytes.
+    pub max_file_bytes: u64,
+    /// Most files read from one directory tree.
+    pub max_files: usize,
+    pub limits: Limits,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            default_namespace: "default".to_string(),
+            max_file_bytes: 8 * 1024 * 1024,
+            max_files: 100_000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The result of reading one directory.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub sources: SourceMap,
+    pub model: Model,
+    pub diagnostics: Vec<Diagnostic>,
+    /// An I/O failure happened (exit code 2).
+    pub io_error: bool,
+}
+
+fn is_input(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "cedar"))
+}
+
+/// Collect input files below `root`, sorted by relative path. Hidden entries (`.git`, ...) are
+/// skipped. Unreadable entries are reported.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+    errors: &mut Vec<(String, String)>,
+    depth: usize,
+) {
+    if depth > 64 {
+        errors.push((rel(root, dir), "directory nesting deeper than 64 levels".to_string()));
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push((rel(root, dir), e.to_string()));
+            return;
+        }
+    };
+    let mut list: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => list.push(e.path()),
+            Err(e) => errors.push((rel(root, dir), e.to_string())),
+        }
+    }
+    list.sort();
+    for path in list {
+        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        // Follow symlinks (ConfigMap mounts, checked-out monorepos) but never loop: depth bounds it.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => walk(root, &path, out, errors, depth + 1),
+            Ok(m) if m.is_file() && is_input(&path) => out.push((rel(root, &path), path)),
+            Ok(_) => {}
+            Err(e) => {
+                if is_input(&path) {
+                    errors.push((rel(root, &path), e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    let r = p.strip_prefix(root).unwrap_or(p);
+    let s = r.to_string_lossy().replace('\\', "/");
+    if s.is_empty() { ".".to_string() } else { s }
+}
+
+/// Read and decode everything below `root` (a directory, or a single file).
+pub fn load_dir(root: &Path, opts: &LoadOptions) -> Loaded {
+    let mut loaded = Loaded::default();
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => walk(root, root, &mut files, &mut errors, 0),
+        Ok(_) => {
+            let name = root.file_name().map_or_else(|| root.display().to_string(), |n| n.to_string_lossy().into_owned());
+            files.push((name, root.to_path_buf()));
+        }
+        Err(e) => errors.push((root.display().to_string(), e.to_string())),
+    }
+    for (path, err) in errors {
+        let id = loaded.sources.add(path.clone(), String::new());
+        loaded.io_error = true;
+        loaded.diagnostics.push(
+            Diagnostic::new(Code::Unreadable, format!("cannot read `{path}`: {err}"))
+                .primary(id, Span::default(), "unreadable"),
+        );
+    }
+    if files.len() > opts.max_files {
+        let id = loaded.sources.add(".".to_string(), String::new());
+        loaded.diagnostics.push(
+            Diagnostic::new(Code::ResourceBudget, format!("too many input files: {} (limit {})", files.len(), opts.max_files))
+                .primary(id, Span::default(), "here"),
+        );
+        files.truncate(opts.max_files);
+    }
+    let mut inputs: Vec<(String, String)> = Vec::new();
+    let found_files = !files.is_empty();
+    for (relpath, path) in files {
+        match read_text(&path, opts.max_file_bytes) {
+            Ok(text) => inputs.push((relpath, text)),
+            Err(ReadError::Io(e)) => {
+                let id = loaded.sources.add(relpath.clone(), String::new());
+                loaded.io_error = true;
+                loaded.diagnostics.push(
+                    Diagnostic::new(Code::Unreadable, format!("cannot read `{relpath}`: {e}"))
+                        .primary(id, Span::default(), "unreadable"),
+                );
+            }
+            Err(ReadError::TooLarge(n)) => {
+                let id = loaded.sources.add(relpath.clone(), String::new());
+                loaded.diagnostics.push(
+                    Diagnostic::new(Code::ResourceBudget, format!("`{relpath}` is {n} bytes, over the {} byte limit", opts.max_file_bytes))
+                        .primary(id, Span::default(), "file too large")
+                        .help("split the file, or raise the limit with `--max-file-size`"),
+                );
+            }
+            Err(ReadError::NotText(offset)) => {
+                let id = loaded.sources.add(relpath.clone(), String::new());
+                loaded.diagnostics.push(
+                    Diagnostic::new(Code::Unreadable, format!("`{relpath}` is not UTF-8 text (invalid byte at offset {offset})"))
+                        .primary(id, Span::default(), "binary or non-UTF-8 content")
+                        .help("mesh definitions are UTF-8 YAML or Cedar text"),
+                );
+            }
+        }
+    }
+    let (model, mut diags) = build_model(&mut loaded.sources, inputs, opts);
+    if found_files || loaded.io_error {
+        // Files were there but could not be used: that was reported already.
+        diags.retain(|d| d.code != Code::NoInput);
+    }
+    loaded.model = model;
+    loaded.diagnostics.extend(diags);
+    loaded
+}
+
+enum ReadError {
+    Io(std::io::Error),
+    TooLarge(u64),
+    NotText(usize),
+}
+
+fn read_text(path: &Path, max: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(ReadError::Io)?;
+    let len = f.metadata().map_err(ReadError::Io)?.len();
+    if len > max {
+        return Err(ReadError::TooLarge(len));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    f.take(max + 1).read_to_end(&mut bytes).map_err(ReadError::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(ReadError::TooLarge(bytes.len() as u64));
+    }
+    if let Some(pos) = bytes.iter().position(|&b| b == 0) {
+        return Err(ReadError::NotText(pos));
+    }
+    String::from_utf8(bytes).map_err(|e| ReadError::NotText(e.utf8_error().valid_up_to()))
+}
+
+/// Build the model from in-memory inputs (relative path, text). Used by `load_dir` and by tests
+/// and fuzzers that have no files.
+pub fn build_model(
+    sources: &mut SourceMap,
+    inputs: Vec<(String, String)>,
+    opts: &LoadOptions,
+) -> (Model, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut model = Model::default();
+    let mut meshes = Vec::new();
+    let mut skipped: BTreeMap<String, (usize, Loc)> = BTreeMap::new();
+    let mut any_input = false;
+    for (path, text) in inputs {
+        let is_cedar = path.ends_with(".cedar");
+        let id = sources.add(path, text);
+        any_input = true;
+        if is_cedar {
+            model.policy_files.push(PolicyFile { file: id });
+            if let Some(f) = sources.get(id) {
+                model.document_hashes.push(mesh_artifact::codec::sha256_tag(f.text.trim().as_bytes()));
+            }
+            continue;
+        }
+        let text = sources.get(id).map(|f| f.text.as_str()).unwrap_or_default();
+        let docs = match syntax::parse_documents(id, text, opts.limits) {
+            Ok(d) => d,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        let mut dec = Decoder::new(id, text, &opts.default_namespace);
+        for doc in &docs {
+            // Hash the document's content, so that comments, formatting and position do not
+            // change the source hash.
+            let mut h = sha2::Sha256::new();
+            doc.digest(&mut h);
+            model.document_hashes.push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
+            match dec.document(doc) {
+                Resource::Mesh(m) => meshes.push(m),
+                Resource::Service(s) => model.services.push(s),
+                Resource::Sidecar(s) => model.sidecars.push(s),
+                Resource::Route(r) => model.routes.push(r),
+                Resource::Skipped { kind, loc } => {
+                    let e = skipped.entry(kind).or_insert((0, loc));
+                    e.0 += 1;
+                }
+                Resource::Invalid => {}
+            }
+        }
+        diags.append(&mut dec.diags);
+    }
+    for (kind, (count, loc)) in skipped {
+        let times = if count == 1 { String::new() } else { format!(" ({count} documents)") };
+        diags.push(
+            Diagnostic::new(Code::SkippedKind, format!("skipping `{kind}`: not a kind meshc reads{times}"))
+                .at(loc, "skipped")
+                .help("meshc reads its own resources, `v1` `Service` and Gateway API `HTTPRoute`"),
+        );
+    }
+    if !any_input {
+        let id = sources.add(".".to_string(), String::new());
+        diags.push(
+            Diagnostic::new(Code::NoInput, "no mesh definition found: no `*.yaml`, `*.yml` or `*.cedar` files")
+                .primary(id, Span::default(), "empty")
+                .help("point meshc at the directory that holds the mesh definition"),
+        );
+    }
+    // One mesh at most.
+    meshes.sort_by_key(|m| m.loc);
+    let mut meshes = meshes.into_iter();
+    if let Some(first) = meshes.next() {
+        for other in meshes {
+            if let (Some(l), Some(f)) = (other.loc, first.loc) {
+                diags.push(
+                    Diagnostic::new(Code::MultipleMeshes, format!("second `Mesh` resource `{}`", other.name))
+                        .at(l, "second mesh")
+                        .secondary(f, "first mesh defined here")
+                        .help("a mesh definition has exactly one `Mesh`; merge them"),
+                );
+            }
+        }
+        model.mesh = first;
+    }
+    dedup(&mut model.services, |s| (s.namespace.clone(), s.name.clone()), |s| s.loc, "service", &mut diags);
+    dedup(&mut model.routes, |r| (r.namespace.clone(), r.name.clone()), |r| r.loc, "route", &mut diags);
+    dedup(&mut model.sidecars, |s| (s.namespace.clone(), s.name.clone()), |s| s.loc, "sidecar", &mut diags);
+    model.services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    model.routes.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    model.sidecars.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    (model, diags)
+}
+
+fn dedup<T>(
+    items: &mut Vec<T>,
+    key: impl Fn(&T) -> (String, String),
+    loc: impl Fn(&T) -> Loc,
+    what: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    items.sort_by(|a, b| key(a).cmp(&key(b)).then(loc(a).cmp(&loc(b))));
+    let mut kept: Vec<T> = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        if let Some(prev) = kept.last() {
+            if key(prev) == key(&item) {
+                diags.push(
+                    Diagnostic::new(Code::DuplicateResource, {
+                        let (ns, name) = key(&item);
+                        format!("duplicate {what} `{ns}/{name}`")
+                    })
+                        .at(loc(&item), format!("{what} defined again here"))
+                        .secondary(loc(prev), "first defined here")
+                        .help("names are unique per kind and namespace; rename or remove one"),
+                );
+                continue;
+            }
+        }
+        kept.push(item);
+    }
+    *items = kept;
+}
+
+/// Relative file id helper for diagnostics without a file.
+pub fn pseudo_file(sources: &mut SourceMap, name: &str) -> FileId {
+    sources.add(name.to_string(), String::new())
+}

@@ -1,0 +1,294 @@
+//! Lowering: the checked model to one artifact body per sidecar.
+//!
+//! For each sidecar the destinations it may call (its egress, or every service), each
+//! destination port's route table for this caller (consumer routes of the caller's namespace
+//! replace the producer routes when any exist — the choice Istio makes for GAMMA), entries ranked
+//! by Gateway API precedence, and the clusters the actions name. Pure and deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mesh_artifact::{
+    Body, Cluster, Destination, DestinationPort, Endpoint, MeshInfo, RetryPolicy, RouteTable,
+    RuleAction, SidecarInfo, SourcePos, WeightedCluster, cluster_key, rank,
+};
+
+use crate::model::{FilterKind, Model, Route, Rule, Service};
+use crate::source::{Loc, SourceMap};
+use crate::validate::{candidates, default_app_port};
+use crate::Checked;
+
+/// Retry budget used when neither the route nor the mesh sets one (MC0502 warns about it).
+pub const FALLBACK_RETRY_BUDGET: mesh_artifact::RetryBudget =
+    mesh_artifact::RetryBudget { percent: 20, min_per_second: 10 };
+
+/// SPIFFE ID of a service's workload.
+pub fn spiffe_id(trust_domain: &str, namespace: &str, name: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{name}")
+}
+
+fn pos(sources: &SourceMap, loc: Loc) -> SourcePos {
+    let (line, column) = sources.line_col(loc);
+    SourcePos {
+        file: sources.path(loc.file).to_string(),
+        line: u32::try_from(line).unwrap_or(u32::MAX),
+        column: u32::try_from(column).unwrap_or(u32::MAX),
+    }
+}
+
+/// The sidecar settings of one service, with defaults applied.
+pub fn sidecar_info(model: &Model, svc: &Service) -> SidecarInfo {
+    let sc = model.sidecar_for(&svc.namespace, &svc.name);
+    let ports = model.mesh.sidecar_ports;
+    let app_protocol = sc
+        .and_then(|s| s.app_protocol)
+        .or_else(|| svc.ports.first().map(|p| p.protocol))
+        .unwrap_or(mesh_artifact::Protocol::Http);
+    SidecarInfo {
+        service: svc.key(),
+        namespace: svc.namespace.clone(),
+        identity: spiffe_id(&model.mesh.trust_domain, &svc.namespace, &svc.name),
+        inbound_port: sc.and_then(|s| s.inbound_port.as_ref()).map_or(ports.inbound, |p| p.v),
+        outbound_port: sc.and_then(|s| s.outbound_port.as_ref()).map_or(ports.outbound, |p| p.v),
+        admin_port: sc.and_then(|s| s.admin_port.as_ref()).map_or(ports.admin, |p| p.v),
+        app_port: sc
+            .and_then(|s| s.app_port.as_ref().map(|p| p.v))
+            .or_else(|| default_app_port(svc))
+            .unwrap_or(8080),
+        app_protocol,
+        authz_mode: sc.and_then(|s| s.authz_mode).unwrap_or(model.mesh.authz_mode),
+    }
+}
+
+/// Services a sidecar may call, sorted.
+pub fn egress_of<'m>(model: &'m Model, svc: &Service) -> Vec<&'m Service> {
+    match model.sidecar_for(&svc.namespace, &svc.name).and_then(|s| s.egress.as_ref()) {
+        None => model.services.iter().collect(),
+        Some(list) => model
+            .services
+            .iter()
+            .filter(|d| list.iter().any(|e| e.namespace == d.namespace && (e.name == "*" || e.name == d.name)))
+            .collect(),
+    }
+}
+
+/// Routes that apply to `caller` on `dest`:`port`: the caller namespace's consumer routes when
+/// any are attached, else the producer routes.
+pub fn routes_for<'m>(model: &'m Model, caller_ns: &str, dest: &Service, port: u16) -> Vec<&'m Route> {
+    let attached = |r: &&Route| {
+        r.parents.iter().any(|p| {
+            p.is_service()
+                && p.namespace == dest.namespace
+                && p.name == dest.name
+                && p.port.as_ref().is_none_or(|x| x.v == port)
+        })
+    };
+    let consumer: Vec<&Route> = model
+        .routes
+        .iter()
+        .filter(|r| r.namespace == caller_ns && r.namespace != dest.namespace)
+        .filter(attached)
+        .collect();
+    if !consumer.is_empty() {
+        return consumer;
+    }
+    model.routes.iter().filter(|r| r.namespace == dest.namespace).filter(attached).collect()
+}
+
+struct Lowerer<'a> {
+    model: &'a Model,
+    sources: &'a SourceMap,
+    clusters: BTreeMap<String, Cluster>,
+}
+
+impl Lowerer<'_> {
+    /// Add the cluster for a service port (and version); returns its key.
+    fn cluster(&mut self, svc: &Service, port: u16, version: Option<&str>) -> String {
+        let key = cluster_key(&svc.key(), port, version);
+        if self.clusters.contains_key(&key) {
+            return key;
+        }
+        let info = sidecar_info(self.model, svc);
+        let protocol = svc.ports.iter().find(|p| p.port == port).map_or(mesh_artifact::Protocol::Http, |p| p.protocol);
+        let configured: Vec<&crate::model::EndpointCfg> = match version {
+            Some(v) => svc.versions.iter().filter(|x| x.name == v).flat_map(|x| x.endpoints.iter()).collect(),
+            None => svc.endpoints.iter().chain(svc.versions.iter().flat_map(|x| x.endpoints.iter())).collect(),
+        };
+        let mut endpoints: Vec<Endpoint> = configured
+            .iter()
+            .map(|e| Endpoint { address: e.address.clone(), port: e.port.unwrap_or(info.inbound_port) })
+            .collect();
+        if endpoints.is_empty() && configured.is_empty() && (version.is_none() || svc.versions.iter().all(|x| x.endpoints.is_empty())) {
+            // In Kubernetes the service's DNS name reaches its pods; their sidecars listen on the
+            // inbound port.
+            endpoints.push(Endpoint {
+                address: format!("{}.{}.svc.cluster.local", svc.name, svc.namespace),
+                port: info.inbound_port,
+            });
+        }
+        endpoints.sort();
+        endpoints.dedup();
+        self.clusters.insert(
+            key.clone(),
+            Cluster {
+                service: svc.key(),
+                port,
+                version: version.map(str::to_string),
+                protocol,
+                identity: info.identity,
+                endpoints,
+            },
+        );
+        key
+    }
+
+    fn action(&mut self, rule: &Rule) -> RuleAction {
+        let mut action = RuleAction::default();
+        let mut missing = false;
+        for b in &rule.backends {
+            let Some(svc) = self.model.service(&b.namespace, &b.name) else {
+                missing = true;
+                continue;
+            };
+            let port = match &b.port {
+                Some(p) => Some(p.v),
+                None if svc.ports.len() == 1 => svc.ports.first().map(|p| p.port),
+                None => None,
+            };
+            let Some(port) = port.filter(|p| svc.ports.iter().any(|sp| sp.port == *p)) else {
+                missing = true;
+                continue;
+            };
+            let svc = svc.clone();
+            let key = self.cluster(&svc, port, b.version.as_ref().map(|v| v.v.as_str()));
+            action.backends.push(WeightedCluster { cluster: key, weight: b.weight });
+        }
+        for f in &rule.filters {
+            match &f.kind {
+                FilterKind::RequestHeaders(m) => action.request_headers = m.clone(),
+                FilterKind::ResponseHeaders(m) => action.response_headers = m.clone(),
+                FilterKind::Redirect(r) => action.redirect = Some(r.clone()),
+                FilterKind::Rewrite(r) => action.rewrite = Some(r.clone()),
+                FilterKind::Unsupported(_) => {}
+            }
+        }
+        let total: u64 = action.backends.iter().map(|b| u64::from(b.weight)).sum();
+        if action.redirect.is_none() && (missing || total == 0) {
+            action.fixed_status = Some(500);
+        }
+        let nonzero = |ms: u64| (ms > 0).then_some(ms);
+        action.timeouts.request_ms = rule
+            .timeouts
+            .request
+            .as_ref()
+            .map(|t| t.v)
+            .or(self.model.mesh.default_request_timeout_ms)
+            .and_then(nonzero);
+        action.timeouts.backend_request_ms = rule.timeouts.backend_request.as_ref().and_then(|t| nonzero(t.v));
+        if let Some(r) = &rule.retry {
+            if r.attempts > 0 {
+                let codes = if r.codes.is_empty() { vec![502, 503, 504] } else { r.codes.clone() };
+                action.retry = Some(RetryPolicy {
+                    attempts: r.attempts,
+                    codes,
+                    backoff_ms: r.backoff_ms,
+                    max_backoff_ms: r.max_backoff_ms.unwrap_or(r.backoff_ms.saturating_mul(10)),
+                    budget: r.budget.or(self.model.mesh.default_retry_budget).unwrap_or(FALLBACK_RETRY_BUDGET),
+                });
+            }
+        }
+        action
+    }
+
+    fn table(&mut self, routes: &[&Route]) -> RouteTable {
+        let mut actions = Vec::new();
+        let mut ranked = Vec::new();
+        for route in routes {
+            let mut rule_action: BTreeMap<u32, u32> = BTreeMap::new();
+            for (ri, rule) in route.rules.iter().enumerate() {
+                let a = self.action(rule);
+                rule_action.insert(u32::try_from(ri).unwrap_or(u32::MAX), u32::try_from(actions.len()).unwrap_or(u32::MAX));
+                actions.push(a);
+            }
+            for mut c in candidates(route) {
+                c.entry.action = rule_action.get(&c.entry.rule).copied().unwrap_or(0);
+                c.entry.source = pos(self.sources, c.loc);
+                let key = rank::precedence_key(&c.entry, route.creation_timestamp.as_deref());
+                ranked.push((key, c.entry));
+            }
+        }
+        ranked.sort_by(|a, b| a.0.cmp(&b.0));
+        let entries: Vec<_> = ranked.into_iter().map(|(_, e)| e).collect();
+        // Renumber actions in order of first use so the table is canonical.
+        let mut order: Vec<u32> = Vec::new();
+        for e in &entries {
+            if !order.contains(&e.action) {
+                order.push(e.action);
+            }
+        }
+        let new_actions: Vec<RuleAction> = order.iter().map(|&i| actions[i as usize].clone()).collect();
+        let entries = entries
+            .into_iter()
+            .map(|mut e| {
+                e.action = u32::try_from(order.iter().position(|&x| x == e.action).unwrap_or(0)).unwrap_or(0);
+                e
+            })
+            .collect();
+        RouteTable { entries, actions: new_actions }
+    }
+}
+
+/// Host names under which `dest` is reachable from a caller in `caller_ns`.
+pub fn hosts_for(dest: &Service, caller_ns: &str, routes: &[&Route]) -> Vec<String> {
+    let mut hosts = BTreeSet::new();
+    if dest.namespace == caller_ns {
+        hosts.insert(dest.name.clone());
+    }
+    hosts.insert(format!("{}.{}", dest.name, dest.namespace));
+    hosts.insert(format!("{}.{}.svc", dest.name, dest.namespace));
+    hosts.insert(format!("{}.{}.svc.cluster.local", dest.name, dest.namespace));
+    for r in routes {
+        for h in &r.hostnames {
+            if !h.v.starts_with("*.") {
+                hosts.insert(h.v.clone());
+            }
+        }
+    }
+    hosts.into_iter().collect()
+}
+
+/// The artifact body of one sidecar.
+pub fn lower_sidecar(checked: &Checked, svc: &Service) -> Body {
+    let model = &checked.model;
+    let mut l = Lowerer { model, sources: &checked.sources, clusters: BTreeMap::new() };
+    let sidecar = sidecar_info(model, svc);
+    let mut destinations = Vec::new();
+    for dest in egress_of(model, svc) {
+        let mut ports = Vec::new();
+        let mut all_routes: Vec<&Route> = Vec::new();
+        for sp in &dest.ports {
+            let routes = routes_for(model, &svc.namespace, dest, sp.port);
+            let default_cluster = l.cluster(dest, sp.port, None);
+            let table = if routes.is_empty() { None } else { Some(l.table(&routes)) };
+            all_routes.extend(routes.iter().copied());
+            ports.push(DestinationPort { port: sp.port, protocol: sp.protocol, routes: table, default_cluster });
+        }
+        ports.sort_by_key(|p| p.port);
+        destinations.push(Destination { service: dest.key(), hosts: hosts_for(dest, &svc.namespace, &all_routes), ports });
+    }
+    destinations.sort_by(|a, b| a.service.cmp(&b.service));
+    Body {
+        mesh: MeshInfo { name: model.mesh.name.clone(), trust_domain: model.mesh.trust_domain.clone(), mtls: model.mesh.mtls },
+        sidecar,
+        destinations,
+        clusters: l.clusters,
+        authz: crate::policy::bundle_for(checked, svc),
+    }
+}
+
+/// `sha256:` of the mesh definition: every input document's hash, sorted, so that moving
+/// documents between files or reordering them does not change it.
+pub fn source_hash(model: &Model) -> String {
+    let mut hashes = model.document_hashes.clone();
+    hashes.sort();
+    mesh_artifact::codec::sha256_tag(hashes.join("\n").as_bytes())
+}

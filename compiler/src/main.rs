@@ -1,0 +1,192 @@
+//! The `meshc` binary: argument parsing, file output and exit codes. The work is in the library.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use meshc::render::{self, Format, HumanOptions};
+use meshc::{LoadOptions, Severity};
+
+#[derive(Parser)]
+#[command(name = "meshc", version, about = "Validate a service-mesh definition and compile it into per-sidecar artifacts")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct InputArgs {
+    /// Mesh definition directory (or a single file)
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Namespace of documents without `metadata.namespace`
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Largest input file read, in bytes
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    max_file_size: u64,
+}
+
+impl InputArgs {
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            default_namespace: self.namespace.clone(),
+            max_file_bytes: self.max_file_size,
+            ..LoadOptions::default()
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum FailOn {
+    Error,
+    Warning,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a mesh definition and report every problem
+    Check {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Output format
+        #[arg(long, value_enum, env = "MESHC_FORMAT", default_value = "human")]
+        format: Format,
+        /// Lowest severity that makes the exit code 1
+        #[arg(long, value_enum, default_value = "error")]
+        fail_on: FailOn,
+    },
+    /// Compile a mesh definition into one artifact per sidecar plus an index
+    Build {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Output directory
+        #[arg(long)]
+        out: PathBuf,
+        /// Format of diagnostics printed when the build is refused
+        #[arg(long, value_enum, env = "MESHC_FORMAT", default_value = "human")]
+        format: Format,
+    },
+    /// Answer, offline, what the mesh does with one request
+    Explain {
+        /// Namespace of documents without `metadata.namespace`
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Calling service: `namespace/name`, or `name` where unambiguous
+        #[arg(long)]
+        from: String,
+        /// Request header, `Name: value` (repeatable)
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value = "human")]
+        format: meshc::explain::ExplainFormat,
+        /// `[DIR] METHOD URL`: the mesh definition directory (default `.`), the HTTP method,
+        /// and `http://HOST[:PORT]/PATH[?QUERY]`
+        #[arg(required = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Print the JSON Schema (draft-07) of the native resources
+    Schema {
+        /// Print the Cedar schema generated from this mesh definition instead
+        #[arg(long, value_name = "DIR")]
+        cedar: Option<PathBuf>,
+    },
+    /// Write a development trust bundle and one certificate per service
+    Certs {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Output directory
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the documented entry of a diagnostic code (or all of them)
+    Codes {
+        /// A code such as `MC0101`
+        code: Option<String>,
+    },
+}
+
+fn human_opts() -> HumanOptions {
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    HumanOptions { color, width: 100 }
+}
+
+fn print(s: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    if out.write_all(s.as_bytes()).and_then(|()| out.flush()).is_err() {
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Check { input, format, fail_on } => {
+            let checked = meshc::check_dir(&input.dir, &input.options());
+            let text = render::render(format, &checked.sources, &checked.diagnostics, human_opts());
+            if print(&text) != ExitCode::SUCCESS {
+                return ExitCode::from(2);
+            }
+            if checked.io_error {
+                return ExitCode::from(2);
+            }
+            let threshold = match fail_on {
+                FailOn::Error => Severity::Error,
+                FailOn::Warning => Severity::Warning,
+            };
+            if checked.diagnostics.iter().any(|d| d.severity >= threshold) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Build { input, out, format } => meshc::build::run(&input.dir, &input.options(), &out, format, human_opts()),
+        Command::Explain { namespace, from, headers, format, args } => {
+            let (dir, method, url) = match args.as_slice() {
+                [m, u] => (PathBuf::from("."), m.clone(), u.clone()),
+                [d, m, u] => (PathBuf::from(d), m.clone(), u.clone()),
+                _ => {
+                    eprintln!("error: expected `[DIR] METHOD URL`");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = LoadOptions { default_namespace: namespace, ..LoadOptions::default() };
+            meshc::explain::run(&dir, &opts, &from, &headers, &method, &url, format, human_opts())
+        }
+        Command::Schema { cedar } => match cedar {
+            None => print(&meshc::schema::json_schema_text()),
+            Some(dir) => meshc::policy::print_cedar_schema(&dir, &LoadOptions::default(), human_opts()),
+        },
+        Command::Certs { input, out } => meshc::certs_cmd::run(&input.dir, &input.options(), &out, human_opts()),
+        Command::Codes { code } => match code {
+            None => print(&meshc::docs::diagnostics_markdown()),
+            Some(c) => match meshc::Code::parse(&c) {
+                Some(code) => print(&meshc::docs::code_markdown(code)),
+                None => {
+                    eprintln!("error: `{c}` is not a meshc diagnostic code");
+                    ExitCode::from(2)
+                }
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

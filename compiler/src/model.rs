@@ -1,0 +1,297 @@
+//! The mesh model: every resource read from the input, resolved to plain data, each node with
+//! its source location. Native resources, Kubernetes `Service`s and Gateway API `HTTPRoute`s all
+//! land here in the same shapes.
+
+use std::collections::BTreeMap;
+
+use mesh_artifact::{AuthzMode, MatchKind, MtlsMode, Protocol};
+
+use crate::source::{FileId, Loc};
+
+/// A value with the place it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S<T> {
+    pub v: T,
+    pub loc: Loc,
+}
+
+impl<T> S<T> {
+    pub fn new(v: T, loc: Loc) -> Self {
+        S { v, loc }
+    }
+}
+
+/// Where a resource came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    Native,
+    Kubernetes,
+    GatewayApi,
+}
+
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+pub const DEFAULT_INBOUND_PORT: u16 = 15006;
+pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
+pub const DEFAULT_ADMIN_PORT: u16 = 15000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeshConfig {
+    pub name: String,
+    pub loc: Option<Loc>,
+    pub trust_domain: String,
+    pub mtls: MtlsMode,
+    pub authz_mode: AuthzMode,
+    /// Request headers (lower case) visible to policy.
+    pub context_headers: Vec<S<String>>,
+    pub default_retry_budget: Option<mesh_artifact::RetryBudget>,
+    pub default_request_timeout_ms: Option<u64>,
+    pub sidecar_ports: SidecarPorts,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        MeshConfig {
+            name: "mesh".to_string(),
+            loc: None,
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
+            mtls: MtlsMode::Strict,
+            authz_mode: AuthzMode::Enforce,
+            context_headers: Vec::new(),
+            default_retry_budget: None,
+            default_request_timeout_ms: None,
+            sidecar_ports: SidecarPorts::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SidecarPorts {
+    pub inbound: u16,
+    pub outbound: u16,
+    pub admin: u16,
+}
+
+impl Default for SidecarPorts {
+    fn default() -> Self {
+        SidecarPorts {
+            inbound: DEFAULT_INBOUND_PORT,
+            outbound: DEFAULT_OUTBOUND_PORT,
+            admin: DEFAULT_ADMIN_PORT,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    /// The resource's `metadata.name` value.
+    pub loc: Loc,
+    pub origin: Origin,
+    pub ports: Vec<ServicePort>,
+    pub versions: Vec<Version>,
+    /// Instances without a version.
+    pub endpoints: Vec<EndpointCfg>,
+}
+
+impl Service {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub port: u16,
+    pub target_port: Option<u16>,
+    pub protocol: Protocol,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub endpoints: Vec<EndpointCfg>,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointCfg {
+    pub address: String,
+    /// The instance's sidecar inbound port; the sidecar's default when omitted.
+    pub port: Option<u16>,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sidecar {
+    pub namespace: String,
+    pub name: String,
+    pub loc: Loc,
+    /// Service this sidecar stands beside (same namespace).
+    pub service: S<String>,
+    pub inbound_port: Option<S<u16>>,
+    pub outbound_port: Option<S<u16>>,
+    pub admin_port: Option<S<u16>>,
+    pub app_port: Option<S<u16>>,
+    pub app_protocol: Option<Protocol>,
+    /// `None`: may call every service. `Some`: only these.
+    pub egress: Option<Vec<EgressRef>>,
+    pub authz_mode: Option<AuthzMode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EgressRef {
+    pub namespace: String,
+    /// A service name, or `*` for every service of the namespace.
+    pub name: String,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub namespace: String,
+    pub name: String,
+    pub loc: Loc,
+    pub origin: Origin,
+    /// RFC 3339 UTC, normalised to `YYYY-MM-DDTHH:MM:SSZ` (fraction kept when present).
+    pub creation_timestamp: Option<String>,
+    pub parents: Vec<ParentRef>,
+    pub hostnames: Vec<S<String>>,
+    pub rules: Vec<Rule>,
+}
+
+impl Route {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentRef {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub port: Option<S<u16>>,
+    pub loc: Loc,
+}
+
+impl ParentRef {
+    pub fn is_service(&self) -> bool {
+        self.group.is_empty() && self.kind == "Service"
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub loc: Loc,
+    /// Empty: behaves as one `PathPrefix: /` match.
+    pub matches: Vec<Match>,
+    pub backends: Vec<BackendRef>,
+    pub filters: Vec<Filter>,
+    pub timeouts: Timeouts,
+    pub retry: Option<Retry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    pub loc: Loc,
+    pub path: S<mesh_artifact::PathMatch>,
+    pub method: Option<S<String>>,
+    pub headers: Vec<S<ValueMatch>>,
+    pub query: Vec<S<ValueMatch>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueMatch {
+    pub name: String,
+    pub kind: MatchKind,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendRef {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub port: Option<S<u16>>,
+    pub version: Option<S<String>>,
+    pub weight: u32,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    RequestHeaders(mesh_artifact::HeaderModifier),
+    ResponseHeaders(mesh_artifact::HeaderModifier),
+    Redirect(mesh_artifact::Redirect),
+    Rewrite(mesh_artifact::UrlRewrite),
+    /// Accepted by the schema but not enforced by mesh-proxy.
+    Unsupported(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub kind: FilterKind,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub request: Option<S<u64>>,
+    pub backend_request: Option<S<u64>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retry {
+    pub loc: Loc,
+    pub attempts: u32,
+    pub codes: Vec<u16>,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: Option<u64>,
+    pub budget: Option<mesh_artifact::RetryBudget>,
+}
+
+/// A `.cedar` file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyFile {
+    pub file: FileId,
+}
+
+/// Everything read from one mesh definition directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    pub mesh: MeshConfig,
+    /// Sorted by `namespace/name`.
+    pub services: Vec<Service>,
+    pub sidecars: Vec<Sidecar>,
+    /// Sorted by `namespace/name`.
+    pub routes: Vec<Route>,
+    pub policy_files: Vec<PolicyFile>,
+    /// `sha256` of each input document's text (YAML documents and `.cedar` files), so that the
+    /// source hash does not depend on how documents are split across files or ordered.
+    pub document_hashes: Vec<String>,
+}
+
+impl Model {
+    pub fn service(&self, namespace: &str, name: &str) -> Option<&Service> {
+        self.services
+            .binary_search_by(|s| (s.namespace.as_str(), s.name.as_str()).cmp(&(namespace, name)))
+            .ok()
+            .map(|i| &self.services[i])
+    }
+
+    pub fn sidecar_for(&self, namespace: &str, name: &str) -> Option<&Sidecar> {
+        self.sidecars.iter().find(|s| s.namespace == namespace && s.service.v == name)
+    }
+
+    pub fn namespaces(&self) -> Vec<&str> {
+        let mut ns: Vec<&str> = self.services.iter().map(|s| s.namespace.as_str()).collect();
+        ns.dedup();
+        ns
+    }
+}

@@ -1,0 +1,283 @@
+//! End-to-end behaviour of the compiler library: examples check clean, the schema is in sync,
+//! builds are deterministic under reordering, explain follows the precedence rules.
+
+use std::path::{Path, PathBuf};
+
+use meshc::{LoadOptions, Severity};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn examples() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("examples/meshes"))
+        .expect("examples dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_example_checks_without_errors_or_warnings() {
+    let list = examples();
+    assert!(!list.is_empty());
+    for dir in list {
+        let checked = meshc::check_dir(&dir, &LoadOptions::default());
+        let bad: Vec<_> = checked.diagnostics.iter().filter(|d| d.severity >= Severity::Warning).collect();
+        assert!(bad.is_empty(), "{}: {:#?}", dir.display(), bad);
+        assert!(!checked.model.services.is_empty(), "{} has no services", dir.display());
+    }
+}
+
+#[test]
+fn committed_schema_matches_meshc_schema() {
+    let committed = std::fs::read_to_string(root().join("schemas/meshc.schema.json")).expect("schemas/meshc.schema.json");
+    assert_eq!(committed, meshc::schema::json_schema_text(), "run `meshc schema > schemas/meshc.schema.json`");
+}
+
+/// The schema's property names at each object are the decoder's field lists: a field added to
+/// one and not the other fails here.
+#[test]
+fn schema_properties_match_decoder_fields() {
+    use meshc::decode::fields;
+    let schema = meshc::schema::json_schema();
+    let defs = schema["definitions"].as_object().expect("definitions");
+    let props = |name: &str| -> Vec<String> {
+        let mut v: Vec<String> = defs[name]["properties"].as_object().unwrap_or_else(|| panic!("{name}")).keys().cloned().collect();
+        v.sort();
+        v
+    };
+    let sorted = |f: &[&str]| {
+        let mut v: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(props("MeshSpec"), sorted(fields::MESH_SPEC));
+    assert_eq!(props("MeshServiceSpec"), sorted(fields::MESH_SERVICE_SPEC));
+    assert_eq!(props("MeshServicePort"), sorted(fields::MESH_SERVICE_PORT));
+    assert_eq!(props("SidecarSpec"), sorted(fields::SIDECAR_SPEC));
+    assert_eq!(props("RouteSpec"), sorted(fields::ROUTE_SPEC));
+    assert_eq!(props("RuleS"), sorted(fields::RULE));
+    assert_eq!(props("MatchS"), sorted(fields::MATCH));
+    assert_eq!(props("BackendRefS"), sorted(fields::MESH_BACKEND_REF));
+    assert_eq!(props("FilterS"), sorted(fields::FILTER));
+    assert_eq!(props("RetryS"), sorted(fields::MESH_RETRY));
+    assert_eq!(props("RedirectS"), sorted(fields::REDIRECT));
+    assert_eq!(props("Metadata"), sorted(fields::METADATA));
+}
+
+/// Native example files carry the yaml-language-server modeline and validate against the schema.
+#[test]
+fn native_examples_validate_against_the_schema() {
+    let schema = meshc::schema::json_schema();
+    let validator = jsonschema::draft7::new(&schema).expect("valid schema");
+    let mut checked_docs = 0;
+    for dir in examples() {
+        for entry in walk(&dir) {
+            if entry.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&entry).expect("read");
+            let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("yaml");
+            let native = docs.iter().any(|d| d["apiVersion"].as_str().is_some_and(|a| a.starts_with("meshc.dev/")));
+            if !native {
+                continue;
+            }
+            assert!(text.starts_with("# yaml-language-server: $schema="), "{} lacks the schema modeline", entry.display());
+            for d in docs.iter().filter(|d| d["apiVersion"].as_str().is_some_and(|a| a.starts_with("meshc.dev/"))) {
+                let errors: Vec<String> = validator.iter_errors(d).map(|e| e.to_string()).collect();
+                assert!(errors.is_empty(), "{}: {errors:?}", entry.display());
+                checked_docs += 1;
+            }
+        }
+    }
+    assert!(checked_docs > 5);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read_inputs(dir: &Path) -> Vec<(String, String)> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "cedar")))
+        .map(|p| (p.strip_prefix(dir).expect("prefix").to_string_lossy().into_owned(), std::fs::read_to_string(&p).expect("read")))
+        .collect()
+}
+
+fn build(inputs: Vec<(String, String)>) -> Vec<meshc::build::OutputFile> {
+    let checked = meshc::check_sources(inputs, &LoadOptions::default());
+    assert!(!checked.has_errors(), "{:#?}", checked.diagnostics);
+    meshc::build::compile(&checked)
+}
+
+#[test]
+fn build_is_deterministic_under_file_and_document_reordering() {
+    for dir in examples() {
+        let inputs = read_inputs(&dir);
+        let first = build(inputs.clone());
+        assert_eq!(first, build(inputs.clone()), "{}: two builds differ", dir.display());
+        // Reverse the documents of every YAML file and merge all YAML into one file, listed last.
+        let mut yaml_docs: Vec<String> = Vec::new();
+        let mut others = Vec::new();
+        for (name, text) in &inputs {
+            if name.ends_with(".yaml") {
+                let mut docs: Vec<String> = text.split("\n---\n").map(|d| d.trim().to_string()).collect();
+                docs.reverse();
+                yaml_docs.extend(docs);
+            } else {
+                others.push((name.clone(), text.clone()));
+            }
+        }
+        yaml_docs.reverse();
+        let mut reordered = others;
+        reordered.push(("zz-all.yaml".to_string(), yaml_docs.join("\n---\n")));
+        let second = build(reordered);
+        // Rule source positions name files and lines, which moved; everything else is equal.
+        let strip = |files: &[meshc::build::OutputFile]| -> Vec<serde_json::Value> {
+            files
+                .iter()
+                .map(|f| {
+                    let mut v: serde_json::Value = serde_json::from_str(&f.text).expect("json");
+                    strip_sources(&mut v);
+                    v
+                })
+                .collect()
+        };
+        assert_eq!(strip(&first), strip(&second), "{}: reordering changed the build", dir.display());
+        let idx = |files: &[meshc::build::OutputFile]| -> serde_json::Value {
+            serde_json::from_str(&files.last().expect("index").text).expect("json")
+        };
+        assert_eq!(idx(&first)["source_hash"], idx(&second)["source_hash"], "source hash depends on document order");
+    }
+}
+
+fn strip_sources(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("source");
+            m.remove("body_hash");
+            m.remove("sha256");
+            for x in m.values_mut() {
+                strip_sources(x);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_sources),
+        _ => {}
+    }
+}
+
+#[test]
+fn built_artifacts_decode_and_verify() {
+    let dir = root().join("examples/meshes/bookinfo");
+    let files = build(read_inputs(&dir));
+    assert_eq!(files.len(), 5);
+    for f in &files[..files.len() - 1] {
+        let a = mesh_artifact::decode(f.text.as_bytes()).expect("decodes");
+        assert_eq!(a.header.format_version, mesh_artifact::FORMAT_VERSION);
+        mesh_artifact::Router::new(a.body).expect("indexes");
+    }
+}
+
+#[test]
+fn a_refused_build_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(
+        src.join("a.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports: [{port: 99999}]\n",
+    )
+    .expect("write");
+    let out = tmp.path().join("out");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_meshc"))
+        .args(["build", src.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run meshc");
+    assert_eq!(status.status.code(), Some(1));
+    assert!(!out.exists(), "a refused build created its output directory");
+}
+
+fn explain(dir: &str, from: &str, headers: &[&str], method: &str, url: &str) -> serde_json::Value {
+    let checked = meshc::check_dir(&root().join(dir), &LoadOptions::default());
+    let headers: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
+    meshc::explain::explain(&checked, from, &headers, method, url).expect("explain").json
+}
+
+#[test]
+fn bookinfo_explain_routes_and_authorizes() {
+    let d = "examples/meshes/bookinfo";
+    let e = explain(d, "productpage", &[], "GET", "http://reviews:9080/reviews/1");
+    assert_eq!(e["route"]["name"], "default/reviews");
+    assert_eq!(e["route"]["rule"], 1);
+    assert_eq!(e["status"], 200);
+    let weights: Vec<u64> = e["backends"].as_array().expect("backends").iter().map(|b| b["weight"].as_u64().expect("w")).collect();
+    assert_eq!(weights, vec![80, 10, 10]);
+    assert_eq!(e["authz"]["decision"], "allow");
+    assert_eq!(e["authz"]["policies"], serde_json::json!(["productpage-reads-reviews"]));
+    // The header match has precedence over the plain prefix of the same length.
+    let e = explain(d, "default/productpage", &["X-User: jason"], "GET", "http://reviews.default.svc.cluster.local:9080/reviews");
+    assert_eq!(e["route"]["rule"], 0);
+    assert_eq!(e["backends"][0]["version"], "v2");
+    // Segment semantics: /reviewsx is not under /reviews.
+    let e = explain(d, "productpage", &[], "GET", "http://reviews:9080/reviewsx");
+    assert_eq!(e["status"], 404);
+    assert!(e["route"].is_null());
+    // ratings calling productpage: denied by the forbid policy.
+    let e = explain(d, "ratings", &[], "GET", "http://productpage:9080/");
+    assert!(e["route"].is_null());
+    assert_eq!(e["authz"]["decision"], "deny");
+    assert_eq!(e["authz"]["policies"], serde_json::json!(["only-ingress-calls-productpage"]));
+    assert_eq!(e["status"], 403);
+    // Redirect with ReplacePrefixMatch.
+    let e = explain(d, "reviews", &[], "GET", "http://ratings:9080/v1/ratings/7?x=1");
+    assert_eq!(e["status"], 301);
+    assert_eq!(e["redirect"]["location"], "http://ratings:9080/ratings/7?x=1");
+}
+
+#[test]
+fn malformed_inputs_get_diagnostics_not_panics() {
+    let cases: Vec<(&str, String)> = vec![
+        ("random", String::from_utf8_lossy(&(0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>()).into_owned()),
+        ("laughs", {
+            let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+            for i in 0..9u8 {
+                let prev = (b'a' + i) as char;
+                let next = (b'a' + i + 1) as char;
+                s.push_str(&format!("{next}: &{next} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+            }
+            s
+        }),
+        ("deep", format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000))),
+        ("deep-block", (0..10_000).map(|i| format!("{}k:\n", " ".repeat(i))).collect()),
+        ("tabs", "apiVersion: v1\n\tkind: Service\n".to_string()),
+        ("empty-doc", "---\n---\n".to_string()),
+        ("scalar", "just a string\n".to_string()),
+    ];
+    for (name, text) in cases {
+        let checked = meshc::check_sources(vec![(format!("{name}.yaml"), text)], &LoadOptions::default());
+        // Either it parsed into nothing useful or it reported something; never a panic.
+        let _ = meshc::render::human(&checked.sources, &checked.diagnostics, meshc::render::HumanOptions::default());
+        if name == "laughs" || name.starts_with("deep") {
+            assert!(
+                checked.diagnostics.iter().any(|d| d.code == meshc::Code::ResourceBudget),
+                "{name}: {:?}",
+                checked.diagnostics
+            );
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Authorization cost per request.
+//!
+//! A generated mesh with `n` policies: `n / 2` services in 50 namespaces, each with two
+//! policies (its predecessor may read it; its successor may `POST` under `/api/`), plus two
+//! mesh-wide policies (a `forbid` on a debug header and a namespace health check).
+//!
+//! - `sliced`: the bundle of one service (4 policies whatever `n`), as a sidecar loads it.
+//! - `unsliced`: every policy of the mesh in one authorizer (what slicing saves).
+//! - `load_sliced`: `Authorizer::new` for one sidecar's bundle (parse once at load).
+//! - `validate_mesh`: `validate` over the whole mesh, as `meshc check` runs it.
+//!
+//! Run: `cargo bench -p mesh-policy --bench authz`
+
+use divan::{Bencher, black_box};
+use mesh_artifact::{AuthzBundle, AuthzMode, PolicyText, SourcePos};
+use mesh_policy::{
+    AuthzRequest, Authorizer, PolicyModel, ServiceEntry, bundle_for, entities_json, schema_text,
+    validate,
+};
+
+fn main() {
+    divan::main();
+}
+
+const NAMESPACES: usize = 50;
+
+fn service(i: usize) -> ServiceEntry {
+    ServiceEntry::new(format!("ns{}", i % NAMESPACES), format!("svc{i}"))
+}
+
+fn mesh(policies: usize) -> (PolicyModel, Vec<(String, String)>) {
+    let services = (policies / 2).max(3);
+    let model = PolicyModel {
+        trust_domain: "cluster.local".into(),
+        services: (0..services).map(service).collect(),
+        context_headers: vec!["x-debug".into(), "x-user".into()],
+    };
+    let mut text = String::new();
+    text.push_str(
+        "@id(\"debug-only-from-svc0\")\nforbid (principal, action, resource is Service)\n\
+         when { context.headers has \"x-debug\" && principal.name != \"svc0\" };\n\n\
+         @id(\"health\")\npermit (principal, action == Action::\"GET\", resource)\n\
+         when { context.path == \"/health\" && principal.namespace == resource.namespace };\n\n",
+    );
+    for i in 0..services {
+        let me = service(i).key();
+        let prev = service((i + services - 1) % services).key();
+        let next = service((i + 1) % services).key();
+        text.push_str(&format!(
+            "@id(\"{me}-read\")\npermit (principal == Workload::\"{prev}\", action in Action::\"read\", \
+             resource == Service::\"{me}\");\n\n\
+             @id(\"{me}-write\")\npermit (principal == Workload::\"{next}\", action == Action::\"POST\", \
+             resource == Service::\"{me}\")\nwhen {{ context.path like \"/api/*\" }};\n\n"
+        ));
+    }
+    (model, vec![("mesh.cedar".to_string(), text)])
+}
+
+/// The bundle of `svc1` (sliced) or of every policy (unsliced).
+fn bundle(policies: usize, sliced: bool) -> AuthzBundle {
+    let (model, sources) = mesh(policies);
+    let (set, diags) = validate(&model, &sources);
+    assert!(diags.is_empty(), "{:?}", diags.first());
+    let names: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
+    if sliced {
+        bundle_for(&model, &set, &service(1).key(), &names)
+    } else {
+        AuthzBundle {
+            schema: schema_text(&model),
+            policies: set
+                .entries()
+                .iter()
+                .map(|e| PolicyText {
+                    id: e.id.clone(),
+                    source: SourcePos { file: "mesh.cedar".into(), line: e.line, column: e.column },
+                    text: e.text.clone(),
+                })
+                .collect(),
+            entities: entities_json(&model),
+            context_headers: model.context_headers.clone(),
+        }
+    }
+}
+
+struct Requests {
+    allow: (String, &'static [(&'static str, &'static str)]),
+    deny: (String, &'static [(&'static str, &'static str)]),
+}
+
+fn requests() -> Requests {
+    let caller = |i: usize| {
+        let s = service(i);
+        format!("spiffe://cluster.local/ns/{}/sa/{}", s.namespace, s.name)
+    };
+    Requests { allow: (caller(0), &[("x-user", "alice")]), deny: (caller(2), &[("x-debug", "1")]) }
+}
+
+fn run(bencher: Bencher<'_, '_>, authz: &Authorizer, allow: bool) {
+    let reqs = requests();
+    let target = service(1).key();
+    let (principal, headers) = if allow { &reqs.allow } else { &reqs.deny };
+    let request = AuthzRequest {
+        principal,
+        service: &target,
+        method: "GET",
+        path: "/productpage/reviews/1",
+        query: "a=b",
+        route: "ns1/route",
+        headers,
+    };
+    let expected = authz.authorize(&request, AuthzMode::Enforce);
+    assert_eq!(expected.allowed, allow, "{expected:?}");
+    bencher.bench_local(|| authz.authorize(black_box(&request), AuthzMode::Enforce));
+}
+
+#[divan::bench(args = [1_000, 5_000, 10_000])]
+fn sliced_allow(bencher: Bencher<'_, '_>, policies: usize) {
+    let authz = Authorizer::new(&bundle(policies, true)).expect("bundle loads");
+    run(bencher, &authz, true);
+}
+
+#[divan::bench(args = [1_000, 5_000, 10_000])]
+fn sliced_deny(bencher: Bencher<'_, '_>, policies: usize) {
+    let authz = Authorizer::new(&bundle(policies, true)).expect("bundle loads");
+    run(bencher, &authz, false);
+}
+
+#[divan::bench(args = [1_000, 5_000, 10_000])]
+fn unsliced_allow(bencher: Bencher<'_, '_>, policies: usize) {
+    let authz = Authorizer::new(&bundle(policies, false)).expect("bundle loads");
+    run(bencher, &authz, true);
+}
+
+#[divan::bench(args = [5_000], sample_count = 10, sample_size = 1)]
+fn load_sliced(bencher: Bencher<'_, '_>, policies: usize) {
+    let b = bundle(policies, true);
+    bencher.bench_local(|| Authorizer::new(black_box(&b)).map(|a| a.policy_count()));
+}
+
+#[divan::bench(args = [1_000, 5_000], sample_count = 5, sample_size = 1)]
+fn validate_mesh(bencher: Bencher<'_, '_>, policies: usize) {
+    let (model, sources) = mesh(policies);
+    bencher.bench_local(|| validate(black_box(&model), black_box(&sources)).0.len());
+}

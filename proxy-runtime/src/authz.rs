@@ -1,0 +1,60 @@
+//! Inbound authorization: from a request head and the caller's identity to a
+//! [`mesh_policy::AuthzDecision`].
+
+use hyper::header::HeaderName;
+use hyper::http::request::Parts;
+use mesh_artifact::{AuthzMode, Body};
+use mesh_policy::{AuthzDecision, AuthzRequest, Authorizer, PolicyError};
+
+/// The authorizer of one artifact, with what the request path needs prepared.
+#[derive(Debug)]
+pub struct Authz {
+    authorizer: Authorizer,
+    mode: AuthzMode,
+    /// This sidecar's service, `namespace/name`: the resource of every request.
+    service: String,
+    /// Headers visible to policy, parsed once.
+    context_headers: Vec<HeaderName>,
+}
+
+impl Authz {
+    pub fn new(body: &Body) -> Result<Self, PolicyError> {
+        let authorizer = Authorizer::new(&body.authz)?;
+        let context_headers = authorizer
+            .context_headers()
+            .iter()
+            .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+            .collect();
+        Ok(Authz {
+            authorizer,
+            mode: body.sidecar.authz_mode,
+            service: body.sidecar.service.clone(),
+            context_headers,
+        })
+    }
+
+    pub fn mode(&self) -> AuthzMode {
+        self.mode
+    }
+
+    /// Decide one request. `principal` is the caller's SPIFFE ID, empty when unauthenticated;
+    /// `route` the route the caller's sidecar matched, empty when unknown.
+    pub fn check(&self, principal: &str, parts: &Parts, route: &str) -> AuthzDecision {
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(self.context_headers.len());
+        for name in &self.context_headers {
+            if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
+                headers.push((name.as_str(), v));
+            }
+        }
+        let req = AuthzRequest {
+            principal,
+            service: &self.service,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            route,
+            headers: &headers,
+        };
+        self.authorizer.authorize(&req, self.mode)
+    }
+}

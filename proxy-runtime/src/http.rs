@@ -1,0 +1,236 @@
+//! HTTP plumbing shared by both directions: the response body type, local replies, hop-by-hop
+//! header handling and the matcher's view of a request.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
+use mesh_artifact::RequestParts;
+
+/// Body of every response (and upstream request) the proxy produces: either streamed through
+/// from a peer, or a short local reply. An enum rather than a boxed trait object, so forwarding
+/// allocates nothing for the body.
+#[derive(Debug)]
+pub enum ProxyBody {
+    Empty,
+    Full(Option<Bytes>),
+    Incoming(Incoming),
+}
+
+impl ProxyBody {
+    pub fn text(text: &'static str) -> Self {
+        ProxyBody::Full(Some(Bytes::from_static(text.as_bytes())))
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Empty => Poll::Ready(None),
+            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Incoming(i) => Pin::new(i).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Empty => true,
+            ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Incoming(i) => i.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Empty => SizeHint::with_exact(0),
+            ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ProxyBody::Incoming(i) => i.size_hint(),
+        }
+    }
+}
+
+/// Header naming which part of the proxy produced a local reply.
+pub const LOCAL_REPLY: HeaderName = HeaderName::from_static("x-mesh-proxy");
+
+/// A short plain-text reply produced by the proxy itself. `reason` is a fixed token, never
+/// request data or policy text.
+pub fn local_reply(status: StatusCode, reason: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::text(reason));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(LOCAL_REPLY, HeaderValue::from_static("local-reply"));
+    r
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1, plus the proxy ones in common use).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Remove hop-by-hop headers, including those the `Connection` header names. `TE: trailers`
+/// is kept (gRPC needs it); any other `TE` is dropped.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
+    }
+    if let Some(te) = headers.get(header::TE)
+        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        headers.remove(header::TE);
+    }
+}
+
+/// The matcher's view of a request's head; borrows, never allocates.
+pub struct ReqView<'a> {
+    parts: &'a Parts,
+}
+
+impl<'a> ReqView<'a> {
+    pub fn new(parts: &'a Parts) -> Self {
+        ReqView { parts }
+    }
+}
+
+impl RequestParts for ReqView<'_> {
+    fn method(&self) -> &str {
+        self.parts.method.as_str()
+    }
+    fn path(&self) -> &str {
+        self.parts.uri.path()
+    }
+    fn query(&self) -> Option<&str> {
+        self.parts.uri.query()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The authority a request is addressed to: the request target's authority in absolute form
+/// (`curl -x`, `HTTP_PROXY`) and HTTP/2, else the `Host` header.
+pub fn request_authority(parts: &Parts) -> Option<&str> {
+    if let Some(a) = parts.uri.authority() {
+        return Some(a.as_str());
+    }
+    parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty())
+}
+
+/// Index of `item` within `slice`, when `item` is a reference into it. Used to map the
+/// references in a routing decision back to the per-route tables built at load time.
+pub fn index_in<T>(slice: &[T], item: &T) -> Option<usize> {
+    let size = std::mem::size_of::<T>();
+    if size == 0 {
+        return None;
+    }
+    let start = slice.as_ptr() as usize;
+    let offset = (item as *const T as usize).checked_sub(start)?;
+    let i = offset / size;
+    (offset % size == 0 && i < slice.len()).then_some(i)
+}
+
+/// Status class label, `1xx` to `5xx`, as an index 0..=4.
+pub fn status_class(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::Request;
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_named_ones_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.get("x-keep").unwrap(), "yes");
+
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+    }
+
+    #[test]
+    fn authority_prefers_absolute_form() {
+        let (p, _) = Request::get("http://b.ns:8080/x").header("host", "other").body(()).unwrap().into_parts();
+        assert_eq!(request_authority(&p), Some("b.ns:8080"));
+        let (p, _) = Request::get("/x").header("host", "b.ns").body(()).unwrap().into_parts();
+        assert_eq!(request_authority(&p), Some("b.ns"));
+        let (p, _) = Request::get("/x").body(()).unwrap().into_parts();
+        assert_eq!(request_authority(&p), None);
+    }
+
+    #[test]
+    fn req_view_reads_parts() {
+        let (p, _) =
+            Request::post("/a/b?x=1").header("X-Env", "canary").body(()).unwrap().into_parts();
+        let v = ReqView::new(&p);
+        assert_eq!(v.method(), "POST");
+        assert_eq!(v.path(), "/a/b");
+        assert_eq!(v.query(), Some("x=1"));
+        assert_eq!(v.header("x-env"), Some("canary"));
+        assert_eq!(v.header("x-other"), None);
+    }
+
+    #[test]
+    fn index_in_finds_only_members() {
+        let v = vec![10u64, 20, 30];
+        assert_eq!(index_in(&v, &v[2]), Some(2));
+        assert_eq!(index_in(&v, &v[0]), Some(0));
+        let other = 20u64;
+        assert_eq!(index_in(&v, &other), None);
+        assert_eq!(index_in(&v[1..], &v[0]), None);
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(101), 0);
+        assert_eq!(status_class(204), 1);
+        assert_eq!(status_class(302), 2);
+        assert_eq!(status_class(404), 3);
+        assert_eq!(status_class(503), 4);
+    }
+}

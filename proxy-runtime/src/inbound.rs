@@ -1,0 +1,218 @@
+//! The inbound side: mutual TLS from other sidecars (plaintext too in `permissive` mode),
+//! authorization of every request, forwarding to the local application.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use mesh_artifact::MtlsMode;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::access::{self, AccessEntry};
+use crate::http::{ProxyBody, local_reply, strip_hop_by_hop};
+use crate::lifecycle::Shared;
+use crate::server::serve_http;
+
+/// Route the caller's sidecar matched; set by the outbound side, read inbound only from
+/// mutual-TLS peers, never passed to the application.
+pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-mesh-route");
+/// The caller's SPIFFE ID, set inbound for the application (any incoming value is replaced).
+pub const CALLER_HEADER: HeaderName = HeaderName::from_static("x-mesh-caller");
+
+/// First byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Who is calling on one inbound connection.
+#[derive(Debug)]
+pub struct Peer {
+    /// SPIFFE ID from the client certificate; `None` for plaintext (permissive mode).
+    pub identity: Option<String>,
+    pub identity_header: Option<HeaderValue>,
+    pub addr: SocketAddr,
+}
+
+/// Handle one accepted inbound connection.
+pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
+    let timeout = shared.config.header_read_timeout;
+    let permissive = shared
+        .live
+        .load()
+        .as_ref()
+        .is_some_and(|s| s.body().mesh.mtls == MtlsMode::Permissive);
+    if permissive {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(timeout, tcp.peek(&mut first)).await {
+            Ok(Ok(1)) if first[0] != TLS_HANDSHAKE => {
+                let peer = Arc::new(Peer { identity: None, identity_header: None, addr });
+                serve(shared, tcp, peer).await;
+                return;
+            }
+            Ok(Ok(1)) => {}
+            _ => return,
+        }
+    }
+    let acceptor = TlsAcceptor::from(shared.tls.current().server.clone());
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            shared.metrics.inbound.tls_failures.inc();
+            tracing::debug!(peer = %addr, error = %e, "inbound TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared.metrics.inbound.tls_failures.inc();
+            tracing::debug!(peer = %addr, "inbound TLS handshake timed out");
+            return;
+        }
+    };
+    let identity = crate::tls::peer_identity(tls.get_ref().1);
+    let identity_header = identity.as_deref().and_then(|i| HeaderValue::from_str(i).ok());
+    let peer = Arc::new(Peer { identity, identity_header, addr });
+    serve(shared, tls, peer).await;
+}
+
+async fn serve<I>(shared: Arc<Shared>, io: I, peer: Arc<Peer>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = shared.inbound_server.clone();
+    let shutdown = shared.shutdown_signal();
+    serve_http(io, &builder, shutdown, move |req| handle(shared.clone(), peer.clone(), req)).await;
+}
+
+/// Authorize and forward one inbound request.
+pub async fn handle(shared: Arc<Shared>, peer: Arc<Peer>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let Some(snap) = shared.live.load_full() else {
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: not ready\n");
+    };
+    let (mut parts, body) = req.into_parts();
+    let principal = peer.identity.as_deref().unwrap_or("");
+    let route = match peer.identity {
+        Some(_) => parts.headers.get(&ROUTE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or(""),
+        None => "",
+    };
+    let decision = snap.authz.check(principal, &parts, route);
+    let authz_label = if decision.audited_deny {
+        shared.metrics.authz_audited_deny.inc();
+        tracing::info!(
+            caller = principal,
+            method = %parts.method,
+            path = parts.uri.path(),
+            policies = ?decision.policies,
+            "audit mode: request would be denied"
+        );
+        "audited_deny"
+    } else if decision.allowed {
+        shared.metrics.authz_allowed.inc();
+        "allowed"
+    } else {
+        shared.metrics.authz_denied.inc();
+        tracing::debug!(
+            caller = principal,
+            method = %parts.method,
+            path = parts.uri.path(),
+            policies = ?decision.policies,
+            errors = ?decision.errors,
+            "request denied"
+        );
+        "denied"
+    };
+    if !decision.errors.is_empty() {
+        tracing::warn!(errors = ?decision.errors, "policy evaluation errors");
+    }
+
+    let log = shared.config.access_log.then(|| {
+        (
+            parts.method.to_string(),
+            crate::http::request_authority(&parts).unwrap_or("").to_string(),
+            parts.uri.path().to_string(),
+        )
+    });
+
+    let mut upstream_time = None;
+    let response = if !decision.allowed {
+        local_reply(StatusCode::FORBIDDEN, "forbidden by mesh policy\n")
+    } else {
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(v) =
+                parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(&ROUTE_HEADER);
+        match &peer.identity_header {
+            Some(v) => {
+                parts.headers.insert(CALLER_HEADER, v.clone());
+            }
+            None => {
+                parts.headers.remove(&CALLER_HEADER);
+            }
+        }
+        let mut uri = hyper::http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(snap.app.authority.clone());
+        uri.path_and_query =
+            Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        match Uri::from_parts(uri) {
+            Ok(u) => parts.uri = u,
+            Err(_) => return local_reply(StatusCode::BAD_REQUEST, "mesh-proxy: bad request target\n"),
+        }
+        parts.version = Version::HTTP_11;
+        let client = shared.upstreams.app_client(snap.app.h2);
+        let t0 = Instant::now();
+        let result = client.request(Request::from_parts(parts, ProxyBody::Incoming(body))).await;
+        upstream_time = Some(t0.elapsed());
+        match result {
+            Ok(resp) => {
+                let (mut rp, rb) = resp.into_parts();
+                strip_hop_by_hop(&mut rp.headers);
+                Response::from_parts(rp, ProxyBody::Incoming(rb))
+            }
+            Err(e) => {
+                tracing::warn!(app = %snap.app.authority, error = %e, "local application unreachable");
+                if e.is_connect() {
+                    local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: application unavailable\n")
+                } else {
+                    local_reply(StatusCode::BAD_GATEWAY, "mesh-proxy: application error\n")
+                }
+            }
+        }
+    };
+    let status = response.status().as_u16();
+    let elapsed = start.elapsed();
+    snap.inbound.record(status, elapsed, upstream_time);
+    if let Some((method, authority, path)) = log {
+        access::write(&AccessEntry {
+            direction: "inbound",
+            method: &method,
+            authority: &authority,
+            path: &path,
+            status,
+            destination: &snap.body().sidecar.service,
+            route: "",
+            cluster: "",
+            endpoint: "",
+            peer: principal_for_log(&peer),
+            authz: Some(authz_label),
+            attempts: u32::from(upstream_time.is_some()),
+            duration_us: micros(elapsed),
+            upstream_us: upstream_time.map(micros),
+        });
+    }
+    response
+}
+
+fn principal_for_log(peer: &Peer) -> &str {
+    peer.identity.as_deref().unwrap_or("")
+}
+
+pub(crate) fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,180 @@
+//! Loading and watching: the artifact and the certificate files are re-read on file events in
+//! their folders (debounced) and on a periodic fallback; a new artifact is swapped in only after
+//! it decoded, verified and built.
+//!
+//! Watching the folder rather than the file is what makes Kubernetes ConfigMap and Secret
+//! volumes work (they swap a `..data` symlink to a new timestamped folder) and editors that
+//! save by rename-replace. Every event re-reads through the configured path and compares the
+//! content hash, so unrelated events cost one read and one hash.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use tokio::sync::Notify;
+
+use crate::lifecycle::Shared;
+use crate::snapshot::{BuildContext, build};
+
+/// What one artifact re-read did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactOutcome {
+    /// Same bytes as last time (good or bad): nothing to do.
+    Unchanged,
+    /// A new artifact is serving; its body hash.
+    Loaded(String),
+    /// Refused; the previous artifact (if any) keeps serving.
+    Failed(String),
+}
+
+/// Read, verify, build and publish the artifact if its bytes changed. Blocking (file read,
+/// Cedar parsing): run it off the request threads.
+pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
+    let path = &shared.config.artifact;
+    let (key, result) = match std::fs::read(path) {
+        Err(e) => (format!("io:{:?}", e.kind()), Err(format!("cannot read `{}`: {e}", path.display()))),
+        Ok(bytes) => {
+            let hash = mesh_artifact::codec::sha256_tag(&bytes);
+            if shared.loader.lock().last_key.as_deref() == Some(hash.as_str()) {
+                return ArtifactOutcome::Unchanged;
+            }
+            let result = mesh_artifact::decode(&bytes)
+                .map_err(|e| format!("artifact `{}` refused: {e}", path.display()))
+                .and_then(|artifact| {
+                    let ctx = BuildContext {
+                        metrics: &shared.metrics,
+                        upstreams: &shared.upstreams,
+                        app_addr: shared.config.app_addr,
+                    };
+                    build(artifact, hash.clone(), &ctx)
+                        .map_err(|e| format!("artifact `{}` refused: {e}", path.display()))
+                });
+            (hash, result)
+        }
+    };
+    let mut state = shared.loader.lock();
+    if state.last_key.as_deref() == Some(key.as_str()) {
+        return ArtifactOutcome::Unchanged;
+    }
+    state.last_key = Some(key);
+    match result {
+        Ok(snapshot) => {
+            let body_hash = snapshot.header.body_hash.clone();
+            let tls_identity = shared.tls.current().identity.clone();
+            if snapshot.body().sidecar.identity != tls_identity {
+                tracing::warn!(
+                    artifact_identity = %snapshot.body().sidecar.identity,
+                    certificate_identity = %tls_identity,
+                    "the certificate's SPIFFE ID differs from the identity in the artifact"
+                );
+            }
+            shared.metrics.set_artifact_info(snapshot.info());
+            tracing::info!(
+                service = %snapshot.body().sidecar.service,
+                body_hash = %body_hash,
+                source_hash = %snapshot.header.source_hash,
+                destinations = snapshot.body().destinations.len(),
+                clusters = snapshot.body().clusters.len(),
+                "artifact loaded"
+            );
+            shared.live.store(Some(Arc::new(snapshot)));
+            shared.metrics.reload_success.inc();
+            state.last_error = None;
+            ArtifactOutcome::Loaded(body_hash)
+        }
+        Err(message) => {
+            shared.metrics.reload_failure.inc();
+            if shared.live.load().is_some() {
+                tracing::error!(error = %message, "artifact refused; the last good artifact keeps serving");
+            } else {
+                tracing::error!(error = %message, "artifact refused; not ready until a valid artifact is loaded");
+            }
+            state.last_error = Some(message.clone());
+            ArtifactOutcome::Failed(message)
+        }
+    }
+}
+
+/// Re-read the certificate files; swap them in when they changed and are valid.
+pub fn reload_certs(shared: &Shared) {
+    match shared.tls.reload() {
+        Ok(false) => {}
+        Ok(true) => {
+            shared.metrics.cert_reload_success.inc();
+            tracing::info!(identity = %shared.tls.current().identity, "certificates reloaded");
+        }
+        Err(e) => {
+            // Count a given failure once: a rotation that writes cert and key separately fails
+            // in between, then succeeds on the next event.
+            let message = e.to_string();
+            let mut state = shared.loader.lock();
+            if state.last_cert_error.as_deref() != Some(message.as_str()) {
+                shared.metrics.cert_reload_failure.inc();
+                tracing::error!(error = %message, "certificate reload failed; the current certificates stay");
+                state.last_cert_error = Some(message);
+            }
+            return;
+        }
+    }
+    shared.loader.lock().last_cert_error = None;
+}
+
+/// Loader bookkeeping.
+#[derive(Debug, Default)]
+pub struct LoaderState {
+    /// Content hash (or I/O error kind) of the last artifact read, good or bad.
+    pub last_key: Option<String>,
+    /// Why the last artifact read was refused, while it stays refused.
+    pub last_error: Option<String>,
+    pub last_cert_error: Option<String>,
+}
+
+/// A file watcher that wakes `notify` on any event in the given folders.
+pub type Watcher = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
+
+/// Folders to watch for a set of files: each file's parent, and for a symlink, its target's
+/// parent too (a file linked from elsewhere changes there).
+pub fn watch_dirs(files: &[&Path]) -> Vec<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    for f in files {
+        let parent = |p: &Path| -> PathBuf {
+            match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            }
+        };
+        dirs.insert(parent(f));
+        if let Ok(target) = std::fs::canonicalize(f) {
+            dirs.insert(parent(&target));
+        }
+    }
+    dirs.into_iter().collect()
+}
+
+/// Start watching; `None` (logged) when the platform refuses, leaving the periodic re-read.
+pub fn start_watcher(dirs: &[PathBuf], debounce: Duration, wake: Arc<Notify>) -> Option<Watcher> {
+    let handler = move |result: DebounceEventResult| {
+        if let Err(errors) = &result {
+            for e in errors {
+                tracing::warn!(error = %e, "file watcher error");
+            }
+        }
+        wake.notify_one();
+    };
+    let mut debouncer = match new_debouncer(debounce, None, handler) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a file watcher; relying on the periodic re-read");
+            return None;
+        }
+    };
+    for dir in dirs {
+        if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder; relying on the periodic re-read");
+        }
+    }
+    Some(debouncer)
+}

@@ -1,0 +1,592 @@
+//! The outbound side: the local application's requests (origin-form with `Host`, or
+//! absolute-form as an HTTP proxy), routed by [`mesh_artifact::Router::decide`] and sent over
+//! mutual TLS to a destination sidecar, with timeouts, retries and a retry budget.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use mesh_artifact::router::split_authority;
+use mesh_artifact::{Decision, PathMatch, PathModifier, Redirect, RetryPolicy, RouteEntry, RuleAction};
+use tokio::net::TcpStream;
+
+use crate::access::{self, AccessEntry};
+use crate::http::{ProxyBody, ReqView, index_in, local_reply, request_authority, strip_hop_by_hop};
+use crate::inbound::{CALLER_HEADER, ROUTE_HEADER, micros};
+use crate::metrics::RouteStats;
+use crate::lifecycle::Shared;
+use crate::server::serve_http;
+use crate::snapshot::{ActionRt, ClusterRt, EndpointRt, Snapshot, random_u32};
+
+/// Handle one connection from the local application (HTTP/1.1 or h2c).
+pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, _addr: SocketAddr) {
+    let builder = shared.outbound_server.clone();
+    let shutdown = shared.shutdown_signal();
+    serve_http(tcp, &builder, shutdown, move |req| handle(shared.clone(), req)).await;
+}
+
+/// What the routing decision leads to, with everything borrowed from the snapshot.
+enum Plan<'s> {
+    Reply { status: StatusCode, reason: &'static str },
+    Redirect { status: StatusCode, location: Option<HeaderValue> },
+    Forward { cluster: &'s Arc<ClusterRt>, rule: Option<Rule<'s>> },
+}
+
+/// The matched rule of a forwarded request.
+#[derive(Clone, Copy)]
+struct Rule<'s> {
+    entry: &'s RouteEntry,
+    action: &'s RuleAction,
+    rt: &'s ActionRt,
+}
+
+struct Routed<'s> {
+    plan: Plan<'s>,
+    stats: &'s RouteStats,
+    destination: &'s str,
+    route: &'s str,
+}
+
+fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
+    let decision = snap.router.decide(authority, &ReqView::new(parts));
+    let body = snap.body();
+    let unknown = |reason| Routed {
+        plan: Plan::Reply { status: StatusCode::NOT_FOUND, reason },
+        stats: &snap.unknown_host,
+        destination: "",
+        route: "",
+    };
+    let (dest, port) = match decision {
+        Decision::UnknownHost => return unknown("mesh-proxy: unknown destination\n"),
+        Decision::UnknownPort { .. } => return unknown("mesh-proxy: unknown destination port\n"),
+        Decision::Direct { dest, port }
+        | Decision::NoMatch { dest, port }
+        | Decision::Matched { dest, port, .. } => (dest, port),
+    };
+    let Some(port_rt) = index_in(&body.destinations, dest)
+        .and_then(|d| Some((d, index_in(&dest.ports, port)?)))
+        .and_then(|(d, p)| snap.ports.get(d)?.get(p))
+    else {
+        return unknown("mesh-proxy: unknown destination\n");
+    };
+    let destination = dest.service.as_str();
+    let unrouted = |plan| Routed { plan, stats: &port_rt.unrouted, destination, route: "" };
+    match decision {
+        Decision::Direct { .. } => match &port_rt.direct {
+            Some(cluster) => unrouted(Plan::Forward { cluster, rule: None }),
+            None => unrouted(Plan::Reply {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                reason: "mesh-proxy: no backend\n",
+            }),
+        },
+        Decision::Matched { entry, action, .. } => {
+            let table = port.routes.as_ref();
+            let e = table.and_then(|t| index_in(&t.entries, entry));
+            let a = table.and_then(|t| index_in(&t.actions, action));
+            let (Some(stats), Some(rt)) =
+                (e.and_then(|e| port_rt.entry_stats.get(e)), a.and_then(|a| port_rt.actions.get(a)))
+            else {
+                return unrouted(Plan::Reply {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    reason: "mesh-proxy: inconsistent route table\n",
+                });
+            };
+            let routed = |plan| Routed { plan, stats, destination, route: entry.route.as_str() };
+            if let Some(s) = action.fixed_status {
+                let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return routed(Plan::Reply { status, reason: "mesh-proxy: no backend for this route\n" });
+            }
+            if let Some(r) = &action.redirect {
+                let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
+                let location = redirect_location(r, entry, parts, authority);
+                return routed(Plan::Redirect { status, location });
+            }
+            match rt.pick_backend() {
+                Some(cluster) => routed(Plan::Forward {
+                    cluster,
+                    rule: Some(Rule { entry, action, rt }),
+                }),
+                None => routed(Plan::Reply {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    reason: "mesh-proxy: no backend for this route\n",
+                }),
+            }
+        }
+        _ => unrouted(Plan::Reply {
+            status: StatusCode::NOT_FOUND,
+            reason: "mesh-proxy: no route matches\n",
+        }),
+    }
+}
+
+/// Apply a path modifier. `ReplacePrefixMatch` replaces the part of the path that the entry's
+/// prefix matched, by whole segments.
+pub fn modify_path(m: &PathModifier, entry: &RouteEntry, path: &str) -> String {
+    match m {
+        PathModifier::ReplaceFullPath(p) => {
+            if p.is_empty() {
+                "/".to_string()
+            } else {
+                p.clone()
+            }
+        }
+        PathModifier::ReplacePrefixMatch(replacement) => {
+            let matched = match &entry.path {
+                PathMatch::PathPrefix(p) | PathMatch::Exact(p) => p.trim_end_matches('/'),
+                PathMatch::RegularExpression(_) => "",
+            };
+            let rest = path.strip_prefix(matched).unwrap_or(path);
+            let mut out = replacement.trim_end_matches('/').to_string();
+            if !rest.is_empty() && !rest.starts_with('/') {
+                out.push('/');
+            }
+            out.push_str(rest);
+            if out.is_empty() {
+                out.push('/');
+            }
+            out
+        }
+    }
+}
+
+/// `Location` of a redirect: scheme, host, port and path from the filter where it sets them,
+/// else from the request; the query is kept.
+pub fn redirect_location(
+    r: &Redirect,
+    entry: &RouteEntry,
+    parts: &Parts,
+    authority: &str,
+) -> Option<HeaderValue> {
+    let (req_host, req_port) = split_authority(authority);
+    let scheme = r.scheme.as_deref().unwrap_or("http");
+    let host = r.hostname.as_deref().unwrap_or(&req_host);
+    // Gateway API: an explicit port wins; a changed scheme without a port uses the scheme's
+    // well-known port; otherwise the request's port is kept.
+    let port = match (r.port, &r.scheme) {
+        (Some(p), _) => Some(p),
+        (None, Some(_)) => None,
+        (None, None) => req_port,
+    };
+    let port = port.filter(|p| !matches!((scheme, p), ("http", 80) | ("https", 443)));
+    let path = match &r.path {
+        Some(m) => modify_path(m, entry, parts.uri.path()),
+        None => parts.uri.path().to_string(),
+    };
+    let mut loc = format!("{scheme}://");
+    if host.contains(':') {
+        loc.push('[');
+        loc.push_str(host);
+        loc.push(']');
+    } else {
+        loc.push_str(host);
+    }
+    if let Some(p) = port {
+        loc.push(':');
+        loc.push_str(&p.to_string());
+    }
+    loc.push_str(&path);
+    if let Some(q) = parts.uri.query() {
+        loc.push('?');
+        loc.push_str(q);
+    }
+    HeaderValue::from_str(&loc).ok()
+}
+
+/// How a forwarded request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    NoEndpoint,
+    Connect,
+    Timeout,
+    Protocol,
+}
+
+impl Failure {
+    fn reply(self) -> Response<ProxyBody> {
+        match self {
+            Failure::NoEndpoint => {
+                local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: no endpoint\n")
+            }
+            Failure::Connect => {
+                local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: upstream unavailable\n")
+            }
+            Failure::Timeout => {
+                local_reply(StatusCode::GATEWAY_TIMEOUT, "mesh-proxy: upstream timeout\n")
+            }
+            Failure::Protocol => {
+                local_reply(StatusCode::BAD_GATEWAY, "mesh-proxy: upstream protocol error\n")
+            }
+        }
+    }
+}
+
+/// What a forward produced.
+struct Forwarded {
+    result: Result<Response<Incoming>, Failure>,
+    upstream_time: Option<Duration>,
+    attempts: u32,
+    endpoint: String,
+}
+
+/// The request head as sent upstream, reusable across attempts.
+struct Head {
+    method: Method,
+    headers: HeaderMap,
+    path_and_query: PathAndQuery,
+}
+
+fn upstream_request(head: &Head, endpoint: &EndpointRt, body: ProxyBody) -> Option<Request<ProxyBody>> {
+    let mut uri = hyper::http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTPS);
+    uri.authority = Some(endpoint.authority.clone());
+    uri.path_and_query = Some(head.path_and_query.clone());
+    let uri = Uri::from_parts(uri).ok()?;
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    Some(req)
+}
+
+fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
+    let base = policy.backoff_ms.max(1);
+    let exp = base.saturating_mul(1u64 << retry.min(20));
+    let capped = if policy.max_backoff_ms > 0 { exp.min(policy.max_backoff_ms) } else { exp };
+    // Jitter: between half and all of the delay.
+    let jittered = capped / 2 + (capped / 2 * u64::from(random_u32() >> 16)) / 65_536;
+    Duration::from_millis(jittered)
+}
+
+async fn forward(
+    shared: &Shared,
+    cluster: &ClusterRt,
+    mut head: Head,
+    body: Incoming,
+    retry: Option<&RetryPolicy>,
+    per_try: Option<Duration>,
+) -> Forwarded {
+    cluster.budget.record_request();
+    let replayable = body.is_end_stream();
+    let retry = retry.filter(|r| replayable && r.attempts > 0);
+    let max_attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
+    let mut body = Some(if replayable { ProxyBody::Empty } else { ProxyBody::Incoming(body) });
+    let mut out = Forwarded {
+        result: Err(Failure::NoEndpoint),
+        upstream_time: None,
+        attempts: 0,
+        endpoint: String::new(),
+    };
+    let mut attempt = 0u32;
+    loop {
+        let last = attempt + 1 >= max_attempts;
+        let Some(endpoint) = cluster.pick(shared.config.load_balancer) else {
+            out.result = Err(Failure::NoEndpoint);
+            return out;
+        };
+        let req_body = if last { body.take().unwrap_or(ProxyBody::Empty) } else { ProxyBody::Empty };
+        let Some(mut req) = upstream_request(&head, endpoint, req_body) else {
+            out.result = Err(Failure::Protocol);
+            return out;
+        };
+        *req.headers_mut() = if last { std::mem::take(&mut head.headers) } else { head.headers.clone() };
+        if shared.config.access_log {
+            out.endpoint = endpoint.authority.to_string();
+        }
+        let in_flight = InFlight::new(endpoint);
+        let t0 = Instant::now();
+        let sent = cluster.client.request(req);
+        // `Err(None)`: the per-try timeout fired.
+        let result = match per_try {
+            Some(d) => match tokio::time::timeout(d, sent).await {
+                Ok(r) => r.map_err(Some),
+                Err(_) => Err(None),
+            },
+            None => sent.await.map_err(Some),
+        };
+        drop(in_flight);
+        out.upstream_time = Some(t0.elapsed());
+        out.attempts = attempt + 1;
+        let failure = match result {
+            Ok(resp) => {
+                let retriable = retry.is_some_and(|r| r.codes.contains(&resp.status().as_u16()));
+                if last || !retriable {
+                    out.result = Ok(resp);
+                    return out;
+                }
+                out.result = Ok(resp);
+                None
+            }
+            Err(None) => {
+                cluster.stats.timeouts.inc();
+                Some(Failure::Timeout)
+            }
+            Err(Some(e)) => {
+                if e.is_connect() {
+                    cluster.stats.connect_errors.inc();
+                    endpoint.eject();
+                    tracing::debug!(cluster = %cluster.key, endpoint = %endpoint.authority, error = %e, "upstream connect failed");
+                    Some(Failure::Connect)
+                } else {
+                    cluster.stats.protocol_errors.inc();
+                    tracing::debug!(cluster = %cluster.key, endpoint = %endpoint.authority, error = %e, "upstream request failed");
+                    Some(Failure::Protocol)
+                }
+            }
+        };
+        if let Some(f) = failure {
+            out.result = Err(f);
+            // A request with a body that is not replayable can only be tried once.
+            if last || retry.is_none() {
+                return out;
+            }
+        }
+        let Some(policy) = retry else { return out };
+        if !cluster.budget.try_retry(policy.budget.percent, policy.budget.min_per_second) {
+            cluster.stats.budget_exhausted.inc();
+            return out;
+        }
+        cluster.stats.retries.inc();
+        // Drop a retriable response before waiting, releasing its connection.
+        out.result = Err(Failure::Protocol);
+        tokio::time::sleep(backoff(policy, attempt)).await;
+        attempt += 1;
+    }
+}
+
+/// Counts a request in flight to an endpoint (for power-of-two-choices) until dropped, also
+/// when a timeout cancels the request.
+struct InFlight<'a>(&'a EndpointRt);
+
+impl<'a> InFlight<'a> {
+    fn new(e: &'a EndpointRt) -> Self {
+        e.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(e)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Route and forward one outbound request.
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let Some(snap) = shared.live.load_full() else {
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: not ready\n");
+    };
+    let (mut parts, body) = req.into_parts();
+    if parts.method == Method::CONNECT {
+        return local_reply(StatusCode::NOT_IMPLEMENTED, "mesh-proxy: CONNECT is not supported\n");
+    }
+    let Some(authority) = request_authority(&parts).map(str::to_string) else {
+        return local_reply(StatusCode::BAD_REQUEST, "mesh-proxy: request has no host\n");
+    };
+    let routed = route(&snap, &parts, &authority);
+    let log = shared
+        .config
+        .access_log
+        .then(|| (parts.method.to_string(), parts.uri.path().to_string()));
+
+    let mut upstream_time = None;
+    let mut attempts = 0;
+    let mut endpoint = String::new();
+    let mut cluster_key = "";
+    let response = match routed.plan {
+        Plan::Reply { status, reason } => local_reply(status, reason),
+        Plan::Redirect { status, location: Some(location) } => {
+            let mut r = Response::new(ProxyBody::Empty);
+            *r.status_mut() = status;
+            r.headers_mut().insert(header::LOCATION, location);
+            r
+        }
+        Plan::Redirect { location: None, .. } => local_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "mesh-proxy: redirect target is not a valid header value\n",
+        ),
+        Plan::Forward { cluster, rule } => {
+            cluster_key = cluster.key.as_str();
+            // The head as sent upstream.
+            let path_and_query = match rule.and_then(|r| Some((r, r.action.rewrite.as_ref()?.path.as_ref()?))) {
+                Some((r, m)) => {
+                    let path = modify_path(m, r.entry, parts.uri.path());
+                    let pq = match parts.uri.query() {
+                        Some(q) => format!("{path}?{q}"),
+                        None => path,
+                    };
+                    PathAndQuery::from_maybe_shared(pq).ok()
+                }
+                None => parts.uri.path_and_query().cloned(),
+            }
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            strip_hop_by_hop(&mut parts.headers);
+            parts.headers.remove(&ROUTE_HEADER);
+            parts.headers.remove(&CALLER_HEADER);
+            if (parts.uri.authority().is_some() || !parts.headers.contains_key(header::HOST))
+                && let Ok(v) = HeaderValue::from_str(&authority)
+            {
+                parts.headers.insert(header::HOST, v);
+            }
+            if let Some(r) = rule {
+                if let Some(h) = &r.rt.rewrite_host {
+                    parts.headers.insert(header::HOST, h.clone());
+                }
+                r.rt.request_headers.apply(&mut parts.headers);
+                if let Ok(v) = HeaderValue::from_str(&r.entry.route) {
+                    parts.headers.insert(ROUTE_HEADER, v);
+                }
+            }
+            let head = Head { method: parts.method, headers: parts.headers, path_and_query };
+            let timeouts = rule.map(|r| r.action.timeouts).unwrap_or_default();
+            let retry = rule.and_then(|r| r.action.retry.as_ref());
+            let per_try = timeouts.backend_request_ms.map(Duration::from_millis);
+            let fwd = forward(&shared, cluster, head, body, retry, per_try);
+            let fwd = match timeouts.request_ms {
+                Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), fwd).await {
+                    Ok(f) => f,
+                    Err(_) => {
+                        cluster.stats.timeouts.inc();
+                        Forwarded {
+                            result: Err(Failure::Timeout),
+                            upstream_time: None,
+                            attempts: 0,
+                            endpoint: String::new(),
+                        }
+                    }
+                },
+                None => fwd.await,
+            };
+            upstream_time = fwd.upstream_time;
+            attempts = fwd.attempts;
+            endpoint = fwd.endpoint;
+            match fwd.result {
+                Ok(resp) => {
+                    let (mut rp, rb) = resp.into_parts();
+                    strip_hop_by_hop(&mut rp.headers);
+                    if let Some(r) = rule {
+                        r.rt.response_headers.apply(&mut rp.headers);
+                    }
+                    Response::from_parts(rp, ProxyBody::Incoming(rb))
+                }
+                Err(f) => f.reply(),
+            }
+        }
+    };
+    let status = response.status().as_u16();
+    let elapsed = start.elapsed();
+    routed.stats.record(status, elapsed, upstream_time);
+    if let Some((method, path)) = log {
+        access::write(&AccessEntry {
+            direction: "outbound",
+            method: &method,
+            authority: &authority,
+            path: &path,
+            status,
+            destination: routed.destination,
+            route: routed.route,
+            cluster: cluster_key,
+            endpoint: &endpoint,
+            peer: "",
+            authz: None,
+            attempts,
+            duration_us: micros(elapsed),
+            upstream_us: upstream_time.map(micros),
+        });
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_artifact::SourcePos;
+
+    fn entry(path: PathMatch) -> RouteEntry {
+        RouteEntry {
+            route: "ns/r".into(),
+            rule: 0,
+            r#match: 0,
+            source: SourcePos { file: "r.yaml".into(), line: 1, column: 1 },
+            path,
+            method: None,
+            headers: vec![],
+            query: vec![],
+            action: 0,
+        }
+    }
+
+    #[test]
+    fn prefix_replacement_follows_gateway_api() {
+        let e = entry(PathMatch::PathPrefix("/foo".into()));
+        let r = |to: &str, path: &str| {
+            modify_path(&PathModifier::ReplacePrefixMatch(to.into()), &e, path)
+        };
+        assert_eq!(r("/bar", "/foo"), "/bar");
+        assert_eq!(r("/bar", "/foo/baz"), "/bar/baz");
+        assert_eq!(r("/bar/", "/foo/baz"), "/bar/baz");
+        assert_eq!(r("/", "/foo/baz"), "/baz");
+        assert_eq!(r("/", "/foo"), "/");
+        assert_eq!(r("/bar", "/foo/"), "/bar/");
+        let root = entry(PathMatch::PathPrefix("/".into()));
+        assert_eq!(
+            modify_path(&PathModifier::ReplacePrefixMatch("/api".into()), &root, "/x/y"),
+            "/api/x/y"
+        );
+        assert_eq!(modify_path(&PathModifier::ReplaceFullPath("/z".into()), &e, "/foo/q"), "/z");
+    }
+
+    #[test]
+    fn redirect_locations() {
+        let e = entry(PathMatch::PathPrefix("/old".into()));
+        let (parts, _) = Request::get("/old/page?x=1").body(()).unwrap().into_parts();
+        let loc = |r: Redirect, authority: &str| {
+            redirect_location(&r, &e, &parts, authority).unwrap().to_str().unwrap().to_string()
+        };
+        let base = Redirect { scheme: None, hostname: None, port: None, path: None, status: 302 };
+        assert_eq!(loc(base.clone(), "b.ns:8080"), "http://b.ns:8080/old/page?x=1");
+        assert_eq!(
+            loc(Redirect { scheme: Some("https".into()), ..base.clone() }, "b.ns:8080"),
+            "https://b.ns/old/page?x=1"
+        );
+        assert_eq!(
+            loc(
+                Redirect {
+                    hostname: Some("new.example".into()),
+                    port: Some(80),
+                    path: Some(PathModifier::ReplacePrefixMatch("/new".into())),
+                    ..base.clone()
+                },
+                "b.ns:8080"
+            ),
+            "http://new.example/new/page?x=1"
+        );
+        assert_eq!(
+            loc(Redirect { port: Some(9000), ..base }, "b.ns"),
+            "http://b.ns:9000/old/page?x=1"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            attempts: 5,
+            codes: vec![503],
+            backoff_ms: 10,
+            max_backoff_ms: 50,
+            budget: mesh_artifact::RetryBudget { percent: 20, min_per_second: 10 },
+        };
+        for _ in 0..100 {
+            let b0 = backoff(&p, 0).as_millis();
+            assert!((5..=10).contains(&b0), "{b0}");
+            let b4 = backoff(&p, 4).as_millis();
+            assert!((25..=50).contains(&b4), "{b4}");
+        }
+    }
+}

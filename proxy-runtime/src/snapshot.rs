@@ -1,0 +1,539 @@
+//! One loaded artifact and everything derived from it at load time: the router, the
+//! authorizer, per-route metric handles, per-cluster endpoint and retry state, parsed header
+//! modifiers. Published as one `Arc<Snapshot>`; a request uses the snapshot it started with.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
+
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::Authority;
+use mesh_artifact::{Artifact, Body, Cluster, HeaderModifier, Router, RuleAction};
+
+use crate::authz::Authz;
+use crate::config::LoadBalancer;
+use crate::metrics::{ClusterStats, InfoLabels, Metrics, RouteStats};
+use crate::upstream::{MeshClient, Upstreams};
+
+/// Why an artifact that decoded fine still cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("route table: {0}")]
+    Route(#[from] mesh_artifact::matcher::IndexError),
+    #[error("authorization bundle: {0}")]
+    Policy(#[from] mesh_policy::PolicyError),
+    #[error("route action refers to unknown cluster `{0}`")]
+    UnknownCluster(String),
+    #[error("destination `{service}` port {port}: default cluster `{cluster}` is unknown")]
+    UnknownDefaultCluster { service: String, port: u16, cluster: String },
+    #[error("cluster `{cluster}`: endpoint `{address}:{port}` is not a valid address")]
+    Endpoint { cluster: String, address: String, port: u16 },
+    #[error("invalid header name `{0}` in a header modifier")]
+    HeaderName(String),
+    #[error("invalid value for header `{0}` in a header modifier")]
+    HeaderValue(String),
+    #[error("invalid rewrite hostname `{0}`")]
+    Hostname(String),
+}
+
+/// Parsed request or response header modifications.
+#[derive(Debug, Default)]
+pub struct HeaderOps {
+    set: Vec<(HeaderName, HeaderValue)>,
+    add: Vec<(HeaderName, HeaderValue)>,
+    remove: Vec<HeaderName>,
+}
+
+impl HeaderOps {
+    fn parse(m: &HeaderModifier) -> Result<Self, BuildError> {
+        let name = |n: &str| {
+            HeaderName::from_bytes(n.as_bytes()).map_err(|_| BuildError::HeaderName(n.to_string()))
+        };
+        let pair = |(n, v): &(String, String)| {
+            Ok((
+                name(n)?,
+                HeaderValue::from_str(v).map_err(|_| BuildError::HeaderValue(n.to_string()))?,
+            ))
+        };
+        Ok(HeaderOps {
+            set: m.set.iter().map(pair).collect::<Result<_, BuildError>>()?,
+            add: m.add.iter().map(pair).collect::<Result<_, BuildError>>()?,
+            remove: m.remove.iter().map(|n| name(n)).collect::<Result<_, BuildError>>()?,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Gateway API order: set, then add, then remove.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (n, v) in &self.set {
+            headers.insert(n.clone(), v.clone());
+        }
+        for (n, v) in &self.add {
+            headers.append(n.clone(), v.clone());
+        }
+        for n in &self.remove {
+            headers.remove(n);
+        }
+    }
+}
+
+/// Milliseconds since the process started, for cheap shared timestamps.
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A small, fast, per-thread pseudo-random generator (xorshift64*), for load balancing and
+/// jitter. Not for anything secret.
+pub fn random_u32() -> u32 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(now_ms());
+            h.finish() | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+    })
+}
+
+/// A uniformly drawn number below `n` (`n > 0`).
+pub fn random_below(n: u32) -> u32 {
+    ((u64::from(random_u32()) * u64::from(n)) >> 32) as u32
+}
+
+/// One destination sidecar address.
+#[derive(Debug)]
+pub struct EndpointRt {
+    pub authority: Authority,
+    pub in_flight: AtomicUsize,
+    /// Until when (in [`now_ms`]) this endpoint is skipped after a connection failure.
+    pub ejected_until: AtomicU64,
+}
+
+/// How long an endpoint that refused a connection is skipped.
+const EJECTION_MS: u64 = 1000;
+
+impl EndpointRt {
+    fn available(&self, now: u64) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) <= now
+    }
+
+    pub fn eject(&self) {
+        self.ejected_until.store(now_ms() + EJECTION_MS, Ordering::Relaxed);
+    }
+}
+
+/// Retry budget state of one cluster: retries may be at most `percent` of the requests of the
+/// current one-second window, or `min_per_second`, whichever is larger.
+#[derive(Debug, Default)]
+pub struct RetryBudgetState {
+    window: AtomicU64,
+    requests: AtomicU32,
+    retries: AtomicU32,
+}
+
+impl RetryBudgetState {
+    fn roll(&self) {
+        let second = now_ms() / 1000;
+        let w = self.window.load(Ordering::Relaxed);
+        if w != second
+            && self
+                .window
+                .compare_exchange(w, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.requests.store(0, Ordering::Relaxed);
+            self.retries.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_request(&self) {
+        self.roll();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Take one retry from the budget, if any is left.
+    pub fn try_retry(&self, percent: u32, min_per_second: u32) -> bool {
+        self.roll();
+        let requests = u64::from(self.requests.load(Ordering::Relaxed));
+        let allowed = (requests * u64::from(percent) / 100).max(u64::from(min_per_second));
+        let taken = self.retries.fetch_add(1, Ordering::Relaxed);
+        if u64::from(taken) < allowed {
+            true
+        } else {
+            self.retries.fetch_sub(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+/// A backend cluster: endpoints, their selection, retry budget, client and metrics.
+#[derive(Debug)]
+pub struct ClusterRt {
+    pub key: String,
+    pub identity: String,
+    pub endpoints: Vec<EndpointRt>,
+    rr: AtomicUsize,
+    pub budget: RetryBudgetState,
+    pub stats: ClusterStats,
+    pub client: MeshClient,
+}
+
+impl ClusterRt {
+    /// Choose an endpoint, skipping recently failed ones unless all have failed. `None` when
+    /// the cluster has no endpoint.
+    pub fn pick(&self, lb: LoadBalancer) -> Option<&EndpointRt> {
+        let n = self.endpoints.len();
+        match n {
+            0 => None,
+            1 => self.endpoints.first(),
+            _ => {
+                let now = now_ms();
+                match lb {
+                    LoadBalancer::RoundRobin => {
+                        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+                        (0..n)
+                            .map(|i| &self.endpoints[(start + i) % n])
+                            .find(|e| e.available(now))
+                            .or_else(|| self.endpoints.get(start % n))
+                    }
+                    LoadBalancer::P2c => {
+                        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+                        let a = random_below(n32) as usize;
+                        let mut b = random_below(n32 - 1) as usize;
+                        if b >= a {
+                            b += 1;
+                        }
+                        let (ea, eb) = (&self.endpoints[a], &self.endpoints[b]);
+                        let pick = match (ea.available(now), eb.available(now)) {
+                            (true, false) => ea,
+                            (false, true) => eb,
+                            (false, false) => {
+                                return self
+                                    .endpoints
+                                    .iter()
+                                    .find(|e| e.available(now))
+                                    .or(Some(ea));
+                            }
+                            (true, true) => {
+                                if eb.in_flight.load(Ordering::Relaxed)
+                                    < ea.in_flight.load(Ordering::Relaxed)
+                                {
+                                    eb
+                                } else {
+                                    ea
+                                }
+                            }
+                        };
+                        Some(pick)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A rule action with its clusters resolved and headers parsed.
+#[derive(Debug)]
+pub struct ActionRt {
+    /// Backends with weight > 0 and their cumulative weights.
+    backends: Vec<(Arc<ClusterRt>, u64)>,
+    total_weight: u64,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+    pub rewrite_host: Option<HeaderValue>,
+}
+
+impl ActionRt {
+    /// Weighted choice of a backend cluster; `None` when no backend has weight.
+    pub fn pick_backend(&self) -> Option<&Arc<ClusterRt>> {
+        match self.backends.len() {
+            0 => None,
+            1 => self.backends.first().map(|(c, _)| c),
+            _ => {
+                let r = (u64::from(random_u32()) * self.total_weight) >> 32;
+                self.backends.iter().find(|(_, cum)| r < *cum).map(|(c, _)| c)
+            }
+        }
+    }
+}
+
+/// Runtime tables of one destination port.
+#[derive(Debug)]
+pub struct PortRt {
+    /// Cluster when no route is attached.
+    pub direct: Option<Arc<ClusterRt>>,
+    /// Metrics of requests that matched no route (direct traffic or 404).
+    pub unrouted: RouteStats,
+    /// Per route entry, parallel to the route table's entries.
+    pub entry_stats: Vec<RouteStats>,
+    /// Per rule action, parallel to the route table's actions.
+    pub actions: Vec<ActionRt>,
+}
+
+/// Where inbound requests go.
+#[derive(Debug, Clone)]
+pub struct AppTarget {
+    pub authority: Authority,
+    pub h2: bool,
+}
+
+/// Everything one artifact serves with.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// `sha256:` of the artifact file as read.
+    pub file_hash: String,
+    pub header: mesh_artifact::Header,
+    pub router: Router,
+    pub authz: Authz,
+    /// `[destination][port]`, parallel to the artifact's destinations and their ports.
+    pub ports: Vec<Vec<PortRt>>,
+    /// Requests for hosts no destination declares.
+    pub unknown_host: RouteStats,
+    /// Inbound requests.
+    pub inbound: RouteStats,
+    pub app: AppTarget,
+    pub loaded_at: SystemTime,
+}
+
+impl Snapshot {
+    pub fn body(&self) -> &Body {
+        self.router.body()
+    }
+
+    /// The artifact info labels.
+    pub fn info(&self) -> InfoLabels {
+        InfoLabels {
+            service: self.body().sidecar.service.clone(),
+            body_hash: self.header.body_hash.clone(),
+            source_hash: self.header.source_hash.clone(),
+            meshc_version: self.header.meshc_version.clone(),
+            format_version: self.header.format_version.to_string(),
+        }
+    }
+}
+
+/// What building a snapshot needs besides the artifact.
+pub struct BuildContext<'a> {
+    pub metrics: &'a Metrics,
+    pub upstreams: &'a Upstreams,
+    pub app_addr: Option<SocketAddr>,
+}
+
+fn cluster_rt(
+    key: &str,
+    c: &Cluster,
+    ctx: &BuildContext<'_>,
+) -> Result<Arc<ClusterRt>, BuildError> {
+    let endpoints = c
+        .endpoints
+        .iter()
+        .map(|e| {
+            let text = if e.address.contains(':') && !e.address.starts_with('[') {
+                format!("[{}]:{}", e.address, e.port)
+            } else {
+                format!("{}:{}", e.address, e.port)
+            };
+            let authority = Authority::from_str(&text).map_err(|_| BuildError::Endpoint {
+                cluster: key.to_string(),
+                address: e.address.clone(),
+                port: e.port,
+            })?;
+            Ok(EndpointRt {
+                authority,
+                in_flight: AtomicUsize::new(0),
+                ejected_until: AtomicU64::new(0),
+            })
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    Ok(Arc::new(ClusterRt {
+        key: key.to_string(),
+        identity: c.identity.clone(),
+        endpoints,
+        rr: AtomicUsize::new(0),
+        budget: RetryBudgetState::default(),
+        stats: ctx.metrics.cluster(key),
+        client: ctx.upstreams.mesh_client(&c.identity, &c.service, c.protocol.is_h2()),
+    }))
+}
+
+fn action_rt(
+    a: &RuleAction,
+    clusters: &std::collections::HashMap<&str, Arc<ClusterRt>>,
+) -> Result<ActionRt, BuildError> {
+    let mut backends = Vec::new();
+    let mut total = 0u64;
+    for b in &a.backends {
+        let c = clusters.get(b.cluster.as_str()).ok_or_else(|| {
+            BuildError::UnknownCluster(b.cluster.clone())
+        })?;
+        if b.weight > 0 {
+            total += u64::from(b.weight);
+            backends.push((c.clone(), total));
+        }
+    }
+    let rewrite_host = match a.rewrite.as_ref().and_then(|r| r.hostname.as_deref()) {
+        Some(h) => {
+            Some(HeaderValue::from_str(h).map_err(|_| BuildError::Hostname(h.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(ActionRt {
+        backends,
+        total_weight: total,
+        request_headers: HeaderOps::parse(&a.request_headers)?,
+        response_headers: HeaderOps::parse(&a.response_headers)?,
+        rewrite_host,
+    })
+}
+
+/// Build the runtime tables of a decoded artifact.
+pub fn build(
+    artifact: Artifact,
+    file_hash: String,
+    ctx: &BuildContext<'_>,
+) -> Result<Snapshot, BuildError> {
+    let Artifact { header, body } = artifact;
+    let authz = Authz::new(&body)?;
+    let mut clusters = std::collections::HashMap::new();
+    for (key, c) in &body.clusters {
+        clusters.insert(key.as_str(), cluster_rt(key, c, ctx)?);
+    }
+    let mut ports = Vec::with_capacity(body.destinations.len());
+    for dest in &body.destinations {
+        let mut per_port = Vec::with_capacity(dest.ports.len());
+        for p in &dest.ports {
+            let unrouted = ctx.metrics.route("outbound", &dest.service, "");
+            let (direct, entry_stats, actions) = match &p.routes {
+                None => {
+                    let c = clusters.get(p.default_cluster.as_str()).cloned().ok_or_else(|| {
+                        BuildError::UnknownDefaultCluster {
+                            service: dest.service.clone(),
+                            port: p.port,
+                            cluster: p.default_cluster.clone(),
+                        }
+                    })?;
+                    (Some(c), Vec::new(), Vec::new())
+                }
+                Some(table) => {
+                    let mut by_route: std::collections::HashMap<&str, RouteStats> =
+                        std::collections::HashMap::new();
+                    let entry_stats = table
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            by_route
+                                .entry(e.route.as_str())
+                                .or_insert_with(|| {
+                                    ctx.metrics.route("outbound", &dest.service, &e.route)
+                                })
+                                .clone()
+                        })
+                        .collect();
+                    let actions = table
+                        .actions
+                        .iter()
+                        .map(|a| action_rt(a, &clusters))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    (None, entry_stats, actions)
+                }
+            };
+            per_port.push(PortRt { direct, unrouted, entry_stats, actions });
+        }
+        ports.push(per_port);
+    }
+    let app_addr = ctx
+        .app_addr
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], body.sidecar.app_port)));
+    let app = AppTarget {
+        authority: Authority::from_str(&app_addr.to_string()).map_err(|_| {
+            BuildError::Endpoint {
+                cluster: "local application".into(),
+                address: app_addr.ip().to_string(),
+                port: app_addr.port(),
+            }
+        })?,
+        h2: body.sidecar.app_protocol.is_h2(),
+    };
+    let unknown_host = ctx.metrics.route("outbound", "unknown", "");
+    let inbound = ctx.metrics.route("inbound", &body.sidecar.service, "");
+    let router = Router::new(body)?;
+    Ok(Snapshot {
+        file_hash,
+        header,
+        router,
+        authz,
+        ports,
+        unknown_host,
+        inbound,
+        app,
+        loaded_at: SystemTime::now(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_budget_floor_and_percent() {
+        let b = RetryBudgetState::default();
+        // Floor of 2 per second with no traffic.
+        assert!(b.try_retry(20, 2));
+        assert!(b.try_retry(20, 2));
+        assert!(!b.try_retry(20, 2));
+        // 20 % of 50 requests = 10 retries in total this second.
+        for _ in 0..50 {
+            b.record_request();
+        }
+        let more = (0..20).filter(|_| b.try_retry(20, 2)).count();
+        // The window may roll over during the test; then the floor applies again.
+        assert!(more == 8 || more <= 2, "{more}");
+    }
+
+    #[test]
+    fn random_below_stays_in_range_and_spreads() {
+        let mut seen = [0u32; 4];
+        for _ in 0..4000 {
+            let r = random_below(4);
+            assert!(r < 4);
+            seen[r as usize] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 800), "{seen:?}");
+    }
+
+    #[test]
+    fn header_ops_set_add_remove() {
+        let m = HeaderModifier {
+            set: vec![("x-a".into(), "1".into())],
+            add: vec![("x-b".into(), "2".into())],
+            remove: vec!["x-c".into()],
+        };
+        let ops = HeaderOps::parse(&m).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-a", HeaderValue::from_static("0"));
+        h.insert("x-b", HeaderValue::from_static("1"));
+        h.insert("x-c", HeaderValue::from_static("gone"));
+        ops.apply(&mut h);
+        assert_eq!(h.get_all("x-a").iter().collect::<Vec<_>>(), ["1"]);
+        assert_eq!(h.get_all("x-b").iter().collect::<Vec<_>>(), ["1", "2"]);
+        assert!(h.get("x-c").is_none());
+        let bad = HeaderModifier { set: vec![("bad name".into(), "v".into())], ..Default::default() };
+        assert!(HeaderOps::parse(&bad).is_err());
+    }
+}

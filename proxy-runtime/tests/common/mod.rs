@@ -1,0 +1,436 @@
+//! Test harness: a throwaway PKI, a tiny application server, artifact builders, and proxies
+//! started in-process on 127.0.0.1 with real sockets and real TLS.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_artifact::{
+    AuthzBundle, AuthzMode, Body, Cluster, Destination, DestinationPort, Endpoint, MeshInfo,
+    MtlsMode, PathMatch, PolicyText, Protocol, RouteEntry, RouteTable, RuleAction, SidecarInfo,
+    SourcePos, WeightedCluster,
+};
+use mesh_policy::model::{PolicyModel, ServiceEntry, entities_json, schema_text};
+use mesh_proxy::{Config, ProxyHandle};
+use rcgen::{
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const TD: &str = "cluster.local";
+
+pub fn spiffe(name: &str) -> String {
+    format!("spiffe://{TD}/ns/default/sa/{name}")
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+// ---------------------------------------------------------------------------------------------
+// PKI
+
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub pem: String,
+}
+
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).unwrap();
+        Ca { pem: cert.pem(), issuer: Issuer::new(params, key) }
+    }
+
+    /// A leaf with a SPIFFE URI SAN (when `spiffe` is given) and a DNS SAN.
+    pub fn leaf(&self, spiffe: Option<&str>, dns: &str, expired: bool) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![dns.to_string()]).unwrap();
+        if let Some(id) = spiffe {
+            params.subject_alt_names.push(SanType::URI(id.try_into().unwrap()));
+        }
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    }
+
+    pub fn workload(&self, name: &str) -> Leaf {
+        self.leaf(Some(&spiffe(name)), &format!("{name}.default.svc.cluster.local"), false)
+    }
+}
+
+/// Write a file atomically (temporary name, then rename), as `meshc build` does.
+pub fn write_atomic(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The application
+
+/// A tiny HTTP/1.1 + h2c application that answers with a JSON description of each request.
+///
+/// Paths: anything containing `slow` sleeps 600 ms; `/status/NNN` answers NNN; paths containing
+/// `flaky` answer 503 on every odd hit and 200 on every even one.
+pub struct App {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    flaky: Arc<AtomicUsize>,
+}
+
+impl App {
+    pub async fn start(name: &'static str) -> App {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let flaky = Arc::new(AtomicUsize::new(0));
+        let (h, f) = (hits.clone(), flaky.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let (h, f) = (h.clone(), f.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (h, f) = (h.clone(), f.clone());
+                        async move { Ok::<_, Infallible>(app_answer(name, req, &h, &f).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        App { addr, hits, flaky }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn app_answer(
+    name: &str,
+    req: Request<Incoming>,
+    hits: &AtomicUsize,
+    flaky: &AtomicUsize,
+) -> Response<Full<Bytes>> {
+    hits.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_string();
+    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let info = serde_json::json!({
+        "app": name,
+        "method": req.method().as_str(),
+        "path": path,
+        "query": req.uri().query(),
+        "version": format!("{:?}", req.version()),
+        "host": header("host"),
+        "caller": header("x-mesh-caller"),
+        "route_header": header("x-mesh-route"),
+        "added": header("x-added"),
+        "connection": header("connection"),
+    });
+    let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let mut status = StatusCode::OK;
+    if path.contains("slow") {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        status = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+    }
+    if path.contains("flaky") && flaky.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        status = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let mut info = info;
+    info["body_len"] = body.into();
+    let mut r = Response::new(Full::new(Bytes::from(info.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert("x-app", name.parse().unwrap());
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// Artifacts
+
+pub fn source() -> SourcePos {
+    SourcePos { file: "mesh/routes.yaml".into(), line: 1, column: 1 }
+}
+
+/// An authorization bundle for the `default` namespace's services, with policy texts.
+pub fn authz_bundle(services: &[&str], policies: &[&str]) -> AuthzBundle {
+    let model = PolicyModel {
+        trust_domain: TD.into(),
+        services: services.iter().map(|s| ServiceEntry::new("default", *s)).collect(),
+        context_headers: vec!["x-user".into()],
+    };
+    AuthzBundle {
+        schema: schema_text(&model),
+        policies: policies
+            .iter()
+            .enumerate()
+            .map(|(i, t)| PolicyText { id: format!("p{i}"), source: source(), text: t.to_string() })
+            .collect(),
+        entities: entities_json(&model),
+        context_headers: vec!["x-user".into()],
+    }
+}
+
+/// Lets every workload in the mesh call.
+pub const PERMIT_ALL: &str = "permit (principal, action, resource);";
+
+/// A sidecar body with no destinations.
+pub fn sidecar(name: &str, app: SocketAddr, policies: &[&str]) -> Body {
+    Body {
+        mesh: MeshInfo { name: "test".into(), trust_domain: TD.into(), mtls: MtlsMode::Strict },
+        sidecar: SidecarInfo {
+            service: format!("default/{name}"),
+            namespace: "default".into(),
+            identity: spiffe(name),
+            inbound_port: 15006,
+            outbound_port: 15001,
+            admin_port: 15000,
+            app_port: app.port(),
+            app_protocol: Protocol::Http,
+            authz_mode: AuthzMode::Enforce,
+        },
+        destinations: Vec::new(),
+        clusters: BTreeMap::new(),
+        authz: authz_bundle(&["a", "b", "c"], policies),
+    }
+}
+
+pub fn hosts(name: &str) -> Vec<String> {
+    vec![
+        name.to_string(),
+        format!("{name}.default"),
+        format!("{name}.default.svc"),
+        format!("{name}.default.svc.cluster.local"),
+    ]
+}
+
+pub fn cluster(service: &str, version: Option<&str>, endpoints: &[SocketAddr]) -> Cluster {
+    Cluster {
+        service: format!("default/{service}"),
+        port: 80,
+        version: version.map(str::to_string),
+        protocol: Protocol::Http,
+        identity: spiffe(service),
+        endpoints: endpoints
+            .iter()
+            .map(|e| Endpoint { address: e.ip().to_string(), port: e.port() })
+            .collect(),
+    }
+}
+
+pub fn entry(path: PathMatch, action: u32) -> RouteEntry {
+    RouteEntry {
+        route: "default/b-route".into(),
+        rule: action,
+        r#match: 0,
+        source: source(),
+        path,
+        method: None,
+        headers: vec![],
+        query: vec![],
+        action,
+    }
+}
+
+pub fn to(cluster: &str, weight: u32) -> WeightedCluster {
+    WeightedCluster { cluster: cluster.into(), weight }
+}
+
+/// Add destination `service` (port 80) with the given route table, or direct to `default_cluster`.
+pub fn add_destination(body: &mut Body, service: &str, routes: Option<RouteTable>, default_cluster: &str) {
+    body.destinations.push(Destination {
+        service: format!("default/{service}"),
+        hosts: hosts(service),
+        ports: vec![DestinationPort {
+            port: 80,
+            protocol: Protocol::Http,
+            routes,
+            default_cluster: default_cluster.into(),
+        }],
+    });
+    body.destinations.sort_by(|a, b| a.service.cmp(&b.service));
+}
+
+pub fn action(backends: Vec<WeightedCluster>) -> RuleAction {
+    RuleAction { backends, ..Default::default() }
+}
+
+pub fn encode(body: &Body) -> String {
+    mesh_artifact::encode(body, "0.1.0-test", "sha256:source").0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxies
+
+/// A proxy started in-process with its files in a temporary folder.
+pub struct Proxy {
+    pub handle: ProxyHandle,
+    pub dir: tempfile::TempDir,
+    pub artifact: PathBuf,
+}
+
+impl Proxy {
+    pub fn inbound(&self) -> SocketAddr {
+        self.handle.inbound_addr().unwrap()
+    }
+    pub fn outbound(&self) -> SocketAddr {
+        self.handle.outbound_addr().unwrap()
+    }
+    pub fn admin(&self) -> SocketAddr {
+        self.handle.admin_addr().unwrap()
+    }
+}
+
+pub fn write_certs(dir: &Path, ca: &Ca, leaf: &Leaf) -> (PathBuf, PathBuf, PathBuf) {
+    let (cert, key, bundle) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+    write_atomic(&cert, leaf.cert_pem.as_bytes());
+    write_atomic(&key, leaf.key_pem.as_bytes());
+    write_atomic(&bundle, ca.pem.as_bytes());
+    (cert, key, bundle)
+}
+
+pub fn config_for(dir: &Path, artifact: &Path, ca: &Ca, leaf: &Leaf) -> Config {
+    let (cert, key, bundle) = write_certs(dir, ca, leaf);
+    let mut c = Config::new(artifact.to_path_buf(), cert, key, bundle);
+    let any = "127.0.0.1:0".parse().ok();
+    c.admin_addr = any;
+    c.inbound_addr = any;
+    c.outbound_addr = any;
+    c.reload_interval = None;
+    c.drain_timeout = Duration::from_secs(5);
+    c.watch_debounce = Duration::from_millis(50);
+    c.load_balancer = mesh_proxy::LoadBalancer::RoundRobin;
+    c
+}
+
+/// Start a proxy for `body`, identity `name`, certificates from `ca`.
+pub async fn start_proxy(ca: &Ca, name: &str, body: &Body) -> Proxy {
+    start_proxy_with(ca, name, body, |_| {}).await
+}
+
+pub async fn start_proxy_with(
+    ca: &Ca,
+    name: &str,
+    body: &Body,
+    tweak: impl FnOnce(&mut Config),
+) -> Proxy {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("artifact.json");
+    write_atomic(&artifact, encode(body).as_bytes());
+    let mut config = config_for(dir.path(), &artifact, ca, &ca.workload(name));
+    tweak(&mut config);
+    let handle = mesh_proxy::start(config).await.unwrap();
+    Proxy { handle, dir, artifact }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection to `addr`, with `Host: host`.
+pub async fn send(addr: SocketAddr, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path).header("host", host);
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let resp = sender.send_request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
+    send(addr, "GET", host, path, &[]).await
+}
+
+/// A raw request text on a fresh connection; returns the whole response text.
+pub async fn raw(addr: SocketAddr, request: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub async fn admin(p: &Proxy, path: &str) -> Reply {
+    get(p.admin(), "admin", path).await
+}
+
+/// The value of one metric series in `/metrics` text (`name{labels}` exactly as printed).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+pub async fn metrics(p: &Proxy) -> String {
+    admin(p, "/metrics").await.body
+}
+
+/// Poll `check` every 20 ms until it holds or `limit` passes; returns how long it took.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}

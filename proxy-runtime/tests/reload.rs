@@ -1,0 +1,204 @@
+//! Live configuration: artifacts swapped through a ConfigMap-style `..data` symlink, refused
+//! artifacts, a first load that fails, and certificate rotation.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use mesh_artifact::{Body, PathMatch, RouteTable};
+
+/// v1: `a` calls nothing. v2: `a` may call `b`, whose only rule answers 500.
+fn v1(app: &App) -> Body {
+    sidecar("a", app.addr, &[PERMIT_ALL])
+}
+
+fn v2(app: &App) -> Body {
+    let mut body = v1(app);
+    body.clusters.insert("default/b:80".into(), cluster("b", None, &[]));
+    let mut broken = action(vec![]);
+    broken.fixed_status = Some(500);
+    let table = RouteTable {
+        entries: vec![entry(PathMatch::PathPrefix("/".into()), 0)],
+        actions: vec![broken],
+    };
+    add_destination(&mut body, "b", Some(table), "default/b:80");
+    body
+}
+
+fn body_hash(text: &str) -> String {
+    mesh_artifact::codec::decode_header(text.as_bytes()).unwrap().body_hash
+}
+
+async fn config_hash(p: &Proxy) -> Option<String> {
+    admin(p, "/config").await.json()["artifact"]["body_hash"].as_str().map(str::to_string)
+}
+
+/// Lay out a folder the way the kubelet mounts a ConfigMap.
+fn configmap(dir: &Path, version: &str, text: &str) {
+    let data = dir.join(format!("..{version}"));
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("artifact.json"), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    if !dir.join("artifact.json").exists() {
+        std::os::unix::fs::symlink("..data/artifact.json", dir.join("artifact.json")).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_symlink_swap_takes_effect_within_a_second() {
+    init_tracing();
+    let ca = Ca::new("mesh CA");
+    let app = App::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("mount");
+    std::fs::create_dir(&mount).unwrap();
+    let (t1, t2) = (encode(&v1(&app)), encode(&v2(&app)));
+    configmap(&mount, "2026_01_01_00_00_01.1", &t1);
+    let config = config_for(dir.path(), &mount.join("artifact.json"), &ca, &ca.workload("a"));
+    assert!(config.reload_interval.is_none(), "only the watcher may notice the change");
+    let handle = mesh_proxy::start(config).await.unwrap();
+    let p = Proxy { handle, dir, artifact: mount.join("artifact.json") };
+    assert_eq!(config_hash(&p).await, Some(body_hash(&t1)));
+    assert_eq!(get(p.outbound(), "b", "/").await.status, 404);
+
+    configmap(&mount, "2026_01_01_00_00_02.2", &t2);
+    std::fs::remove_dir_all(mount.join("..2026_01_01_00_00_01.1")).unwrap();
+    let took = eventually(Duration::from_secs(3), || async {
+        get(p.outbound(), "b", "/").await.status == 500
+    })
+    .await
+    .expect("the new artifact was never applied");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(config_hash(&p).await, Some(body_hash(&t2)));
+    let m = metrics(&p).await;
+    assert_eq!(metric(&m, r#"mesh_proxy_artifact_reloads_total{result="success"}"#), Some(2.0), "{m}");
+    assert!(m.contains(&format!(r#"body_hash="{}""#, body_hash(&t2))), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_artifact_leaves_the_last_good_one_serving() {
+    let ca = Ca::new("mesh CA");
+    let app = App::start("a").await;
+    let t1 = encode(&v1(&app));
+    let p = start_proxy(&ca, "a", &v1(&app)).await;
+    let failures = |p: &Proxy| {
+        let admin = p.admin();
+        async move {
+            let m = get(admin, "admin", "/metrics").await.body;
+            metric(&m, r#"mesh_proxy_artifact_reloads_total{result="failure"}"#).unwrap_or(-1.0)
+        }
+    };
+    assert_eq!(failures(&p).await, 0.0);
+
+    // A body edited after the hash was taken.
+    let tampered = encode(&v2(&app)).replacen("\"fixed_status\": 500", "\"fixed_status\": 200", 1);
+    assert_ne!(tampered, encode(&v2(&app)));
+    write_atomic(&p.artifact, tampered.as_bytes());
+    eventually(Duration::from_secs(3), || async { failures(&p).await == 1.0 })
+        .await
+        .expect("the tampered artifact was not counted as a failure");
+    assert_eq!(config_hash(&p).await, Some(body_hash(&t1)));
+    assert_eq!(get(p.outbound(), "b", "/").await.status, 404, "still serving v1");
+    assert_eq!(admin(&p, "/ready").await.status, 200);
+    let cfg = admin(&p, "/config").await.json();
+    assert!(cfg["last_error"].as_str().unwrap().contains("hash mismatch"), "{cfg}");
+
+    // A truncated file.
+    let t2 = encode(&v2(&app));
+    write_atomic(&p.artifact, &t2.as_bytes()[..t2.len() / 2]);
+    eventually(Duration::from_secs(3), || async { failures(&p).await == 2.0 })
+        .await
+        .expect("the truncated artifact was not counted as a failure");
+    assert_eq!(get(p.outbound(), "b", "/").await.status, 404, "still serving v1");
+
+    // Then a good one is taken.
+    write_atomic(&p.artifact, t2.as_bytes());
+    eventually(Duration::from_secs(3), || async { get(p.outbound(), "b", "/").await.status == 500 })
+        .await
+        .expect("the valid artifact was not applied");
+    assert_eq!(failures(&p).await, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_a_first_valid_artifact_arrives() {
+    init_tracing();
+    let ca = Ca::new("mesh CA");
+    let app = App::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("artifact.json");
+    write_atomic(&artifact, b"{\"header\": {\"format\": \"something else\"}}");
+    let config = config_for(dir.path(), &artifact, &ca, &ca.workload("a"));
+    let handle = mesh_proxy::start(config).await.unwrap();
+    let p = Proxy { handle, dir, artifact };
+    let r = admin(&p, "/ready").await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("no valid artifact"), "{}", r.body);
+    assert_eq!(get(p.outbound(), "b", "/").await.status, 503);
+    assert_eq!(admin(&p, "/config").await.json()["loaded"], false);
+
+    write_atomic(&p.artifact, encode(&v2(&app)).as_bytes());
+    eventually(Duration::from_secs(3), || async { admin(&p, "/ready").await.status == 200 })
+        .await
+        .expect("never became ready");
+    assert_eq!(get(p.outbound(), "b", "/").await.status, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_certificates_apply_to_new_handshakes() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    let old_ca = Ca::new("old CA");
+    let new_ca = Ca::new("new CA");
+    let app = App::start("b").await;
+    let p = start_proxy(&old_ca, "b", &sidecar("b", app.addr, &[PERMIT_ALL])).await;
+    let handshake = |ca: &Ca, leaf: &Leaf| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap()).unwrap();
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let addr = p.inbound();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("b.default.svc.cluster.local").unwrap();
+            let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await
+            else {
+                return false;
+            };
+            if tls.write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").await.is_err() {
+                return false;
+            }
+            let mut out = Vec::new();
+            tls.read_to_end(&mut out).await.is_ok() && out.starts_with(b"HTTP/1.1 200")
+        }
+    };
+    let (old_client, new_client) = (old_ca.workload("a"), new_ca.workload("a"));
+    assert!(handshake(&old_ca, &old_client).await);
+    assert!(!handshake(&new_ca, &new_client).await);
+
+    write_certs(p.dir.path(), &new_ca, &new_ca.workload("b"));
+    eventually(Duration::from_secs(3), || handshake(&new_ca, &new_client))
+        .await
+        .expect("rotated certificates were not applied");
+    assert!(!handshake(&old_ca, &old_client).await, "the old trust bundle must be gone");
+    let m = metrics(&p).await;
+    assert!(metric(&m, r#"mesh_proxy_cert_reloads_total{result="success"}"#).unwrap() >= 1.0, "{m}");
+    let cfg = admin(&p, "/config").await.json();
+    assert_eq!(cfg["certificate"]["identity"], spiffe("b").as_str());
+}

@@ -1,0 +1,294 @@
+//! The outbound side end to end: application -> outbound proxy -> mutual TLS -> inbound proxy
+//! -> application, with routing decided by the shared `Router::decide`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_artifact::{
+    Body, MatchKind, PathMatch, PathModifier, Redirect, RetryBudget, RetryPolicy, RouteTable,
+    Timeouts, UrlRewrite, ValueMatch, cluster_key,
+};
+
+struct World {
+    ca: Ca,
+    app_v1: App,
+    app_v2: App,
+    b1: Proxy,
+    b2: Proxy,
+    a: Proxy,
+}
+
+const V1: &str = "default/b:80@v1";
+const V2: &str = "default/b:80@v2";
+
+fn route_table() -> RouteTable {
+    let mut canary = entry(PathMatch::PathPrefix("/api".into()), 2);
+    canary.headers =
+        vec![ValueMatch { name: "x-env".into(), kind: MatchKind::Exact, value: "canary".into() }];
+    let mut redirect = action(vec![]);
+    redirect.redirect = Some(Redirect {
+        scheme: Some("https".into()),
+        hostname: None,
+        port: None,
+        path: Some(PathModifier::ReplacePrefixMatch("/new".into())),
+        status: 301,
+    });
+    let mut canary_action = action(vec![to(V2, 1)]);
+    canary_action.rewrite = Some(UrlRewrite {
+        hostname: None,
+        path: Some(PathModifier::ReplacePrefixMatch("/v2api".into())),
+    });
+    canary_action.request_headers.set = vec![("x-added".into(), "yes".into())];
+    canary_action.response_headers.set = vec![("x-resp".into(), "yes".into())];
+    let mut broken = action(vec![]);
+    broken.fixed_status = Some(500);
+    let mut retry = action(vec![to(V1, 1)]);
+    retry.retry = Some(RetryPolicy {
+        attempts: 2,
+        codes: vec![503],
+        backoff_ms: 5,
+        max_backoff_ms: 20,
+        budget: RetryBudget { percent: 20, min_per_second: 10 },
+    });
+    let mut timeout = action(vec![to(V1, 1)]);
+    timeout.timeouts = Timeouts { request_ms: Some(2000), backend_request_ms: Some(200) };
+    RouteTable {
+        entries: vec![
+            entry(PathMatch::PathPrefix("/old".into()), 1),
+            entry(PathMatch::PathPrefix("/split".into()), 0),
+            canary,
+            entry(PathMatch::PathPrefix("/api".into()), 3),
+            entry(PathMatch::PathPrefix("/broken".into()), 4),
+            entry(PathMatch::PathPrefix("/flaky".into()), 5),
+            entry(PathMatch::PathPrefix("/timeout".into()), 6),
+        ],
+        actions: vec![
+            action(vec![to(V1, 3), to(V2, 1)]),
+            redirect,
+            canary_action,
+            action(vec![to(V1, 1)]),
+            broken,
+            retry,
+            timeout,
+        ],
+    }
+}
+
+async fn world() -> World {
+    let ca = Ca::new("test mesh CA");
+    let app_v1 = App::start("b-v1").await;
+    let app_v2 = App::start("b-v2").await;
+    let b1 = start_proxy(&ca, "b", &sidecar("b", app_v1.addr, &[PERMIT_ALL])).await;
+    let b2 = start_proxy(&ca, "b", &sidecar("b", app_v2.addr, &[PERMIT_ALL])).await;
+    // A closed port: bind, note the address, close.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut a: Body = sidecar("a", app_v1.addr, &[PERMIT_ALL]);
+    a.clusters.insert(V1.into(), cluster("b", Some("v1"), &[b1.inbound()]));
+    a.clusters.insert(V2.into(), cluster("b", Some("v2"), &[b2.inbound()]));
+    a.clusters.insert(cluster_key("default/b", 80, None), cluster("b", None, &[b1.inbound()]));
+    // `c` is served at b1's address, which presents b's identity, not c's.
+    a.clusters.insert("default/c:80".into(), cluster("c", None, &[b1.inbound()]));
+    a.clusters.insert("default/d:80".into(), cluster("d", None, &[closed]));
+    add_destination(&mut a, "b", Some(route_table()), "default/b:80");
+    add_destination(&mut a, "c", None, "default/c:80");
+    add_destination(&mut a, "d", None, "default/d:80");
+    let a = start_proxy(&ca, "a", &a).await;
+    assert!(a.handle.is_ready() && b1.handle.is_ready() && b2.handle.is_ready());
+    World { ca, app_v1, app_v2, b1, b2, a }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_path_reaches_the_app_with_the_caller_identity() {
+    let w = world().await;
+    let r = send(w.a.outbound(), "GET", "b", "/api/items?x=1", &[("x-mesh-route", "forged")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["app"], "b-v1");
+    assert_eq!(j["path"], "/api/items");
+    assert_eq!(j["query"], "x=1");
+    assert_eq!(j["host"], "b");
+    // The destination sidecar tells the application who called, from the client certificate.
+    assert_eq!(j["caller"], spiffe("a").as_str());
+    // The route hint between sidecars never reaches the application.
+    assert!(j["route_header"].is_null());
+    assert_eq!(w.app_v1.hits(), 1);
+    assert_eq!(w.app_v2.hits(), 0);
+    assert_eq!(r.headers.get("x-app").unwrap(), "b-v1");
+    // Keep-alive: a second request on the same client works too.
+    let r = send(w.a.outbound(), "GET", "b.default.svc.cluster.local:80", "/api/two", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(w.app_v1.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_split_follows_the_weights() {
+    let w = world().await;
+    let n = 400;
+    let mut v2 = 0;
+    for i in 0..n {
+        let r = get(w.a.outbound(), "b", &format!("/split/{i}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        if r.json()["app"] == "b-v2" {
+            v2 += 1;
+        }
+    }
+    // Weights 3:1, so 100 of 400 expected; the bounds are about 3.5 standard deviations.
+    assert!((70..=130).contains(&v2), "b-v2 got {v2} of {n}");
+    assert_eq!(w.app_v1.hits() + w.app_v2.hits(), n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_match_and_unknown_host_are_404_without_forwarding() {
+    let w = world().await;
+    let r = get(w.a.outbound(), "b", "/nothing/here").await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("no route matches"), "{}", r.body);
+    let r = get(w.a.outbound(), "nowhere.example", "/").await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("unknown destination"), "{}", r.body);
+    let r = get(w.a.outbound(), "b:8080", "/api").await;
+    assert_eq!(r.status, 404, "an undeclared port is not routed");
+    assert_eq!(w.app_v1.hits() + w.app_v2.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_is_answered_by_the_proxy() {
+    let w = world().await;
+    let r = get(w.a.outbound(), "b.default", "/old/page?x=1").await;
+    assert_eq!(r.status, 301);
+    assert_eq!(r.headers.get("location").unwrap(), "https://b.default/new/page?x=1");
+    assert_eq!(w.app_v1.hits() + w.app_v2.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_match_rewrite_and_header_modifiers() {
+    let w = world().await;
+    let r = send(w.a.outbound(), "GET", "b", "/api/items", &[("x-env", "canary")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["app"], "b-v2");
+    assert_eq!(j["path"], "/v2api/items");
+    assert_eq!(j["added"], "yes");
+    assert_eq!(r.headers.get("x-resp").unwrap(), "yes");
+    // Without the header: the plain /api rule, no rewrite, no modifiers.
+    let r = send(w.a.outbound(), "GET", "b", "/api/items", &[("x-env", "prod")]).await;
+    let j = r.json();
+    assert_eq!(j["app"], "b-v1");
+    assert_eq!(j["path"], "/api/items");
+    assert!(j["added"].is_null());
+    assert!(r.headers.get("x-resp").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_status_rule_answers_500() {
+    let w = world().await;
+    let r = get(w.a.outbound(), "b", "/broken").await;
+    assert_eq!(r.status, 500);
+    assert_eq!(w.app_v1.hits() + w.app_v2.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_requests_are_routed_like_a_proxy() {
+    let w = world().await;
+    let text = raw(
+        w.a.outbound(),
+        "GET http://b.default.svc.cluster.local/api/abs?q=2 HTTP/1.1\r\nHost: ignored.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(r#""path":"/api/abs""#), "{text}");
+    assert!(text.contains(r#""host":"b.default.svc.cluster.local""#), "{text}");
+    assert!(!text.contains(r#""connection":"close""#), "hop-by-hop header forwarded: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_statuses_are_retried() {
+    let w = world().await;
+    let r = get(w.a.outbound(), "b", "/flaky").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(w.app_v1.hits(), 2, "one 503, then one retry");
+    let m = metrics(&w.a).await;
+    assert_eq!(metric(&m, r#"mesh_proxy_upstream_retries_total{cluster="default/b:80@v1"}"#), Some(1.0), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_try_timeout_answers_504() {
+    let w = world().await;
+    let start = Instant::now();
+    let r = get(w.a.outbound(), "b", "/timeout/slow").await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(start.elapsed() < Duration::from_millis(550), "{:?}", start.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_with_the_wrong_identity_is_refused() {
+    let w = world().await;
+    let r = get(w.a.outbound(), "c", "/").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(w.app_v1.hits(), 0, "the request must not reach an impostor");
+    let m = metrics(&w.a).await;
+    assert_eq!(
+        metric(&m, r#"mesh_proxy_upstream_errors_total{cluster="default/c:80",kind="connect"}"#),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_endpoint_answers_503() {
+    let w = world().await;
+    let r = get(w.a.outbound(), "d", "/").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_from_the_application() {
+    let w = world().await;
+    let tcp = tokio::net::TcpStream::connect(w.a.outbound()).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for i in 0..3 {
+        let req = hyper::Request::get(format!("http://b/api/h2/{i}")).body(Empty::new()).unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(j["path"], format!("/api/h2/{i}"));
+        assert_eq!(j["host"], "b");
+    }
+    assert_eq!(w.app_v1.hits(), 3);
+    drop((w.ca, w.b1, w.b2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_between_sidecars_and_to_an_h2c_application() {
+    let ca = Ca::new("test mesh CA");
+    let app = App::start("grpc-ish").await;
+    let mut b = sidecar("b", app.addr, &[PERMIT_ALL]);
+    b.sidecar.app_protocol = mesh_artifact::Protocol::Http2;
+    let b = start_proxy(&ca, "b", &b).await;
+    let mut a = sidecar("a", app.addr, &[PERMIT_ALL]);
+    let mut c = cluster("b", None, &[b.inbound()]);
+    c.protocol = mesh_artifact::Protocol::Http2;
+    a.clusters.insert("default/b:80".into(), c);
+    add_destination(&mut a, "b", None, "default/b:80");
+    let a = start_proxy(&ca, "a", &a).await;
+    for _ in 0..2 {
+        let r = get(a.outbound(), "b", "/x").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["version"], "HTTP/2.0", "the app speaks h2c");
+        assert_eq!(r.json()["caller"], spiffe("a").as_str());
+    }
+}

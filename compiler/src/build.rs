@@ -53,7 +53,10 @@ pub fn compile(checked: &Checked) -> Vec<OutputFile> {
     };
     let mut text = serde_json::to_string_pretty(&index).unwrap_or_default();
     text.push('\n');
-    files.push(OutputFile { name: INDEX_FILE.to_string(), text });
+    files.push(OutputFile {
+        name: INDEX_FILE.to_string(),
+        text,
+    });
     files
 }
 
@@ -77,7 +80,9 @@ pub fn write_atomic(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
 /// in `out` and absent from this build are removed afterwards.
 pub fn write_output(out: &Path, files: &[OutputFile]) -> std::io::Result<()> {
     std::fs::create_dir_all(out)?;
-    let old: Option<Index> = std::fs::read(out.join(INDEX_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let old: Option<Index> = std::fs::read(out.join(INDEX_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     for f in files {
         write_atomic(out, &f.name, &f.text)?;
     }
@@ -85,7 +90,9 @@ pub fn write_output(out: &Path, files: &[OutputFile]) -> std::io::Result<()> {
         for e in old.artifacts {
             let stale = !files.iter().any(|f| f.name == e.file);
             // Only plain file names written by meshc: never follow a path out of `out`.
-            let plain = !e.file.contains(['/', '\\']) && e.file.ends_with(".json") && !e.file.starts_with('.');
+            let plain = !e.file.contains(['/', '\\'])
+                && e.file.ends_with(".json")
+                && !e.file.starts_with('.');
             if stale && plain {
                 let _ = std::fs::remove_file(out.join(&e.file));
             }
@@ -98,11 +105,25 @@ pub fn write_output(out: &Path, files: &[OutputFile]) -> std::io::Result<()> {
 }
 
 /// The `meshc build` command.
-pub fn run(dir: &Path, opts: &LoadOptions, out: &Path, format: Format, human: HumanOptions) -> ExitCode {
+pub fn run(
+    dir: &Path,
+    opts: &LoadOptions,
+    out: &Path,
+    format: Format,
+    human: HumanOptions,
+) -> ExitCode {
     let checked = crate::check_dir(dir, opts);
-    let shown: Vec<_> = checked.diagnostics.iter().filter(|d| d.severity >= Severity::Warning).cloned().collect();
+    let shown: Vec<_> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity >= Severity::Warning)
+        .cloned()
+        .collect();
     if !shown.is_empty() || checked.has_errors() {
-        eprint!("{}", render::render(format, &checked.sources, &shown, human));
+        eprint!(
+            "{}",
+            render::render(format, &checked.sources, &shown, human)
+        );
     }
     if checked.io_error {
         return ExitCode::from(2);
@@ -116,6 +137,10 @@ pub fn run(dir: &Path, opts: &LoadOptions, out: &Path, format: Format, human: Hu
         eprintln!("error: cannot write to `{}`: {e}", out.display());
         return ExitCode::from(2);
     }
-    eprintln!("built {} artifacts into `{}`", files.len() - 1, out.display());
+    eprintln!(
+        "built {} artifacts into `{}`",
+        files.len() - 1,
+        out.display()
+    );
     ExitCode::SUCCESS
 }

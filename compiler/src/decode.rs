@@ -42,7 +42,13 @@ pub mod fields {
         "deletionGracePeriodSeconds",
         "selfLink",
     ];
-    pub const MESH_SPEC: &[&str] = &["trustDomain", "mtls", "authorization", "defaults", "sidecar"];
+    pub const MESH_SPEC: &[&str] = &[
+        "trustDomain",
+        "mtls",
+        "authorization",
+        "defaults",
+        "sidecar",
+    ];
     pub const MESH_MTLS: &[&str] = &["mode"];
     pub const MESH_AUTHZ: &[&str] = &["mode", "contextHeaders"];
     pub const MESH_DEFAULTS: &[&str] = &["retryBudget", "timeouts"];
@@ -80,19 +86,47 @@ pub mod fields {
         "allocateLoadBalancerNodePorts",
         "trafficDistribution",
     ];
-    pub const K8S_SERVICE_PORT: &[&str] =
-        &["name", "port", "targetPort", "protocol", "appProtocol", "nodePort"];
+    pub const K8S_SERVICE_PORT: &[&str] = &[
+        "name",
+        "port",
+        "targetPort",
+        "protocol",
+        "appProtocol",
+        "nodePort",
+    ];
     pub const ROUTE_SPEC: &[&str] = &["parentRefs", "hostnames", "rules"];
     pub const PARENT_REF: &[&str] = &["group", "kind", "namespace", "name", "sectionName", "port"];
-    pub const RULE: &[&str] =
-        &["name", "matches", "filters", "backendRefs", "timeouts", "retry", "sessionPersistence"];
+    pub const RULE: &[&str] = &[
+        "name",
+        "matches",
+        "filters",
+        "backendRefs",
+        "timeouts",
+        "retry",
+        "sessionPersistence",
+    ];
     pub const MATCH: &[&str] = &["path", "headers", "queryParams", "method"];
     pub const PATH: &[&str] = &["type", "value"];
     pub const VALUE_MATCH: &[&str] = &["type", "name", "value"];
-    pub const BACKEND_REF: &[&str] =
-        &["group", "kind", "name", "namespace", "port", "weight", "filters"];
-    pub const MESH_BACKEND_REF: &[&str] =
-        &["group", "kind", "name", "namespace", "port", "weight", "filters", "version"];
+    pub const BACKEND_REF: &[&str] = &[
+        "group",
+        "kind",
+        "name",
+        "namespace",
+        "port",
+        "weight",
+        "filters",
+    ];
+    pub const MESH_BACKEND_REF: &[&str] = &[
+        "group",
+        "kind",
+        "name",
+        "namespace",
+        "port",
+        "weight",
+        "filters",
+        "version",
+    ];
     pub const FILTER: &[&str] = &[
         "type",
         "requestHeaderModifier",
@@ -122,7 +156,10 @@ pub enum Resource {
     Sidecar(Sidecar),
     Route(Route),
     /// Decoded enough to know it is not ours.
-    Skipped { kind: String, loc: Loc },
+    Skipped {
+        kind: String,
+        loc: Loc,
+    },
     /// Too broken to use; diagnostics were reported.
     Invalid,
 }
@@ -149,25 +186,44 @@ impl<'n> Obj<'n> {
         self.used[i] = true;
         let v = self.entries[i].2;
         // An explicit `null` reads as absent, as in Kubernetes.
-        if matches!(v.value, Value::Null) { None } else { Some(v) }
+        if matches!(v.value, Value::Null) {
+            None
+        } else {
+            Some(v)
+        }
     }
 
     pub fn key_loc(&self, key: &str) -> Option<Span> {
-        self.entries.iter().find(|(k, _, _)| *k == key).map(|(_, kn, _)| kn.span)
+        self.entries
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, kn, _)| kn.span)
     }
 }
 
 fn slugify_list(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl<'a> Decoder<'a> {
     pub fn new(file: FileId, text: &'a str, default_namespace: &'a str) -> Self {
-        Decoder { file, text, default_namespace, diags: Vec::new() }
+        Decoder {
+            file,
+            text,
+            default_namespace,
+            diags: Vec::new(),
+        }
     }
 
     pub fn loc(&self, n: &Node) -> Loc {
-        Loc { file: self.file, span: self.trim_span(n.span) }
+        Loc {
+            file: self.file,
+            span: self.trim_span(n.span),
+        }
     }
 
     /// Spans of block scalars can run over trailing newlines; keep labels on one line's text.
@@ -213,7 +269,11 @@ impl<'a> Decoder<'a> {
             out.push((key, k, v));
         }
         let used = vec![false; out.len()];
-        Some(Obj { node: n, entries: out, used })
+        Some(Obj {
+            node: n,
+            entries: out,
+            used,
+        })
     }
 
     /// Report every field that was not read, with a `did you mean` against `known`.
@@ -226,8 +286,11 @@ impl<'a> Decoder<'a> {
                 // A known field that this decoder deliberately ignores (status, uid, ...).
                 continue;
             }
-            let mut d = Diagnostic::new(Code::UnknownField, format!("unknown field `{key}` in {what}"))
-                .at(self.loc(key_node), "unknown field");
+            let mut d = Diagnostic::new(
+                Code::UnknownField,
+                format!("unknown field `{key}` in {what}"),
+            )
+            .at(self.loc(key_node), "unknown field");
             d = match did_you_mean(key, known.iter().copied()) {
                 Some(h) => d.help(h),
                 None => d.help(format!("expected one of {}", slugify_list(known))),
@@ -237,8 +300,11 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn missing(&mut self, obj: &Obj<'_>, key: &str, what: &str) {
-        let d = Diagnostic::new(Code::MissingField, format!("missing field `{key}` in {what}"))
-            .at(self.loc(obj.node), format!("`{key}` is required here"));
+        let d = Diagnostic::new(
+            Code::MissingField,
+            format!("missing field `{key}` in {what}"),
+        )
+        .at(self.loc(obj.node), format!("`{key}` is required here"));
         self.report(d);
     }
 
@@ -276,7 +342,8 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn opt_str(&mut self, o: &mut Obj<'_>, key: &str, what: &str) -> Option<S<String>> {
-        o.take(key).and_then(|n| self.str(n, &format!("{what}.{key}")))
+        o.take(key)
+            .and_then(|n| self.str(n, &format!("{what}.{key}")))
     }
 
     pub fn int(&mut self, n: &Node, what: &str) -> Option<S<i128>> {
@@ -305,9 +372,12 @@ impl<'a> Decoder<'a> {
         match u16::try_from(i.v) {
             Ok(p) if p > 0 => Some(S::new(p, i.loc)),
             _ => {
-                let d = Diagnostic::new(Code::InvalidPort, format!("`{what}` is `{}`, not a port", i.v))
-                    .at(i.loc, "not in 1-65535")
-                    .help("ports are integers from 1 to 65535");
+                let d = Diagnostic::new(
+                    Code::InvalidPort,
+                    format!("`{what}` is `{}`, not a port", i.v),
+                )
+                .at(i.loc, "not in 1-65535")
+                .help("ports are integers from 1 to 65535");
                 self.report(d);
                 None
             }
@@ -315,10 +385,18 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn opt_port(&mut self, o: &mut Obj<'_>, key: &str, what: &str) -> Option<S<u16>> {
-        o.take(key).and_then(|n| self.port(n, &format!("{what}.{key}")))
+        o.take(key)
+            .and_then(|n| self.port(n, &format!("{what}.{key}")))
     }
 
-    pub fn u32_in(&mut self, n: &Node, what: &str, min: u32, max: u32, code: Code) -> Option<S<u32>> {
+    pub fn u32_in(
+        &mut self,
+        n: &Node,
+        what: &str,
+        min: u32,
+        max: u32,
+        code: Code,
+    ) -> Option<S<u32>> {
         let i = self.int(n, what)?;
         if i.v < i128::from(min) || i.v > i128::from(max) {
             let d = Diagnostic::new(code, format!("`{what}` is `{}`, outside {min}-{max}", i.v))
@@ -360,8 +438,11 @@ impl<'a> Decoder<'a> {
             return Some(*v);
         }
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        let mut d = Diagnostic::new(Code::InvalidValue, format!("`{}` is not a valid `{what}`", s.v))
-            .at(s.loc, format!("expected one of {}", slugify_list(&names)));
+        let mut d = Diagnostic::new(
+            Code::InvalidValue,
+            format!("`{}` is not a valid `{what}`", s.v),
+        )
+        .at(s.loc, format!("expected one of {}", slugify_list(&names)));
         if let Some(h) = did_you_mean(&s.v, names.iter().copied()) {
             d = d.help(h);
         }
@@ -370,19 +451,30 @@ impl<'a> Decoder<'a> {
     }
 
     fn name_check(&mut self, s: &S<String>, what: &str, subdomain: bool) -> bool {
-        let ok = if subdomain { values::is_dns_subdomain(&s.v) } else { values::is_dns_label(&s.v) };
+        let ok = if subdomain {
+            values::is_dns_subdomain(&s.v)
+        } else {
+            values::is_dns_label(&s.v)
+        };
         if !ok {
             let rule = if subdomain {
                 "lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit, at most 253 characters"
             } else {
                 "lower-case letters, digits and `-`, starting and ending with a letter or digit, at most 63 characters"
             };
-            let mut d = Diagnostic::new(Code::InvalidName, format!("`{}` is not a valid {what}", s.v))
-                .at(s.loc, "invalid name")
-                .help(format!("a {what} must be {rule}"));
+            let mut d = Diagnostic::new(
+                Code::InvalidName,
+                format!("`{}` is not a valid {what}", s.v),
+            )
+            .at(s.loc, "invalid name")
+            .help(format!("a {what} must be {rule}"));
             let lower = s.v.to_ascii_lowercase().replace('_', "-");
             if lower != s.v
-                && (if subdomain { values::is_dns_subdomain(&lower) } else { values::is_dns_label(&lower) })
+                && (if subdomain {
+                    values::is_dns_subdomain(&lower)
+                } else {
+                    values::is_dns_label(&lower)
+                })
             {
                 d = d.help(format!("did you mean `{lower}`?"));
             }
@@ -393,8 +485,12 @@ impl<'a> Decoder<'a> {
 
     /// Decode one document.
     pub fn document(&mut self, doc: &Node) -> Resource {
-        let Some(mut top) = self.obj(doc, "document") else { return Resource::Invalid };
-        let api = top.take("apiVersion").and_then(|n| self.str(n, "apiVersion"));
+        let Some(mut top) = self.obj(doc, "document") else {
+            return Resource::Invalid;
+        };
+        let api = top
+            .take("apiVersion")
+            .and_then(|n| self.str(n, "apiVersion"));
         let kind = top.take("kind").and_then(|n| self.str(n, "kind"));
         let (Some(api), Some(kind)) = (api, kind) else {
             let d = Diagnostic::new(
@@ -412,11 +508,14 @@ impl<'a> Decoder<'a> {
         };
         let k = kind.v.as_str();
         let accepted: Option<&[&str]> = match (group.as_str(), k) {
-            ("meshc.dev", "Mesh" | "MeshService" | "Sidecar" | "MeshRoute") => Some(&[NATIVE_API_VERSION]),
-            ("", "Service") => Some(&["v1"]),
-            (GATEWAY_GROUP, "HTTPRoute") => {
-                Some(&["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"])
+            ("meshc.dev", "Mesh" | "MeshService" | "Sidecar" | "MeshRoute") => {
+                Some(&[NATIVE_API_VERSION])
             }
+            ("", "Service") => Some(&["v1"]),
+            (GATEWAY_GROUP, "HTTPRoute") => Some(&[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1beta1",
+            ]),
             _ => None,
         };
         let Some(accepted) = accepted else {
@@ -431,7 +530,10 @@ impl<'a> Decoder<'a> {
                 self.report(d);
                 return Resource::Invalid;
             }
-            return Resource::Skipped { kind: format!("{}/{}", api.v, k), loc: kind.loc };
+            return Resource::Skipped {
+                kind: format!("{}/{}", api.v, k),
+                loc: kind.loc,
+            };
         };
         if !accepted.contains(&api.v.as_str()) {
             let mut d = Diagnostic::new(
@@ -449,20 +551,31 @@ impl<'a> Decoder<'a> {
         let _ = top.take("status");
         self.finish(top, fields::TOP, &format!("`{k}`"));
         let Some(meta_node) = meta else {
-            let d = Diagnostic::new(Code::MissingField, format!("missing field `metadata` in `{k}`"))
-                .at(self.loc(doc), "`metadata` with a `name` is required");
+            let d = Diagnostic::new(
+                Code::MissingField,
+                format!("missing field `metadata` in `{k}`"),
+            )
+            .at(self.loc(doc), "`metadata` with a `name` is required");
             self.report(d);
             return Resource::Invalid;
         };
-        let Some(meta) = self.metadata(meta_node, k) else { return Resource::Invalid };
+        let Some(meta) = self.metadata(meta_node, k) else {
+            return Resource::Invalid;
+        };
         let what = format!("`{k}` `{}`", meta.name.v);
         match k {
-            "Mesh" => self.mesh(meta, spec, &what).map_or(Resource::Invalid, Resource::Mesh),
-            "MeshService" => {
-                self.mesh_service(meta, spec, &what).map_or(Resource::Invalid, Resource::Service)
-            }
-            "Service" => self.k8s_service(meta, spec, &what).map_or(Resource::Invalid, Resource::Service),
-            "Sidecar" => self.sidecar(meta, spec, &what).map_or(Resource::Invalid, Resource::Sidecar),
+            "Mesh" => self
+                .mesh(meta, spec, &what)
+                .map_or(Resource::Invalid, Resource::Mesh),
+            "MeshService" => self
+                .mesh_service(meta, spec, &what)
+                .map_or(Resource::Invalid, Resource::Service),
+            "Service" => self
+                .k8s_service(meta, spec, &what)
+                .map_or(Resource::Invalid, Resource::Service),
+            "Sidecar" => self
+                .sidecar(meta, spec, &what)
+                .map_or(Resource::Invalid, Resource::Sidecar),
             "MeshRoute" => self
                 .route(meta, spec, &what, Origin::Native)
                 .map_or(Resource::Invalid, Resource::Route),
@@ -495,7 +608,8 @@ impl<'a> Decoder<'a> {
         for key in ["labels", "annotations"] {
             if let Some(m) = o.take(key) {
                 if let Some(mut lo) = self.obj(m, &format!("metadata.{key}")) {
-                    let keys: Vec<String> = lo.entries.iter().map(|(k, _, _)| k.to_string()).collect();
+                    let keys: Vec<String> =
+                        lo.entries.iter().map(|(k, _, _)| k.to_string()).collect();
                     for k in keys {
                         if let Some(v) = lo.take(&k) {
                             self.str_lenient(v, &format!("metadata.{key}.{k}"));
@@ -521,15 +635,22 @@ impl<'a> Decoder<'a> {
         if !name_ok {
             return None;
         }
-        Some(Meta { name, namespace, creation_timestamp: ts })
+        Some(Meta {
+            name,
+            namespace,
+            creation_timestamp: ts,
+        })
     }
 
     fn spec<'n>(&mut self, spec: Option<&'n Node>, what: &str, doc_loc: Loc) -> Option<Obj<'n>> {
         match spec {
             Some(s) => self.obj(s, &format!("{what} spec")),
             None => {
-                let d = Diagnostic::new(Code::MissingField, format!("missing field `spec` in {what}"))
-                    .at(doc_loc, "`spec` is required");
+                let d = Diagnostic::new(
+                    Code::MissingField,
+                    format!("missing field `spec` in {what}"),
+                )
+                .at(doc_loc, "`spec` is required");
                 self.report(d);
                 None
             }
@@ -537,23 +658,37 @@ impl<'a> Decoder<'a> {
     }
 
     fn mesh(&mut self, meta: Meta, spec: Option<&Node>, what: &str) -> Option<MeshConfig> {
-        let mut m = MeshConfig { name: meta.name.v.clone(), loc: Some(meta.name.loc), ..MeshConfig::default() };
+        let mut m = MeshConfig {
+            name: meta.name.v.clone(),
+            loc: Some(meta.name.loc),
+            ..MeshConfig::default()
+        };
         let Some(spec) = spec else { return Some(m) };
         let mut o = self.obj(spec, &format!("{what} spec"))?;
         if let Some(td) = self.opt_str(&mut o, "trustDomain", "spec") {
             if values::is_dns_subdomain(&td.v) {
                 m.trust_domain = td.v;
             } else {
-                let d = Diagnostic::new(Code::InvalidHostname, format!("`{}` is not a valid trust domain", td.v))
-                    .at(td.loc, "invalid trust domain")
-                    .help("a SPIFFE trust domain is a lower-case DNS name such as `cluster.local`");
+                let d = Diagnostic::new(
+                    Code::InvalidHostname,
+                    format!("`{}` is not a valid trust domain", td.v),
+                )
+                .at(td.loc, "invalid trust domain")
+                .help("a SPIFFE trust domain is a lower-case DNS name such as `cluster.local`");
                 self.report(d);
             }
         }
         if let Some(n) = o.take("mtls") {
             if let Some(mut mo) = self.obj(n, "spec.mtls") {
                 if let Some(mode) = mo.take("mode") {
-                    if let Some(v) = self.choice(mode, "spec.mtls.mode", &[("strict", MtlsMode::Strict), ("permissive", MtlsMode::Permissive)]) {
+                    if let Some(v) = self.choice(
+                        mode,
+                        "spec.mtls.mode",
+                        &[
+                            ("strict", MtlsMode::Strict),
+                            ("permissive", MtlsMode::Permissive),
+                        ],
+                    ) {
                         m.mtls = v;
                     }
                 }
@@ -571,7 +706,8 @@ impl<'a> Decoder<'a> {
                     for item in self.seq(h, "spec.authorization.contextHeaders") {
                         if let Some(s) = self.str(item, "contextHeaders[]") {
                             if self.header_name_ok(&s) {
-                                m.context_headers.push(S::new(s.v.to_ascii_lowercase(), s.loc));
+                                m.context_headers
+                                    .push(S::new(s.v.to_ascii_lowercase(), s.loc));
                             }
                         }
                     }
@@ -587,9 +723,15 @@ impl<'a> Decoder<'a> {
                 if let Some(t) = dobj.take("timeouts") {
                     if let Some(mut to) = self.obj(t, "spec.defaults.timeouts") {
                         if let Some(r) = to.take("request") {
-                            m.default_request_timeout_ms = self.duration(r, "spec.defaults.timeouts.request").map(|d| d.v);
+                            m.default_request_timeout_ms = self
+                                .duration(r, "spec.defaults.timeouts.request")
+                                .map(|d| d.v);
                         }
-                        self.finish(to, fields::MESH_DEFAULT_TIMEOUTS, "`spec.defaults.timeouts`");
+                        self.finish(
+                            to,
+                            fields::MESH_DEFAULT_TIMEOUTS,
+                            "`spec.defaults.timeouts`",
+                        );
                     }
                 }
                 self.finish(dobj, fields::MESH_DEFAULTS, "`spec.defaults`");
@@ -614,34 +756,61 @@ impl<'a> Decoder<'a> {
     }
 
     fn authz_mode(&mut self, n: &Node, what: &str) -> Option<AuthzMode> {
-        self.choice(n, what, &[("enforce", AuthzMode::Enforce), ("audit", AuthzMode::Audit)])
+        self.choice(
+            n,
+            what,
+            &[("enforce", AuthzMode::Enforce), ("audit", AuthzMode::Audit)],
+        )
     }
 
     fn retry_budget(&mut self, n: &Node, what: &str) -> Option<RetryBudget> {
         let mut o = self.obj(n, what)?;
         let percent = match o.take("percent") {
-            Some(p) => self.u32_in(p, &format!("{what}.percent"), 0, 100, Code::InvalidValue).map(|v| v.v),
+            Some(p) => self
+                .u32_in(p, &format!("{what}.percent"), 0, 100, Code::InvalidValue)
+                .map(|v| v.v),
             None => {
                 self.missing(&o, "percent", &format!("`{what}`"));
                 None
             }
         };
         let min = match o.take("minRetriesPerSecond") {
-            Some(p) => self.u32_in(p, &format!("{what}.minRetriesPerSecond"), 0, 1_000_000, Code::InvalidValue).map(|v| v.v),
+            Some(p) => self
+                .u32_in(
+                    p,
+                    &format!("{what}.minRetriesPerSecond"),
+                    0,
+                    1_000_000,
+                    Code::InvalidValue,
+                )
+                .map(|v| v.v),
             None => Some(10),
         };
         self.finish(o, fields::RETRY_BUDGET, &format!("`{what}`"));
-        Some(RetryBudget { percent: percent?, min_per_second: min? })
+        Some(RetryBudget {
+            percent: percent?,
+            min_per_second: min?,
+        })
     }
 
     fn protocol(&mut self, n: &Node, what: &str) -> Option<Protocol> {
-        self.choice(n, what, &[("http", Protocol::Http), ("http2", Protocol::Http2), ("grpc", Protocol::Grpc)])
+        self.choice(
+            n,
+            what,
+            &[
+                ("http", Protocol::Http),
+                ("http2", Protocol::Http2),
+                ("grpc", Protocol::Grpc),
+            ],
+        )
     }
 
     fn endpoints(&mut self, n: &Node, what: &str) -> Vec<EndpointCfg> {
         let mut out = Vec::new();
         for item in self.seq(n, what) {
-            let Some(mut o) = self.obj(item, &format!("{what}[]")) else { continue };
+            let Some(mut o) = self.obj(item, &format!("{what}[]")) else {
+                continue;
+            };
             let address = self.req_str(&mut o, "address", &format!("{what}[]"));
             let port = self.opt_port(&mut o, "port", &format!("{what}[]"));
             self.finish(o, fields::ENDPOINT, &format!("`{what}[]`"));
@@ -653,7 +822,11 @@ impl<'a> Decoder<'a> {
                     self.report(d);
                     continue;
                 }
-                out.push(EndpointCfg { address: a.v, port: port.map(|p| p.v), loc: self.loc(item) });
+                out.push(EndpointCfg {
+                    address: a.v,
+                    port: port.map(|p| p.v),
+                    loc: self.loc(item),
+                });
             }
         }
         out
@@ -673,7 +846,9 @@ impl<'a> Decoder<'a> {
         match o.take("ports") {
             Some(p) => {
                 for item in self.seq(p, "spec.ports") {
-                    let Some(mut po) = self.obj(item, "spec.ports[]") else { continue };
+                    let Some(mut po) = self.obj(item, "spec.ports[]") else {
+                        continue;
+                    };
                     let name = self.opt_str(&mut po, "name", "spec.ports[]");
                     let port = match po.take("port") {
                         Some(n) => self.port(n, "spec.ports[].port"),
@@ -682,7 +857,9 @@ impl<'a> Decoder<'a> {
                             None
                         }
                     };
-                    let protocol = po.take("protocol").map(|n| self.protocol(n, "spec.ports[].protocol"));
+                    let protocol = po
+                        .take("protocol")
+                        .map(|n| self.protocol(n, "spec.ports[].protocol"));
                     let target = self.opt_port(&mut po, "targetPort", "spec.ports[]");
                     self.finish(po, fields::MESH_SERVICE_PORT, "`spec.ports[]`");
                     if let Some(port) = port {
@@ -691,7 +868,7 @@ impl<'a> Decoder<'a> {
                             port: port.v,
                             target_port: target.map(|t| t.v),
                             protocol: protocol.flatten().unwrap_or(Protocol::Http),
-                            loc: self.loc(item),
+                            loc: port.loc,
                         });
                     }
                 }
@@ -700,14 +877,19 @@ impl<'a> Decoder<'a> {
         }
         if let Some(v) = o.take("versions") {
             for item in self.seq(v, "spec.versions") {
-                let Some(mut vo) = self.obj(item, "spec.versions[]") else { continue };
+                let Some(mut vo) = self.obj(item, "spec.versions[]") else {
+                    continue;
+                };
                 let name = self.req_str(&mut vo, "name", "spec.versions[]");
                 let mut labels = BTreeMap::new();
                 if let Some(l) = vo.take("labels") {
                     if let Some(mut lo) = self.obj(l, "spec.versions[].labels") {
-                        let keys: Vec<String> = lo.entries.iter().map(|(k, _, _)| k.to_string()).collect();
+                        let keys: Vec<String> =
+                            lo.entries.iter().map(|(k, _, _)| k.to_string()).collect();
                         for k in keys {
-                            if let Some(val) = lo.take(&k).and_then(|n| self.str_lenient(n, "label value")) {
+                            if let Some(val) =
+                                lo.take(&k).and_then(|n| self.str_lenient(n, "label value"))
+                            {
                                 labels.insert(k, val.v);
                             }
                         }
@@ -720,7 +902,12 @@ impl<'a> Decoder<'a> {
                 self.finish(vo, fields::VERSION, "`spec.versions[]`");
                 if let Some(name) = name {
                     if self.name_check(&name, "version name", false) {
-                        svc.versions.push(Version { name: name.v, labels, endpoints, loc: name.loc });
+                        svc.versions.push(Version {
+                            name: name.v,
+                            labels,
+                            endpoints,
+                            loc: name.loc,
+                        });
                     }
                 }
             }
@@ -745,7 +932,9 @@ impl<'a> Decoder<'a> {
         };
         if let Some(p) = o.take("ports") {
             for item in self.seq(p, "spec.ports") {
-                let Some(mut po) = self.obj(item, "spec.ports[]") else { continue };
+                let Some(mut po) = self.obj(item, "spec.ports[]") else {
+                    continue;
+                };
                 let name = self.opt_str(&mut po, "name", "spec.ports[]");
                 let port = match po.take("port") {
                     Some(n) => self.port(n, "spec.ports[].port"),
@@ -760,19 +949,26 @@ impl<'a> Decoder<'a> {
                     _ => self.port(t, "spec.ports[].targetPort"),
                 });
                 if let Some(proto) = po.take("protocol") {
-                    self.choice(proto, "spec.ports[].protocol", &[("TCP", ()), ("UDP", ()), ("SCTP", ())]);
+                    self.choice(
+                        proto,
+                        "spec.ports[].protocol",
+                        &[("TCP", ()), ("UDP", ()), ("SCTP", ())],
+                    );
                 }
                 let app = self.opt_str(&mut po, "appProtocol", "spec.ports[]");
                 let _ = po.take("nodePort");
                 self.finish(po, fields::K8S_SERVICE_PORT, "`spec.ports[]`");
-                let protocol = values::infer_protocol(app.as_ref().map(|a| a.v.as_str()), name.as_ref().map(|n| n.v.as_str()));
+                let protocol = values::infer_protocol(
+                    app.as_ref().map(|a| a.v.as_str()),
+                    name.as_ref().map(|n| n.v.as_str()),
+                );
                 if let Some(port) = port {
                     svc.ports.push(ServicePort {
                         name: name.map(|n| n.v),
                         port: port.v,
                         target_port: target.map(|t| t.v),
                         protocol,
-                        loc: self.loc(item),
+                        loc: port.loc,
                     });
                 }
             }
@@ -791,7 +987,9 @@ impl<'a> Decoder<'a> {
             namespace: meta.namespace.v.clone(),
             name: meta.name.v.clone(),
             loc: meta.name.loc,
-            service: service.clone().unwrap_or_else(|| S::new(String::new(), meta.name.loc)),
+            service: service
+                .clone()
+                .unwrap_or_else(|| S::new(String::new(), meta.name.loc)),
             inbound_port: None,
             outbound_port: None,
             admin_port: None,
@@ -811,7 +1009,9 @@ impl<'a> Decoder<'a> {
         if let Some(a) = o.take("app") {
             if let Some(mut ao) = self.obj(a, "spec.app") {
                 sc.app_port = self.opt_port(&mut ao, "port", "spec.app");
-                sc.app_protocol = ao.take("protocol").and_then(|p| self.protocol(p, "spec.app.protocol"));
+                sc.app_protocol = ao
+                    .take("protocol")
+                    .and_then(|p| self.protocol(p, "spec.app.protocol"));
                 self.finish(ao, fields::SIDECAR_APP, "`spec.app`");
             }
         }
@@ -824,10 +1024,16 @@ impl<'a> Decoder<'a> {
                             Some((ns, n)) => (ns.to_string(), n.to_string()),
                             None => (sc.namespace.clone(), s.clone()),
                         };
-                        list.push(EgressRef { namespace: ns, name, loc: self.loc(item) });
+                        list.push(EgressRef {
+                            namespace: ns,
+                            name,
+                            loc: self.loc(item),
+                        });
                     }
                     Value::Map(_) => {
-                        let Some(mut eo) = self.obj(item, "spec.egress[]") else { continue };
+                        let Some(mut eo) = self.obj(item, "spec.egress[]") else {
+                            continue;
+                        };
                         let name = self.req_str(&mut eo, "service", "spec.egress[]");
                         let ns = self.opt_str(&mut eo, "namespace", "spec.egress[]");
                         self.finish(eo, fields::EGRESS, "`spec.egress[]`");
@@ -846,7 +1052,9 @@ impl<'a> Decoder<'a> {
         }
         if let Some(a) = o.take("authorization") {
             if let Some(mut ao) = self.obj(a, "spec.authorization") {
-                sc.authz_mode = ao.take("mode").and_then(|m| self.authz_mode(m, "spec.authorization.mode"));
+                sc.authz_mode = ao
+                    .take("mode")
+                    .and_then(|m| self.authz_mode(m, "spec.authorization.mode"));
                 self.finish(ao, fields::SIDECAR_AUTHZ, "`spec.authorization`");
             }
         }
@@ -854,7 +1062,13 @@ impl<'a> Decoder<'a> {
         service.map(|_| sc)
     }
 
-    fn route(&mut self, meta: Meta, spec: Option<&Node>, what: &str, origin: Origin) -> Option<Route> {
+    fn route(
+        &mut self,
+        meta: Meta,
+        spec: Option<&Node>,
+        what: &str,
+        origin: Origin,
+    ) -> Option<Route> {
         let native = origin == Origin::Native;
         let mut o = self.spec(spec, what, meta.name.loc)?;
         let mut route = Route {
@@ -881,7 +1095,9 @@ impl<'a> Decoder<'a> {
             for item in self.seq(h, "spec.hostnames") {
                 if let Some(s) = self.str(item, "spec.hostnames[]") {
                     if values::is_valid_route_hostname(&s.v) {
-                        route.hostnames.push(S::new(s.v.to_ascii_lowercase(), s.loc));
+                        route
+                            .hostnames
+                            .push(S::new(s.v.to_ascii_lowercase(), s.loc));
                     } else {
                         let d = Diagnostic::new(Code::InvalidHostname, format!("`{}` is not a valid hostname", s.v))
                             .at(s.loc, "invalid hostname")
@@ -910,14 +1126,28 @@ impl<'a> Decoder<'a> {
         let mut o = self.obj(n, "spec.parentRefs[]")?;
         let default_group = if native { "" } else { GATEWAY_GROUP };
         let default_kind = if native { "Service" } else { "Gateway" };
-        let group = self.opt_str(&mut o, "group", "spec.parentRefs[]").map_or(default_group.to_string(), |g| g.v);
-        let kind = self.opt_str(&mut o, "kind", "spec.parentRefs[]").map_or(default_kind.to_string(), |k| k.v);
-        let namespace = self.opt_str(&mut o, "namespace", "spec.parentRefs[]").map_or(route_ns.to_string(), |n| n.v);
+        let group = self
+            .opt_str(&mut o, "group", "spec.parentRefs[]")
+            .map_or(default_group.to_string(), |g| g.v);
+        let kind = self
+            .opt_str(&mut o, "kind", "spec.parentRefs[]")
+            .map_or(default_kind.to_string(), |k| k.v);
+        let namespace = self
+            .opt_str(&mut o, "namespace", "spec.parentRefs[]")
+            .map_or(route_ns.to_string(), |n| n.v);
         let name = self.req_str(&mut o, "name", "spec.parentRefs[]");
         let _ = o.take("sectionName");
         let port = self.opt_port(&mut o, "port", "spec.parentRefs[]");
         self.finish(o, fields::PARENT_REF, "`spec.parentRefs[]`");
-        Some(ParentRef { group, kind, namespace, name: name?.v, port, loc: self.loc(n) })
+        let name = name?;
+        Some(ParentRef {
+            group,
+            kind,
+            namespace,
+            name: name.v,
+            port,
+            loc: name.loc,
+        })
     }
 
     fn rule(&mut self, n: &Node, native: bool, route_ns: &str) -> Option<Rule> {
@@ -929,6 +1159,7 @@ impl<'a> Decoder<'a> {
             filters: Vec::new(),
             timeouts: Timeouts::default(),
             retry: None,
+            invalid_filters: false,
         };
         let _ = o.take("name");
         if let Some(m) = o.take("matches") {
@@ -940,8 +1171,9 @@ impl<'a> Decoder<'a> {
         }
         if let Some(f) = o.take("filters") {
             for item in self.seq(f, "spec.rules[].filters") {
-                if let Some(filter) = self.filter(item) {
-                    rule.filters.push(filter);
+                match self.filter(item) {
+                    Some(filter) => rule.filters.push(filter),
+                    None => rule.invalid_filters = true,
                 }
             }
         }
@@ -954,9 +1186,12 @@ impl<'a> Decoder<'a> {
         }
         if let Some(t) = o.take("timeouts") {
             if let Some(mut to) = self.obj(t, "spec.rules[].timeouts") {
-                rule.timeouts.request = to.take("request").and_then(|r| self.duration(r, "timeouts.request"));
-                rule.timeouts.backend_request =
-                    to.take("backendRequest").and_then(|r| self.duration(r, "timeouts.backendRequest"));
+                rule.timeouts.request = to
+                    .take("request")
+                    .and_then(|r| self.duration(r, "timeouts.request"));
+                rule.timeouts.backend_request = to
+                    .take("backendRequest")
+                    .and_then(|r| self.duration(r, "timeouts.backendRequest"));
                 self.finish(to, fields::TIMEOUTS, "`spec.rules[].timeouts`");
             }
         }
@@ -964,8 +1199,11 @@ impl<'a> Decoder<'a> {
             rule.retry = self.retry(r, native);
         }
         if let Some(sp) = o.take("sessionPersistence") {
-            let d = Diagnostic::new(Code::UnsupportedFilter, "`sessionPersistence` is not supported by mesh-proxy and is ignored")
-                .at(self.loc(sp), "ignored");
+            let d = Diagnostic::new(
+                Code::UnsupportedFilter,
+                "`sessionPersistence` is not supported by mesh-proxy and is ignored",
+            )
+            .at(self.loc(sp), "ignored");
             self.report(d);
         }
         self.finish(o, fields::RULE, "`spec.rules[]`");
@@ -981,23 +1219,44 @@ impl<'a> Decoder<'a> {
         let mut codes = Vec::new();
         if let Some(c) = o.take("codes") {
             for item in self.seq(c, "retry.codes") {
-                if let Some(code) = self.u32_in(item, "retry.codes[]", 400, 599, Code::InvalidStatus) {
+                if let Some(code) =
+                    self.u32_in(item, "retry.codes[]", 400, 599, Code::InvalidStatus)
+                {
                     codes.push(u16::try_from(code.v).unwrap_or(0));
                 }
             }
         }
-        let backoff = o.take("backoff").and_then(|b| self.duration(b, "retry.backoff")).map_or(25, |b| b.v);
+        let backoff = o
+            .take("backoff")
+            .and_then(|b| self.duration(b, "retry.backoff"))
+            .map_or(25, |b| b.v);
         let mut max_backoff = None;
         let mut budget = None;
         if native {
-            max_backoff = o.take("maxBackoff").and_then(|b| self.duration(b, "retry.maxBackoff")).map(|b| b.v);
-            budget = o.take("budget").and_then(|b| self.retry_budget(b, "retry.budget"));
+            max_backoff = o
+                .take("maxBackoff")
+                .and_then(|b| self.duration(b, "retry.maxBackoff"))
+                .map(|b| b.v);
+            budget = o
+                .take("budget")
+                .and_then(|b| self.retry_budget(b, "retry.budget"));
         }
-        let known = if native { fields::MESH_RETRY } else { fields::HTTP_RETRY };
+        let known = if native {
+            fields::MESH_RETRY
+        } else {
+            fields::HTTP_RETRY
+        };
         self.finish(o, known, "`spec.rules[].retry`");
         codes.sort_unstable();
         codes.dedup();
-        Some(Retry { loc: self.loc(n), attempts, codes, backoff_ms: backoff, max_backoff_ms: max_backoff, budget })
+        Some(Retry {
+            loc: self.loc(n),
+            attempts,
+            codes,
+            backoff_ms: backoff,
+            max_backoff_ms: max_backoff,
+            budget,
+        })
     }
 
     fn route_match(&mut self, n: &Node) -> Option<Match> {
@@ -1012,12 +1271,18 @@ impl<'a> Decoder<'a> {
             if values::METHODS.contains(&s.v.as_str()) {
                 Some(s)
             } else {
-                let mut d = Diagnostic::new(Code::InvalidMethod, format!("`{}` is not an HTTP method Gateway API matches", s.v))
-                    .at(s.loc, "invalid method");
+                let mut d = Diagnostic::new(
+                    Code::InvalidMethod,
+                    format!("`{}` is not an HTTP method Gateway API matches", s.v),
+                )
+                .at(s.loc, "invalid method");
                 d = match did_you_mean(&s.v.to_ascii_uppercase(), values::METHODS.iter().copied()) {
                     Some(h) => d.help(h),
                     None if values::METHODS.contains(&s.v.to_ascii_uppercase().as_str()) => {
-                        d.help(format!("methods are upper case: did you mean `{}`?", s.v.to_ascii_uppercase()))
+                        d.help(format!(
+                            "methods are upper case: did you mean `{}`?",
+                            s.v.to_ascii_uppercase()
+                        ))
                     }
                     None => d.help(format!("expected one of {}", slugify_list(values::METHODS))),
                 };
@@ -1056,7 +1321,13 @@ impl<'a> Decoder<'a> {
             }
         }
         self.finish(o, fields::MATCH, "`spec.rules[].matches[]`");
-        Some(Match { loc, path, method, headers, query })
+        Some(Match {
+            loc,
+            path,
+            method,
+            headers,
+            query,
+        })
     }
 
     fn path_match(&mut self, n: &Node) -> Option<S<PathMatch>> {
@@ -1068,7 +1339,15 @@ impl<'a> Decoder<'a> {
             Regex,
         }
         let kind = match o.take("type") {
-            Some(t) => self.choice(t, "path.type", &[("Exact", K::Exact), ("PathPrefix", K::Prefix), ("RegularExpression", K::Regex)])?,
+            Some(t) => self.choice(
+                t,
+                "path.type",
+                &[
+                    ("Exact", K::Exact),
+                    ("PathPrefix", K::Prefix),
+                    ("RegularExpression", K::Regex),
+                ],
+            )?,
             None => K::Prefix,
         };
         let value = match o.take("value") {
@@ -1104,7 +1383,11 @@ impl<'a> Decoder<'a> {
 
     fn bad_regex(&mut self, value: &S<String>, e: &regex::Error) {
         let msg = e.to_string();
-        let detail = msg.lines().rev().find(|l| l.starts_with("error:")).unwrap_or("invalid regular expression");
+        let detail = msg
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or("invalid regular expression");
         let d = Diagnostic::new(Code::InvalidRegex, format!("`{}` is not a valid regular expression", value.v))
             .at(value.loc, detail.trim_start_matches("error:").trim().to_string())
             .help("regular expressions use RE2 syntax (the Rust `regex` crate) and must match the whole value");
@@ -1125,7 +1408,14 @@ impl<'a> Decoder<'a> {
     fn value_match(&mut self, n: &Node, what: &str, header: bool) -> Option<S<ValueMatch>> {
         let mut o = self.obj(n, what)?;
         let kind = match o.take("type") {
-            Some(t) => self.choice(t, &format!("{what}.type"), &[("Exact", MatchKind::Exact), ("RegularExpression", MatchKind::RegularExpression)])?,
+            Some(t) => self.choice(
+                t,
+                &format!("{what}.type"),
+                &[
+                    ("Exact", MatchKind::Exact),
+                    ("RegularExpression", MatchKind::RegularExpression),
+                ],
+            )?,
             None => MatchKind::Exact,
         };
         let name = self.req_str(&mut o, "name", what);
@@ -1147,31 +1437,71 @@ impl<'a> Decoder<'a> {
                 return None;
             }
         }
-        let name_v = if header { name.v.to_ascii_lowercase() } else { name.v };
-        Some(S::new(ValueMatch { name: name_v, kind, value: value.v }, self.loc(n)))
+        let name_v = if header {
+            name.v.to_ascii_lowercase()
+        } else {
+            name.v
+        };
+        Some(S::new(
+            ValueMatch {
+                name: name_v,
+                kind,
+                value: value.v,
+            },
+            self.loc(n),
+        ))
     }
 
     fn backend_ref(&mut self, n: &Node, native: bool, route_ns: &str) -> Option<BackendRef> {
         let mut o = self.obj(n, "spec.rules[].backendRefs[]")?;
-        let group = self.opt_str(&mut o, "group", "backendRefs[]").map_or(String::new(), |g| g.v);
-        let kind = self.opt_str(&mut o, "kind", "backendRefs[]").map_or("Service".to_string(), |k| k.v);
+        let group = self
+            .opt_str(&mut o, "group", "backendRefs[]")
+            .map_or(String::new(), |g| g.v);
+        let kind = self
+            .opt_str(&mut o, "kind", "backendRefs[]")
+            .map_or("Service".to_string(), |k| k.v);
         let name = self.req_str(&mut o, "name", "backendRefs[]");
-        let namespace = self.opt_str(&mut o, "namespace", "backendRefs[]").map_or(route_ns.to_string(), |n| n.v);
+        let namespace = self
+            .opt_str(&mut o, "namespace", "backendRefs[]")
+            .map_or(route_ns.to_string(), |n| n.v);
         let port = self.opt_port(&mut o, "port", "backendRefs[]");
         let weight = match o.take("weight") {
-            Some(w) => self.u32_in(w, "backendRefs[].weight", 0, 1_000_000, Code::InvalidWeight).map_or(1, |w| w.v),
+            Some(w) => self
+                .u32_in(w, "backendRefs[].weight", 0, 1_000_000, Code::InvalidWeight)
+                .map_or(1, |w| w.v),
             None => 1,
         };
         if let Some(f) = o.take("filters") {
-            let d = Diagnostic::new(Code::UnsupportedFilter, "per-backend `filters` are not supported by mesh-proxy and are ignored")
-                .at(self.loc(f), "ignored")
-                .help("move the filters to the rule's `filters`");
+            let d = Diagnostic::new(
+                Code::UnsupportedFilter,
+                "per-backend `filters` are not supported by mesh-proxy and are ignored",
+            )
+            .at(self.loc(f), "ignored")
+            .help("move the filters to the rule's `filters`");
             self.report(d);
         }
-        let version = if native { self.opt_str(&mut o, "version", "backendRefs[]") } else { None };
-        let known = if native { fields::MESH_BACKEND_REF } else { fields::BACKEND_REF };
+        let version = if native {
+            self.opt_str(&mut o, "version", "backendRefs[]")
+        } else {
+            None
+        };
+        let known = if native {
+            fields::MESH_BACKEND_REF
+        } else {
+            fields::BACKEND_REF
+        };
         self.finish(o, known, "`spec.rules[].backendRefs[]`");
-        Some(BackendRef { group, kind, namespace, name: name?.v, port, version, weight, loc: self.loc(n) })
+        let name = name?;
+        Some(BackendRef {
+            group,
+            kind,
+            namespace,
+            name: name.v,
+            port,
+            version,
+            weight,
+            loc: name.loc,
+        })
     }
 
     fn header_modifier(&mut self, n: &Node, what: &str) -> Option<HeaderModifier> {
@@ -1180,7 +1510,9 @@ impl<'a> Decoder<'a> {
         for (key, is_set) in [("set", true), ("add", false)] {
             if let Some(list) = o.take(key) {
                 for item in self.seq(list, &format!("{what}.{key}")) {
-                    let Some(mut ho) = self.obj(item, &format!("{what}.{key}[]")) else { continue };
+                    let Some(mut ho) = self.obj(item, &format!("{what}.{key}[]")) else {
+                        continue;
+                    };
                     let name = self.req_str(&mut ho, "name", &format!("{what}.{key}[]"));
                     let value = match ho.take("value") {
                         Some(v) => self.str_lenient(v, "value"),
@@ -1193,7 +1525,11 @@ impl<'a> Decoder<'a> {
                     if let (Some(name), Some(value)) = (name, value) {
                         if self.header_name_ok(&name) {
                             let pair = (name.v.to_ascii_lowercase(), value.v);
-                            if is_set { m.set.push(pair) } else { m.add.push(pair) }
+                            if is_set {
+                                m.set.push(pair)
+                            } else {
+                                m.add.push(pair)
+                            }
                         }
                     }
                 }
@@ -1220,7 +1556,14 @@ impl<'a> Decoder<'a> {
             Prefix,
         }
         let kind = match o.take("type") {
-            Some(t) => self.choice(t, &format!("{what}.type"), &[("ReplaceFullPath", K::Full), ("ReplacePrefixMatch", K::Prefix)]),
+            Some(t) => self.choice(
+                t,
+                &format!("{what}.type"),
+                &[
+                    ("ReplaceFullPath", K::Full),
+                    ("ReplacePrefixMatch", K::Prefix),
+                ],
+            ),
             None => {
                 self.missing(&o, "type", &format!("`{what}`"));
                 None
@@ -1234,13 +1577,20 @@ impl<'a> Decoder<'a> {
             K::Prefix => ("replacePrefixMatch", prefix),
         };
         let Some(value) = value else {
-            let d = Diagnostic::new(Code::MissingField, format!("missing field `{field}` in `{what}`"))
-                .at(self.loc(n), format!("`{field}` is required by this `type`"));
+            let d = Diagnostic::new(
+                Code::MissingField,
+                format!("missing field `{field}` in `{what}`"),
+            )
+            .at(self.loc(n), format!("`{field}` is required by this `type`"));
             self.report(d);
             return None;
         };
         if let Err(why) = values::check_path(&value.v) {
-            let d = Diagnostic::new(Code::InvalidPath, format!("`{}` is not a valid path", value.v)).at(value.loc, why);
+            let d = Diagnostic::new(
+                Code::InvalidPath,
+                format!("`{}` is not a valid path", value.v),
+            )
+            .at(value.loc, why);
             self.report(d);
             return None;
         }
@@ -1282,9 +1632,14 @@ impl<'a> Decoder<'a> {
         for (_, f) in &types {
             if *f != field && o.take(f).is_some() {
                 if let Some(span) = o.key_loc(f) {
-                    let d = Diagnostic::new(Code::ConflictingFilters, format!("`{f}` does not go with a filter of this `type`"))
-                        .primary(self.file, span, "ignored by this filter type")
-                        .help(format!("this filter's `type` uses `{field}`; put `{f}` in a filter of its own"));
+                    let d = Diagnostic::new(
+                        Code::ConflictingFilters,
+                        format!("`{f}` does not go with a filter of this `type`"),
+                    )
+                    .primary(self.file, span, "ignored by this filter type")
+                    .help(format!(
+                        "this filter's `type` uses `{field}`; put `{f}` in a filter of its own"
+                    ));
                     self.report(d);
                 }
             }
@@ -1293,8 +1648,11 @@ impl<'a> Decoder<'a> {
         let what = format!("filters[].{field}");
         let need = |this: &mut Self| -> Option<&Node> {
             if body.is_none() {
-                let d = Diagnostic::new(Code::MissingField, format!("missing field `{field}` in `filters[]`"))
-                    .at(loc, format!("`{field}` is required by this `type`"));
+                let d = Diagnostic::new(
+                    Code::MissingField,
+                    format!("missing field `{field}` in `filters[]`"),
+                )
+                .at(loc, format!("`{field}` is required by this `type`"));
                 this.report(d);
             }
             body
@@ -1329,23 +1687,38 @@ impl<'a> Decoder<'a> {
 
     fn redirect(&mut self, n: &Node, what: &str) -> Option<Redirect> {
         let mut o = self.obj(n, what)?;
-        let scheme = o.take("scheme").and_then(|s| self.choice(s, &format!("{what}.scheme"), &[("http", "http"), ("https", "https")]));
+        let scheme = o.take("scheme").and_then(|s| {
+            self.choice(
+                s,
+                &format!("{what}.scheme"),
+                &[("http", "http"), ("https", "https")],
+            )
+        });
         let hostname = self.opt_str(&mut o, "hostname", what);
         if let Some(h) = &hostname {
             if !values::is_valid_host(&h.v) {
-                let d = Diagnostic::new(Code::InvalidHostname, format!("`{}` is not a valid hostname", h.v)).at(h.loc, "invalid hostname");
+                let d = Diagnostic::new(
+                    Code::InvalidHostname,
+                    format!("`{}` is not a valid hostname", h.v),
+                )
+                .at(h.loc, "invalid hostname");
                 self.report(d);
             }
         }
-        let path = o.take("path").and_then(|p| self.path_modifier(p, &format!("{what}.path")));
+        let path = o
+            .take("path")
+            .and_then(|p| self.path_modifier(p, &format!("{what}.path")));
         let port = self.opt_port(&mut o, "port", what);
         let status = match o.take("statusCode") {
             Some(s) => {
                 let i = self.int(s, &format!("{what}.statusCode"))?;
                 if ![301, 302, 303, 307, 308].contains(&i.v) {
-                    let d = Diagnostic::new(Code::InvalidStatus, format!("`{}` is not a redirect status code", i.v))
-                        .at(i.loc, "not a redirect status")
-                        .help("use 301 or 302 (core), or 303, 307, 308 (extended)");
+                    let d = Diagnostic::new(
+                        Code::InvalidStatus,
+                        format!("`{}` is not a redirect status code", i.v),
+                    )
+                    .at(i.loc, "not a redirect status")
+                    .help("use 301 or 302 (core), or 303, 307, 308 (extended)");
                     self.report(d);
                     return None;
                 }
@@ -1366,9 +1739,14 @@ impl<'a> Decoder<'a> {
     fn rewrite(&mut self, n: &Node, what: &str) -> Option<UrlRewrite> {
         let mut o = self.obj(n, what)?;
         let hostname = self.opt_str(&mut o, "hostname", what);
-        let path = o.take("path").and_then(|p| self.path_modifier(p, &format!("{what}.path")));
+        let path = o
+            .take("path")
+            .and_then(|p| self.path_modifier(p, &format!("{what}.path")));
         self.finish(o, fields::REWRITE, &format!("`{what}`"));
-        Some(UrlRewrite { hostname: hostname.map(|h| h.v.to_ascii_lowercase()), path })
+        Some(UrlRewrite {
+            hostname: hostname.map(|h| h.v.to_ascii_lowercase()),
+            path,
+        })
     }
 }
 

@@ -105,7 +105,6 @@ codes! {
     ConflictingFilters = "MC0506", "conflicting-filters", Error, "a rule combines filters that cannot be used together";
     PrefixRewriteWithoutPrefix = "MC0507", "prefix-rewrite-without-prefix", Error, "`ReplacePrefixMatch` is used on a rule without a single `PathPrefix` match";
     NoBackends = "MC0509", "no-backends", Warning, "a rule has neither backends nor a redirect";
-    MissingMesh = "MC0510", "missing-mesh", Note, "no `Mesh` resource: defaults are used";
     // Cedar policies.
     CedarSyntax = "MC0601", "cedar-syntax", Error, "a `.cedar` file does not parse";
     CedarValidation = "MC0602", "cedar-validation", Error, "a Cedar policy fails strict validation against the mesh's schema";
@@ -123,7 +122,10 @@ codes! {
 impl Code {
     /// Find a code by its `MCxxxx` text.
     pub fn parse(s: &str) -> Option<Code> {
-        Code::ALL.iter().copied().find(|c| c.as_str().eq_ignore_ascii_case(s))
+        Code::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -161,7 +163,10 @@ impl Diagnostic {
     }
 
     pub fn primary(mut self, file: FileId, span: Span, label: impl Into<String>) -> Self {
-        self.primary = Some(Label { loc: Loc { file, span }, message: label.into() });
+        self.primary = Some(Label {
+            loc: Loc { file, span },
+            message: label.into(),
+        });
         self
     }
 
@@ -170,7 +175,10 @@ impl Diagnostic {
     }
 
     pub fn secondary(mut self, loc: Loc, label: impl Into<String>) -> Self {
-        self.secondary.push(Label { loc, message: label.into() });
+        self.secondary.push(Label {
+            loc,
+            message: label.into(),
+        });
         self
     }
 
@@ -187,7 +195,13 @@ impl Diagnostic {
     /// Sort key: file, position, code; so output order is stable.
     pub fn sort_key(&self) -> (u32, usize, usize, Code, String) {
         match &self.primary {
-            Some(l) => (l.loc.file.0, l.loc.span.start, l.loc.span.end, self.code, self.message.clone()),
+            Some(l) => (
+                l.loc.file.0,
+                l.loc.span.start,
+                l.loc.span.end,
+                self.code,
+                self.message.clone(),
+            ),
             None => (0, 0, 0, self.code, self.message.clone()),
         }
     }
@@ -202,7 +216,8 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             continue;
         }
         let score = strsim::jaro_winkler(&lower, &c.to_ascii_lowercase());
-        let close = score >= 0.84 || (strsim::levenshtein(&lower, &c.to_ascii_lowercase()) <= 2 && name.len() > 2);
+        let close = score >= 0.84
+            || (strsim::levenshtein(&lower, &c.to_ascii_lowercase()) <= 2 && name.len() > 2);
         if close && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, c));
         }
@@ -211,7 +226,10 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// `did you mean `x`?` text, or `None`.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     suggest(name, candidates).map(|s| format!("did you mean `{s}`?"))
 }
 

@@ -22,6 +22,11 @@ pub fn code_section(code: Code) -> Option<&'static str> {
 pub fn code_markdown(code: Code) -> String {
     match code_section(code) {
         Some(s) => format!("{s}\n"),
-        None => format!("## {} {}\n\n{}\n", code.as_str(), code.slug(), code.summary()),
+        None => format!(
+            "## {} {}\n\n{}\n",
+            code.as_str(),
+            code.slug(),
+            code.summary()
+        ),
     }
 }

@@ -30,9 +30,9 @@ pub struct Url {
 }
 
 pub fn parse_url(url: &str) -> Result<Url, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("`{url}` is not an absolute URL: expected `http://HOST[:PORT]/PATH`"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("`{url}` is not an absolute URL: expected `http://HOST[:PORT]/PATH`")
+    })?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
         return Err(format!("unsupported scheme `{scheme}`: expected `http`"));
@@ -46,7 +46,11 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
         Some((p, q)) => (p, Some(q.to_string())),
         None => (path_query, None),
     };
-    let path = if path.is_empty() { "/".to_string() } else { path.to_string() };
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else {
+        path.to_string()
+    };
     let (host, port_text) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p)),
         _ => (authority, None),
@@ -55,10 +59,21 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
         return Err(format!("`{url}` has no host"));
     }
     let port = match port_text {
-        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{p}` is not a valid port"))?),
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("`{p}` is not a valid port"))?,
+        ),
         None => None,
     };
-    Ok(Url { scheme, host: host.trim_end_matches('.').to_ascii_lowercase(), port, path, query })
+    Ok(Url {
+        scheme,
+        host: host.trim_end_matches('.').to_ascii_lowercase(),
+        port,
+        path,
+        query,
+    })
 }
 
 /// Resolve `namespace/name` or a unique `name`.
@@ -67,7 +82,9 @@ pub fn resolve_caller<'m>(checked: &'m Checked, from: &str) -> Result<&'m Servic
     if let Some((ns, name)) = from.split_once('/') {
         return model.service(ns, name).ok_or_else(|| {
             let keys: Vec<String> = model.services.iter().map(Service::key).collect();
-            let hint = did_you_mean(from, keys.iter().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
+            let hint = did_you_mean(from, keys.iter().map(String::as_str))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             format!("no service `{from}`{hint}")
         });
     }
@@ -76,12 +93,17 @@ pub fn resolve_caller<'m>(checked: &'m Checked, from: &str) -> Result<&'m Servic
         [one] => Ok(one),
         [] => {
             let names: Vec<&str> = model.services.iter().map(|s| s.name.as_str()).collect();
-            let hint = did_you_mean(from, names.iter().copied()).map(|h| format!("; {h}")).unwrap_or_default();
+            let hint = did_you_mean(from, names.iter().copied())
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             Err(format!("no service named `{from}`{hint}"))
         }
         many => Err(format!(
             "`{from}` is ambiguous: {}; write `namespace/name`",
-            many.iter().map(|s| format!("`{}`", s.key())).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|s| format!("`{}`", s.key()))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -94,14 +116,22 @@ pub struct Explanation {
 }
 
 /// Explain one request. Errors are usage errors (unknown caller, bad URL or header).
-pub fn explain(checked: &Checked, from: &str, headers: &[String], method: &str, url: &str) -> Result<Explanation, String> {
+pub fn explain(
+    checked: &Checked,
+    from: &str,
+    headers: &[String],
+    method: &str,
+    url: &str,
+) -> Result<Explanation, String> {
     let caller = resolve_caller(checked, from)?;
     let url = parse_url(url)?;
     let mut req = SimpleRequest::new(&method.to_ascii_uppercase(), &url.path);
     req.query = url.query.clone();
     req.method = method.to_string();
     for h in headers {
-        let (name, value) = h.split_once(':').ok_or_else(|| format!("header `{h}` is not `Name: value`"))?;
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("header `{h}` is not `Name: value`"))?;
         req = req.with_header(name.trim(), value.trim());
     }
     let body = crate::lower::lower_sidecar(checked, caller);
@@ -113,7 +143,19 @@ pub fn explain(checked: &Checked, from: &str, headers: &[String], method: &str, 
     let decision = router.decide(&authority, &req);
     let status = decision.status();
     let mut human = String::new();
-    let _ = writeln!(human, "{} {}://{}{}{} from `{}`", req.method, url.scheme, authority, url.path, url.query.as_ref().map(|q| format!("?{q}")).unwrap_or_default(), caller.key());
+    let _ = writeln!(
+        human,
+        "{} {}://{}{}{} from `{}`",
+        req.method,
+        url.scheme,
+        authority,
+        url.path,
+        url.query
+            .as_ref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default(),
+        caller.key()
+    );
     let mut route = serde_json::Value::Null;
     let mut backends = Vec::new();
     let mut redirect = serde_json::Value::Null;
@@ -121,49 +163,100 @@ pub fn explain(checked: &Checked, from: &str, headers: &[String], method: &str, 
     let mut route_name = String::new();
     match decision {
         Decision::UnknownHost => {
-            let known = checked.model.services.iter().any(|s| {
-                crate::lower::hosts_for(s, &caller.namespace, &[]).contains(&url.host)
-            });
+            let known =
+                checked.model.services.iter().any(|s| {
+                    crate::lower::hosts_for(s, &caller.namespace, &[]).contains(&url.host)
+                });
             if known {
-                let _ = writeln!(human, "  `{}` is not in the egress of `{}`: the sidecar answers 404", url.host, caller.key());
+                let _ = writeln!(
+                    human,
+                    "  `{}` is not in the egress of `{}`: the sidecar answers 404",
+                    url.host,
+                    caller.key()
+                );
             } else {
-                let _ = writeln!(human, "  no service is reachable as `{}`: the sidecar answers 404", url.host);
+                let _ = writeln!(
+                    human,
+                    "  no service is reachable as `{}`: the sidecar answers 404",
+                    url.host
+                );
             }
         }
         Decision::UnknownPort { dest } => {
             let ports: Vec<String> = dest.ports.iter().map(|p| p.port.to_string()).collect();
-            let _ = writeln!(human, "  `{}` has no port {}: the sidecar answers 404 (ports: {})", dest.service, url.port.map_or("given".to_string(), |p| p.to_string()), ports.join(", "));
+            let _ = writeln!(
+                human,
+                "  `{}` has no port {}: the sidecar answers 404 (ports: {})",
+                dest.service,
+                url.port.map_or("given".to_string(), |p| p.to_string()),
+                ports.join(", ")
+            );
         }
         Decision::Direct { dest, port } => {
             dest_service = Some(dest.service.clone());
-            let _ = writeln!(human, "  no route is attached to `{}` port {}: the request goes to the service itself", dest.service, port.port);
+            let _ = writeln!(
+                human,
+                "  no route is attached to `{}` port {}: the request goes to the service itself",
+                dest.service, port.port
+            );
             backends.push(json!({"service": dest.service, "port": port.port, "weight": 1}));
         }
         Decision::NoMatch { dest, port } => {
             dest_service = Some(dest.service.clone());
-            let _ = writeln!(human, "  routes are attached to `{}` port {} but no rule matches: 404", dest.service, port.port);
+            let _ = writeln!(
+                human,
+                "  routes are attached to `{}` port {} but no rule matches: 404",
+                dest.service, port.port
+            );
         }
-        Decision::Matched { dest, entry, action, .. } => {
+        Decision::Matched {
+            dest,
+            entry,
+            action,
+            ..
+        } => {
             dest_service = Some(dest.service.clone());
             route_name = entry.route.clone();
             route = json!({"name": entry.route, "rule": entry.rule, "match": entry.r#match});
             let _ = writeln!(
                 human,
                 "  matched route `{}` rule {} match {} ({}:{}:{})",
-                entry.route, entry.rule, entry.r#match, entry.source.file, entry.source.line, entry.source.column
+                entry.route,
+                entry.rule,
+                entry.r#match,
+                entry.source.file,
+                entry.source.line,
+                entry.source.column
             );
             if let Some(s) = action.fixed_status {
-                let _ = writeln!(human, "  the rule has no usable backend: the sidecar answers {s}");
+                let _ = writeln!(
+                    human,
+                    "  the rule has no usable backend: the sidecar answers {s}"
+                );
             }
             if let Some(r) = &action.redirect {
-                let location = filters::redirect_location(r, &entry.path, &url.scheme, &url.host, url.port, &url.path, url.query.as_deref());
+                let location = filters::redirect_location(
+                    r,
+                    &entry.path,
+                    &url.scheme,
+                    &url.host,
+                    url.port,
+                    &url.path,
+                    url.query.as_deref(),
+                );
                 let _ = writeln!(human, "  redirect {}: Location: {location}", r.status);
                 redirect = json!({"status": r.status, "location": location});
             } else if action.fixed_status.is_none() {
                 let total: u64 = action.backends.iter().map(|b| u64::from(b.weight)).sum();
                 for b in &action.backends {
-                    let Some(c) = router.body().clusters.get(&b.cluster) else { continue };
-                    let share = if total == 0 { 0.0 } else { f64::from(b.weight) * 100.0 / total as f64 };
+                    let Some(c) = router.body().clusters.get(&b.cluster) else {
+                        continue;
+                    };
+                    let share = if total == 0 {
+                        0.0
+                    } else {
+                        f64::from(b.weight) * 100.0 / total as f64
+                    };
                     let mut obj = json!({"service": c.service, "port": c.port, "weight": b.weight});
                     if let Some(v) = &c.version {
                         obj["version"] = json!(v);
@@ -174,13 +267,20 @@ pub fn explain(checked: &Checked, from: &str, headers: &[String], method: &str, 
                         "  -> `{}` port {}{} weight {} ({share:.1}%)",
                         c.service,
                         c.port,
-                        c.version.as_ref().map(|v| format!(" version `{v}`")).unwrap_or_default(),
+                        c.version
+                            .as_ref()
+                            .map(|v| format!(" version `{v}`"))
+                            .unwrap_or_default(),
                         b.weight
                     );
                 }
                 if let Some(rw) = &action.rewrite {
                     if let Some(p) = &rw.path {
-                        let _ = writeln!(human, "  path rewritten to `{}`", filters::modify_path(p, &entry.path, &url.path));
+                        let _ = writeln!(
+                            human,
+                            "  path rewritten to `{}`",
+                            filters::modify_path(p, &entry.path, &url.path)
+                        );
                     }
                     if let Some(h) = &rw.hostname {
                         let _ = writeln!(human, "  host rewritten to `{h}`");
@@ -190,7 +290,11 @@ pub fn explain(checked: &Checked, from: &str, headers: &[String], method: &str, 
                     let _ = writeln!(human, "  request timeout {t} ms");
                 }
                 if let Some(r) = &action.retry {
-                    let _ = writeln!(human, "  retries: up to {} on {:?}, budget {}% (min {}/s)", r.attempts, r.codes, r.budget.percent, r.budget.min_per_second);
+                    let _ = writeln!(
+                        human,
+                        "  retries: up to {} on {:?}, budget {}% (min {}/s)",
+                        r.attempts, r.codes, r.budget.percent, r.budget.min_per_second
+                    );
                 }
             }
         }
@@ -203,7 +307,11 @@ pub fn explain(checked: &Checked, from: &str, headers: &[String], method: &str, 
         _ => json!({"decision": "not evaluated", "policies": []}),
     };
     // In enforce mode a denied request never reaches the destination: its sidecar answers 403.
-    let status = if authz["decision"] == "deny" && authz.get("audited_deny").is_none() { 403 } else { status };
+    let status = if authz["decision"] == "deny" && authz.get("audited_deny").is_none() {
+        403
+    } else {
+        status
+    };
     if status == 403 {
         let _ = writeln!(human, "  the destination's sidecar answers 403");
     }
@@ -231,18 +339,27 @@ pub fn run(
 ) -> ExitCode {
     let checked = crate::check_dir(dir, opts);
     if checked.io_error {
-        eprint!("{}", render::render(Format::Human, &checked.sources, &checked.diagnostics, human));
+        eprint!(
+            "{}",
+            render::render(Format::Human, &checked.sources, &checked.diagnostics, human)
+        );
         return ExitCode::from(2);
     }
     if checked.has_errors() {
-        eprint!("{}", render::render(Format::Human, &checked.sources, &checked.diagnostics, human));
+        eprint!(
+            "{}",
+            render::render(Format::Human, &checked.sources, &checked.diagnostics, human)
+        );
         eprintln!("error: cannot explain: the mesh definition has errors");
         return ExitCode::from(1);
     }
     match explain(&checked, from, headers, method, url) {
         Ok(e) => {
             let text = match format {
-                ExplainFormat::Json => format!("{}\n", serde_json::to_string_pretty(&e.json).unwrap_or_default()),
+                ExplainFormat::Json => format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&e.json).unwrap_or_default()
+                ),
                 ExplainFormat::Human => e.human,
             };
             print!("{text}");

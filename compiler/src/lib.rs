@@ -11,8 +11,10 @@ pub mod certs;
 pub mod certs_cmd;
 pub mod decode;
 pub mod diag;
+pub mod diff;
 pub mod docs;
 pub mod explain;
+pub mod graph;
 pub mod load;
 pub mod lower;
 pub mod model;
@@ -21,6 +23,7 @@ pub mod render;
 pub mod schema;
 pub mod source;
 pub mod syntax;
+pub mod synth;
 pub mod validate;
 pub mod values;
 
@@ -48,26 +51,43 @@ impl Checked {
         Summary::of(&self.diagnostics)
     }
     pub fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 }
 
 /// Run every check on in-memory inputs.
 pub fn check_loaded(loaded: Loaded) -> Checked {
-    let Loaded { sources, model, mut diagnostics, io_error } = loaded;
+    let Loaded {
+        sources,
+        model,
+        mut diagnostics,
+        io_error,
+    } = loaded;
     diagnostics.extend(validate::validate(&model));
     let (policies, policy_diags) = policy::check(&model, &sources);
     diagnostics.extend(policy_diags);
     diagnostics.sort_by_key(Diagnostic::sort_key);
     diagnostics.dedup();
-    Checked { sources, model, policies, diagnostics, io_error }
+    Checked {
+        sources,
+        model,
+        policies,
+        diagnostics,
+        io_error,
+    }
 }
 
 /// Run `f` on a thread with a large stack: the YAML parser and Cedar recurse on nested input,
 /// and the depth budgets must be what stops deep input, not the caller's stack size.
 fn with_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
-        match std::thread::Builder::new().name("meshc-check".into()).stack_size(256 << 20).spawn_scoped(s, f) {
+        match std::thread::Builder::new()
+            .name("meshc-check".into())
+            .stack_size(256 << 20)
+            .spawn_scoped(s, f)
+        {
             Ok(handle) => match handle.join() {
                 Ok(v) => v,
                 Err(panic) => std::panic::resume_unwind(panic),
@@ -93,6 +113,11 @@ pub fn check_sources(inputs: Vec<(String, String)>, opts: &LoadOptions) -> Check
     with_stack(|| {
         let mut sources = source::SourceMap::default();
         let (model, diagnostics) = load::build_model(&mut sources, inputs, opts);
-        check_loaded(Loaded { sources, model, diagnostics, io_error: false })
+        check_loaded(Loaded {
+            sources,
+            model,
+            diagnostics,
+            io_error: false,
+        })
     })
 }

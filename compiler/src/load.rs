@@ -48,7 +48,10 @@ pub struct Loaded {
 }
 
 fn is_input(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "cedar"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "cedar")
+    )
 }
 
 /// Collect input files below `root`, sorted by relative path. Hidden entries (`.git`, ...) are
@@ -61,7 +64,10 @@ fn walk(
     depth: usize,
 ) {
     if depth > 64 {
-        errors.push((rel(root, dir), "directory nesting deeper than 64 levels".to_string()));
+        errors.push((
+            rel(root, dir),
+            "directory nesting deeper than 64 levels".to_string(),
+        ));
         return;
     }
     let entries = match std::fs::read_dir(dir) {
@@ -80,7 +86,10 @@ fn walk(
     }
     list.sort();
     for path in list {
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }
@@ -112,7 +121,10 @@ pub fn load_dir(root: &Path, opts: &LoadOptions) -> Loaded {
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => walk(root, root, &mut files, &mut errors, 0),
         Ok(_) => {
-            let name = root.file_name().map_or_else(|| root.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let name = root.file_name().map_or_else(
+                || root.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             files.push((name, root.to_path_buf()));
         }
         Err(e) => errors.push((root.display().to_string(), e.to_string())),
@@ -121,15 +133,25 @@ pub fn load_dir(root: &Path, opts: &LoadOptions) -> Loaded {
         let id = loaded.sources.add(path.clone(), String::new());
         loaded.io_error = true;
         loaded.diagnostics.push(
-            Diagnostic::new(Code::Unreadable, format!("cannot read `{path}`: {err}"))
-                .primary(id, Span::default(), "unreadable"),
+            Diagnostic::new(Code::Unreadable, format!("cannot read `{path}`: {err}")).primary(
+                id,
+                Span::default(),
+                "unreadable",
+            ),
         );
     }
     if files.len() > opts.max_files {
         let id = loaded.sources.add(".".to_string(), String::new());
         loaded.diagnostics.push(
-            Diagnostic::new(Code::ResourceBudget, format!("too many input files: {} (limit {})", files.len(), opts.max_files))
-                .primary(id, Span::default(), "here"),
+            Diagnostic::new(
+                Code::ResourceBudget,
+                format!(
+                    "too many input files: {} (limit {})",
+                    files.len(),
+                    opts.max_files
+                ),
+            )
+            .primary(id, Span::default(), "here"),
         );
         files.truncate(opts.max_files);
     }
@@ -149,17 +171,26 @@ pub fn load_dir(root: &Path, opts: &LoadOptions) -> Loaded {
             Err(ReadError::TooLarge(n)) => {
                 let id = loaded.sources.add(relpath.clone(), String::new());
                 loaded.diagnostics.push(
-                    Diagnostic::new(Code::ResourceBudget, format!("`{relpath}` is {n} bytes, over the {} byte limit", opts.max_file_bytes))
-                        .primary(id, Span::default(), "file too large")
-                        .help("split the file, or raise the limit with `--max-file-size`"),
+                    Diagnostic::new(
+                        Code::ResourceBudget,
+                        format!(
+                            "`{relpath}` is {n} bytes, over the {} byte limit",
+                            opts.max_file_bytes
+                        ),
+                    )
+                    .primary(id, Span::default(), "file too large")
+                    .help("split the file, or raise the limit with `--max-file-size`"),
                 );
             }
             Err(ReadError::NotText(offset)) => {
                 let id = loaded.sources.add(relpath.clone(), String::new());
                 loaded.diagnostics.push(
-                    Diagnostic::new(Code::Unreadable, format!("`{relpath}` is not UTF-8 text (invalid byte at offset {offset})"))
-                        .primary(id, Span::default(), "binary or non-UTF-8 content")
-                        .help("mesh definitions are UTF-8 YAML or Cedar text"),
+                    Diagnostic::new(
+                        Code::Unreadable,
+                        format!("`{relpath}` is not UTF-8 text (invalid byte at offset {offset})"),
+                    )
+                    .primary(id, Span::default(), "binary or non-UTF-8 content")
+                    .help("mesh definitions are UTF-8 YAML or Cedar text"),
                 );
             }
         }
@@ -188,7 +219,9 @@ fn read_text(path: &Path, max: u64) -> Result<String, ReadError> {
         return Err(ReadError::TooLarge(len));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    f.take(max + 1).read_to_end(&mut bytes).map_err(ReadError::Io)?;
+    f.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
     if bytes.len() as u64 > max {
         return Err(ReadError::TooLarge(bytes.len() as u64));
     }
@@ -217,7 +250,9 @@ pub fn build_model(
         if is_cedar {
             model.policy_files.push(PolicyFile { file: id });
             if let Some(f) = sources.get(id) {
-                model.document_hashes.push(mesh_artifact::codec::sha256_tag(f.text.trim().as_bytes()));
+                model
+                    .document_hashes
+                    .push(mesh_artifact::codec::sha256_tag(f.text.trim().as_bytes()));
             }
             continue;
         }
@@ -235,7 +270,9 @@ pub fn build_model(
             // change the source hash.
             let mut h = sha2::Sha256::new();
             doc.digest(&mut h);
-            model.document_hashes.push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
+            model
+                .document_hashes
+                .push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
             match dec.document(doc) {
                 Resource::Mesh(m) => meshes.push(m),
                 Resource::Service(s) => model.services.push(s),
@@ -251,19 +288,29 @@ pub fn build_model(
         diags.append(&mut dec.diags);
     }
     for (kind, (count, loc)) in skipped {
-        let times = if count == 1 { String::new() } else { format!(" ({count} documents)") };
+        let times = if count == 1 {
+            String::new()
+        } else {
+            format!(" ({count} documents)")
+        };
         diags.push(
-            Diagnostic::new(Code::SkippedKind, format!("skipping `{kind}`: not a kind meshc reads{times}"))
-                .at(loc, "skipped")
-                .help("meshc reads its own resources, `v1` `Service` and Gateway API `HTTPRoute`"),
+            Diagnostic::new(
+                Code::SkippedKind,
+                format!("skipping `{kind}`: not a kind meshc reads{times}"),
+            )
+            .at(loc, "skipped")
+            .help("meshc reads its own resources, `v1` `Service` and Gateway API `HTTPRoute`"),
         );
     }
     if !any_input {
         let id = sources.add(".".to_string(), String::new());
         diags.push(
-            Diagnostic::new(Code::NoInput, "no mesh definition found: no `*.yaml`, `*.yml` or `*.cedar` files")
-                .primary(id, Span::default(), "empty")
-                .help("point meshc at the directory that holds the mesh definition"),
+            Diagnostic::new(
+                Code::NoInput,
+                "no mesh definition found: no `*.yaml`, `*.yml` or `*.cedar` files",
+            )
+            .primary(id, Span::default(), "empty")
+            .help("point meshc at the directory that holds the mesh definition"),
         );
     }
     // One mesh at most.
@@ -273,21 +320,48 @@ pub fn build_model(
         for other in meshes {
             if let (Some(l), Some(f)) = (other.loc, first.loc) {
                 diags.push(
-                    Diagnostic::new(Code::MultipleMeshes, format!("second `Mesh` resource `{}`", other.name))
-                        .at(l, "second mesh")
-                        .secondary(f, "first mesh defined here")
-                        .help("a mesh definition has exactly one `Mesh`; merge them"),
+                    Diagnostic::new(
+                        Code::MultipleMeshes,
+                        format!("second `Mesh` resource `{}`", other.name),
+                    )
+                    .at(l, "second mesh")
+                    .secondary(f, "first mesh defined here")
+                    .help("a mesh definition has exactly one `Mesh`; merge them"),
                 );
             }
         }
         model.mesh = first;
     }
-    dedup(&mut model.services, |s| (s.namespace.clone(), s.name.clone()), |s| s.loc, "service", &mut diags);
-    dedup(&mut model.routes, |r| (r.namespace.clone(), r.name.clone()), |r| r.loc, "route", &mut diags);
-    dedup(&mut model.sidecars, |s| (s.namespace.clone(), s.name.clone()), |s| s.loc, "sidecar", &mut diags);
-    model.services.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    model.routes.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    model.sidecars.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    dedup(
+        &mut model.services,
+        |s| (s.namespace.clone(), s.name.clone()),
+        |s| s.loc,
+        "service",
+        &mut diags,
+    );
+    dedup(
+        &mut model.routes,
+        |r| (r.namespace.clone(), r.name.clone()),
+        |r| r.loc,
+        "route",
+        &mut diags,
+    );
+    dedup(
+        &mut model.sidecars,
+        |s| (s.namespace.clone(), s.name.clone()),
+        |s| s.loc,
+        "sidecar",
+        &mut diags,
+    );
+    model
+        .services
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    model
+        .routes
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    model
+        .sidecars
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     (model, diags)
 }
 
@@ -308,9 +382,9 @@ fn dedup<T>(
                         let (ns, name) = key(&item);
                         format!("duplicate {what} `{ns}/{name}`")
                     })
-                        .at(loc(&item), format!("{what} defined again here"))
-                        .secondary(loc(prev), "first defined here")
-                        .help("names are unique per kind and namespace; rename or remove one"),
+                    .at(loc(&item), format!("{what} defined again here"))
+                    .secondary(loc(prev), "first defined here")
+                    .help("names are unique per kind and namespace; rename or remove one"),
                 );
                 continue;
             }

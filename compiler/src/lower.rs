@@ -12,14 +12,16 @@ use mesh_artifact::{
     RuleAction, SidecarInfo, SourcePos, WeightedCluster, cluster_key, rank,
 };
 
+use crate::Checked;
 use crate::model::{FilterKind, Model, Route, Rule, Service};
 use crate::source::{Loc, SourceMap};
 use crate::validate::{candidates, default_app_port};
-use crate::Checked;
 
 /// Retry budget used when neither the route nor the mesh sets one (MC0502 warns about it).
-pub const FALLBACK_RETRY_BUDGET: mesh_artifact::RetryBudget =
-    mesh_artifact::RetryBudget { percent: 20, min_per_second: 10 };
+pub const FALLBACK_RETRY_BUDGET: mesh_artifact::RetryBudget = mesh_artifact::RetryBudget {
+    percent: 20,
+    min_per_second: 10,
+};
 
 /// SPIFFE ID of a service's workload.
 pub fn spiffe_id(trust_domain: &str, namespace: &str, name: &str) -> String {
@@ -47,33 +49,52 @@ pub fn sidecar_info(model: &Model, svc: &Service) -> SidecarInfo {
         service: svc.key(),
         namespace: svc.namespace.clone(),
         identity: spiffe_id(&model.mesh.trust_domain, &svc.namespace, &svc.name),
-        inbound_port: sc.and_then(|s| s.inbound_port.as_ref()).map_or(ports.inbound, |p| p.v),
-        outbound_port: sc.and_then(|s| s.outbound_port.as_ref()).map_or(ports.outbound, |p| p.v),
-        admin_port: sc.and_then(|s| s.admin_port.as_ref()).map_or(ports.admin, |p| p.v),
+        inbound_port: sc
+            .and_then(|s| s.inbound_port.as_ref())
+            .map_or(ports.inbound, |p| p.v),
+        outbound_port: sc
+            .and_then(|s| s.outbound_port.as_ref())
+            .map_or(ports.outbound, |p| p.v),
+        admin_port: sc
+            .and_then(|s| s.admin_port.as_ref())
+            .map_or(ports.admin, |p| p.v),
         app_port: sc
             .and_then(|s| s.app_port.as_ref().map(|p| p.v))
             .or_else(|| default_app_port(svc))
             .unwrap_or(8080),
         app_protocol,
-        authz_mode: sc.and_then(|s| s.authz_mode).unwrap_or(model.mesh.authz_mode),
+        authz_mode: sc
+            .and_then(|s| s.authz_mode)
+            .unwrap_or(model.mesh.authz_mode),
     }
 }
 
 /// Services a sidecar may call, sorted.
 pub fn egress_of<'m>(model: &'m Model, svc: &Service) -> Vec<&'m Service> {
-    match model.sidecar_for(&svc.namespace, &svc.name).and_then(|s| s.egress.as_ref()) {
+    match model
+        .sidecar_for(&svc.namespace, &svc.name)
+        .and_then(|s| s.egress.as_ref())
+    {
         None => model.services.iter().collect(),
         Some(list) => model
             .services
             .iter()
-            .filter(|d| list.iter().any(|e| e.namespace == d.namespace && (e.name == "*" || e.name == d.name)))
+            .filter(|d| {
+                list.iter()
+                    .any(|e| e.namespace == d.namespace && (e.name == "*" || e.name == d.name))
+            })
             .collect(),
     }
 }
 
 /// Routes that apply to `caller` on `dest`:`port`: the caller namespace's consumer routes when
 /// any are attached, else the producer routes.
-pub fn routes_for<'m>(model: &'m Model, caller_ns: &str, dest: &Service, port: u16) -> Vec<&'m Route> {
+pub fn routes_for<'m>(
+    model: &'m Model,
+    caller_ns: &str,
+    dest: &Service,
+    port: u16,
+) -> Vec<&'m Route> {
     let attached = |r: &&Route| {
         r.parents.iter().any(|p| {
             p.is_service()
@@ -91,7 +112,12 @@ pub fn routes_for<'m>(model: &'m Model, caller_ns: &str, dest: &Service, port: u
     if !consumer.is_empty() {
         return consumer;
     }
-    model.routes.iter().filter(|r| r.namespace == dest.namespace).filter(attached).collect()
+    model
+        .routes
+        .iter()
+        .filter(|r| r.namespace == dest.namespace)
+        .filter(attached)
+        .collect()
 }
 
 struct Lowerer<'a> {
@@ -108,16 +134,35 @@ impl Lowerer<'_> {
             return key;
         }
         let info = sidecar_info(self.model, svc);
-        let protocol = svc.ports.iter().find(|p| p.port == port).map_or(mesh_artifact::Protocol::Http, |p| p.protocol);
+        let protocol = svc
+            .ports
+            .iter()
+            .find(|p| p.port == port)
+            .map_or(mesh_artifact::Protocol::Http, |p| p.protocol);
         let configured: Vec<&crate::model::EndpointCfg> = match version {
-            Some(v) => svc.versions.iter().filter(|x| x.name == v).flat_map(|x| x.endpoints.iter()).collect(),
-            None => svc.endpoints.iter().chain(svc.versions.iter().flat_map(|x| x.endpoints.iter())).collect(),
+            Some(v) => svc
+                .versions
+                .iter()
+                .filter(|x| x.name == v)
+                .flat_map(|x| x.endpoints.iter())
+                .collect(),
+            None => svc
+                .endpoints
+                .iter()
+                .chain(svc.versions.iter().flat_map(|x| x.endpoints.iter()))
+                .collect(),
         };
         let mut endpoints: Vec<Endpoint> = configured
             .iter()
-            .map(|e| Endpoint { address: e.address.clone(), port: e.port.unwrap_or(info.inbound_port) })
+            .map(|e| Endpoint {
+                address: e.address.clone(),
+                port: e.port.unwrap_or(info.inbound_port),
+            })
             .collect();
-        if endpoints.is_empty() && configured.is_empty() && (version.is_none() || svc.versions.iter().all(|x| x.endpoints.is_empty())) {
+        if endpoints.is_empty()
+            && configured.is_empty()
+            && (version.is_none() || svc.versions.iter().all(|x| x.endpoints.is_empty()))
+        {
             // In Kubernetes the service's DNS name reaches its pods; their sidecars listen on the
             // inbound port.
             endpoints.push(Endpoint {
@@ -160,7 +205,10 @@ impl Lowerer<'_> {
             };
             let svc = svc.clone();
             let key = self.cluster(&svc, port, b.version.as_ref().map(|v| v.v.as_str()));
-            action.backends.push(WeightedCluster { cluster: key, weight: b.weight });
+            action.backends.push(WeightedCluster {
+                cluster: key,
+                weight: b.weight,
+            });
         }
         for f in &rule.filters {
             match &f.kind {
@@ -183,16 +231,27 @@ impl Lowerer<'_> {
             .map(|t| t.v)
             .or(self.model.mesh.default_request_timeout_ms)
             .and_then(nonzero);
-        action.timeouts.backend_request_ms = rule.timeouts.backend_request.as_ref().and_then(|t| nonzero(t.v));
+        action.timeouts.backend_request_ms = rule
+            .timeouts
+            .backend_request
+            .as_ref()
+            .and_then(|t| nonzero(t.v));
         if let Some(r) = &rule.retry {
             if r.attempts > 0 {
-                let codes = if r.codes.is_empty() { vec![502, 503, 504] } else { r.codes.clone() };
+                let codes = if r.codes.is_empty() {
+                    vec![502, 503, 504]
+                } else {
+                    r.codes.clone()
+                };
                 action.retry = Some(RetryPolicy {
                     attempts: r.attempts,
                     codes,
                     backoff_ms: r.backoff_ms,
                     max_backoff_ms: r.max_backoff_ms.unwrap_or(r.backoff_ms.saturating_mul(10)),
-                    budget: r.budget.or(self.model.mesh.default_retry_budget).unwrap_or(FALLBACK_RETRY_BUDGET),
+                    budget: r
+                        .budget
+                        .or(self.model.mesh.default_retry_budget)
+                        .unwrap_or(FALLBACK_RETRY_BUDGET),
                 });
             }
         }
@@ -206,7 +265,10 @@ impl Lowerer<'_> {
             let mut rule_action: BTreeMap<u32, u32> = BTreeMap::new();
             for (ri, rule) in route.rules.iter().enumerate() {
                 let a = self.action(rule);
-                rule_action.insert(u32::try_from(ri).unwrap_or(u32::MAX), u32::try_from(actions.len()).unwrap_or(u32::MAX));
+                rule_action.insert(
+                    u32::try_from(ri).unwrap_or(u32::MAX),
+                    u32::try_from(actions.len()).unwrap_or(u32::MAX),
+                );
                 actions.push(a);
             }
             for mut c in candidates(route) {
@@ -225,15 +287,20 @@ impl Lowerer<'_> {
                 order.push(e.action);
             }
         }
-        let new_actions: Vec<RuleAction> = order.iter().map(|&i| actions[i as usize].clone()).collect();
+        let new_actions: Vec<RuleAction> =
+            order.iter().map(|&i| actions[i as usize].clone()).collect();
         let entries = entries
             .into_iter()
             .map(|mut e| {
-                e.action = u32::try_from(order.iter().position(|&x| x == e.action).unwrap_or(0)).unwrap_or(0);
+                e.action = u32::try_from(order.iter().position(|&x| x == e.action).unwrap_or(0))
+                    .unwrap_or(0);
                 e
             })
             .collect();
-        RouteTable { entries, actions: new_actions }
+        RouteTable {
+            entries,
+            actions: new_actions,
+        }
     }
 }
 
@@ -245,7 +312,10 @@ pub fn hosts_for(dest: &Service, caller_ns: &str, routes: &[&Route]) -> Vec<Stri
     }
     hosts.insert(format!("{}.{}", dest.name, dest.namespace));
     hosts.insert(format!("{}.{}.svc", dest.name, dest.namespace));
-    hosts.insert(format!("{}.{}.svc.cluster.local", dest.name, dest.namespace));
+    hosts.insert(format!(
+        "{}.{}.svc.cluster.local",
+        dest.name, dest.namespace
+    ));
     for r in routes {
         for h in &r.hostnames {
             if !h.v.starts_with("*.") {
@@ -259,7 +329,11 @@ pub fn hosts_for(dest: &Service, caller_ns: &str, routes: &[&Route]) -> Vec<Stri
 /// The artifact body of one sidecar.
 pub fn lower_sidecar(checked: &Checked, svc: &Service) -> Body {
     let model = &checked.model;
-    let mut l = Lowerer { model, sources: &checked.sources, clusters: BTreeMap::new() };
+    let mut l = Lowerer {
+        model,
+        sources: &checked.sources,
+        clusters: BTreeMap::new(),
+    };
     let sidecar = sidecar_info(model, svc);
     let mut destinations = Vec::new();
     for dest in egress_of(model, svc) {
@@ -268,16 +342,33 @@ pub fn lower_sidecar(checked: &Checked, svc: &Service) -> Body {
         for sp in &dest.ports {
             let routes = routes_for(model, &svc.namespace, dest, sp.port);
             let default_cluster = l.cluster(dest, sp.port, None);
-            let table = if routes.is_empty() { None } else { Some(l.table(&routes)) };
+            let table = if routes.is_empty() {
+                None
+            } else {
+                Some(l.table(&routes))
+            };
             all_routes.extend(routes.iter().copied());
-            ports.push(DestinationPort { port: sp.port, protocol: sp.protocol, routes: table, default_cluster });
+            ports.push(DestinationPort {
+                port: sp.port,
+                protocol: sp.protocol,
+                routes: table,
+                default_cluster,
+            });
         }
         ports.sort_by_key(|p| p.port);
-        destinations.push(Destination { service: dest.key(), hosts: hosts_for(dest, &svc.namespace, &all_routes), ports });
+        destinations.push(Destination {
+            service: dest.key(),
+            hosts: hosts_for(dest, &svc.namespace, &all_routes),
+            ports,
+        });
     }
     destinations.sort_by(|a, b| a.service.cmp(&b.service));
     Body {
-        mesh: MeshInfo { name: model.mesh.name.clone(), trust_domain: model.mesh.trust_domain.clone(), mtls: model.mesh.mtls },
+        mesh: MeshInfo {
+            name: model.mesh.name.clone(),
+            trust_domain: model.mesh.trust_domain.clone(),
+            mtls: model.mesh.mtls,
+        },
         sidecar,
         destinations,
         clusters: l.clusters,

@@ -9,7 +9,11 @@ use meshc::render::{self, Format, HumanOptions};
 use meshc::{LoadOptions, Severity};
 
 #[derive(Parser)]
-#[command(name = "meshc", version, about = "Validate a service-mesh definition and compile it into per-sidecar artifacts")]
+#[command(
+    name = "meshc",
+    version,
+    about = "Validate a service-mesh definition and compile it into per-sidecar artifacts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,6 +91,28 @@ enum Command {
         #[arg(required = true, value_name = "ARGS")]
         args: Vec<String>,
     },
+    /// Show what changes between two mesh definitions (or build outputs), access changes first
+    Diff {
+        /// Old mesh definition directory, or a `meshc build` output
+        old: PathBuf,
+        /// New mesh definition directory, or a `meshc build` output
+        new: PathBuf,
+        #[arg(long, value_enum, env = "MESHC_DIFF_FORMAT", default_value = "human")]
+        format: meshc::diff::DiffFormat,
+        /// Exit 1 when anything changed
+        #[arg(long)]
+        exit_code: bool,
+        /// Namespace of documents without `metadata.namespace`
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+    /// Print the service call graph with the methods each edge allows
+    Graph {
+        #[command(flatten)]
+        input: InputArgs,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: meshc::graph::GraphFormat,
+    },
     /// Print the JSON Schema (draft-07) of the native resources
     Schema {
         /// Print the Cedar schema generated from this mesh definition instead
@@ -115,7 +141,11 @@ fn human_opts() -> HumanOptions {
 
 fn print(s: &str) -> ExitCode {
     let mut out = std::io::stdout().lock();
-    if out.write_all(s.as_bytes()).and_then(|()| out.flush()).is_err() {
+    if out
+        .write_all(s.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
         return ExitCode::from(2);
     }
     ExitCode::SUCCESS
@@ -131,7 +161,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check { input, format, fail_on } => {
+        Command::Check {
+            input,
+            format,
+            fail_on,
+        } => {
             let checked = meshc::check_dir(&input.dir, &input.options());
             let text = render::render(format, &checked.sources, &checked.diagnostics, human_opts());
             if print(&text) != ExitCode::SUCCESS {
@@ -150,8 +184,16 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Command::Build { input, out, format } => meshc::build::run(&input.dir, &input.options(), &out, format, human_opts()),
-        Command::Explain { namespace, from, headers, format, args } => {
+        Command::Build { input, out, format } => {
+            meshc::build::run(&input.dir, &input.options(), &out, format, human_opts())
+        }
+        Command::Explain {
+            namespace,
+            from,
+            headers,
+            format,
+            args,
+        } => {
             let (dir, method, url) = match args.as_slice() {
                 [m, u] => (PathBuf::from("."), m.clone(), u.clone()),
                 [d, m, u] => (PathBuf::from(d), m.clone(), u.clone()),
@@ -160,14 +202,44 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let opts = LoadOptions { default_namespace: namespace, ..LoadOptions::default() };
-            meshc::explain::run(&dir, &opts, &from, &headers, &method, &url, format, human_opts())
+            let opts = LoadOptions {
+                default_namespace: namespace,
+                ..LoadOptions::default()
+            };
+            meshc::explain::run(
+                &dir,
+                &opts,
+                &from,
+                &headers,
+                &method,
+                &url,
+                format,
+                human_opts(),
+            )
         }
+        Command::Diff {
+            old,
+            new,
+            format,
+            exit_code,
+            namespace,
+        } => {
+            let opts = LoadOptions {
+                default_namespace: namespace,
+                ..LoadOptions::default()
+            };
+            meshc::diff::run(&old, &new, &opts, format, exit_code)
+        }
+        Command::Graph { input, format } => meshc::graph::run(&input.dir, &input.options(), format),
         Command::Schema { cedar } => match cedar {
             None => print(&meshc::schema::json_schema_text()),
-            Some(dir) => meshc::policy::print_cedar_schema(&dir, &LoadOptions::default(), human_opts()),
+            Some(dir) => {
+                meshc::policy::print_cedar_schema(&dir, &LoadOptions::default(), human_opts())
+            }
         },
-        Command::Certs { input, out } => meshc::certs_cmd::run(&input.dir, &input.options(), &out, human_opts()),
+        Command::Certs { input, out } => {
+            meshc::certs_cmd::run(&input.dir, &input.options(), &out, human_opts())
+        }
         Command::Codes { code } => match code {
             None => print(&meshc::docs::diagnostics_markdown()),
             Some(c) => match meshc::Code::parse(&c) {

@@ -194,6 +194,8 @@ pub struct Rule {
     pub filters: Vec<Filter>,
     pub timeouts: Timeouts,
     pub retry: Option<Retry>,
+    /// A filter was reported as invalid and dropped: checks that depend on filters stay quiet.
+    pub invalid_filters: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,7 +288,9 @@ impl Model {
     }
 
     pub fn sidecar_for(&self, namespace: &str, name: &str) -> Option<&Sidecar> {
-        self.sidecars.iter().find(|s| s.namespace == namespace && s.service.v == name)
+        self.sidecars
+            .iter()
+            .find(|s| s.namespace == namespace && s.service.v == name)
     }
 
     pub fn namespaces(&self) -> Vec<&str> {

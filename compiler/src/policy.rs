@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use mesh_artifact::AuthzBundle;
-use mesh_policy::{AuthzRequest, Authorizer, PolicyModel, ServiceEntry};
+use mesh_policy::{Authorizer, AuthzRequest, PolicyModel, ServiceEntry};
 use serde_json::json;
 
 use crate::diag::{Code, Diagnostic, Severity};
@@ -29,8 +29,17 @@ pub struct Policies {
 pub fn policy_model(model: &Model) -> PolicyModel {
     PolicyModel {
         trust_domain: model.mesh.trust_domain.clone(),
-        services: model.services.iter().map(|s| ServiceEntry::new(s.namespace.clone(), s.name.clone())).collect(),
-        context_headers: model.mesh.context_headers.iter().map(|h| h.v.clone()).collect(),
+        services: model
+            .services
+            .iter()
+            .map(|s| ServiceEntry::new(s.namespace.clone(), s.name.clone()))
+            .collect(),
+        context_headers: model
+            .mesh
+            .context_headers
+            .iter()
+            .map(|h| h.v.clone())
+            .collect(),
     }
 }
 
@@ -61,7 +70,14 @@ pub fn check(model: &Model, sources: &SourceMap) -> (Policies, Vec<Diagnostic>) 
             out
         })
         .collect();
-    (Policies { model: pm, set, file_names }, diags)
+    (
+        Policies {
+            model: pm,
+            set,
+            file_names,
+        },
+        diags,
+    )
 }
 
 /// The inbound authorization bundle of one sidecar.
@@ -79,7 +95,9 @@ pub fn explain_authz(
     route: &str,
     human: &mut String,
 ) -> serde_json::Value {
-    let Some((ns, name)) = dest.split_once('/') else { return json!({"decision": "not evaluated", "policies": []}) };
+    let Some((ns, name)) = dest.split_once('/') else {
+        return json!({"decision": "not evaluated", "policies": []});
+    };
     let Some(dest_svc) = checked.model.service(ns, name) else {
         return json!({"decision": "not evaluated", "policies": []});
     };
@@ -92,15 +110,25 @@ pub fn explain_authz(
         }
     };
     let mode = crate::lower::sidecar_info(&checked.model, dest_svc).authz_mode;
-    let principal = crate::lower::spiffe_id(&checked.model.mesh.trust_domain, &caller.namespace, &caller.name);
+    let principal = crate::lower::spiffe_id(
+        &checked.model.mesh.trust_domain,
+        &caller.namespace,
+        &caller.name,
+    );
     let visible: Vec<(String, String)> = authorizer
         .context_headers()
         .iter()
         .filter_map(|h| {
-            req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(h)).map(|(_, v)| (h.clone(), v.clone()))
+            req.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(h))
+                .map(|(_, v)| (h.clone(), v.clone()))
         })
         .collect();
-    let headers: Vec<(&str, &str)> = visible.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let headers: Vec<(&str, &str)> = visible
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let method = req.method.to_ascii_uppercase();
     let ar = AuthzRequest {
         principal: &principal,
@@ -128,7 +156,11 @@ pub fn explain_authz(
     for id in &d.policies {
         match bundle.policies.iter().find(|p| &p.id == id) {
             Some(p) => {
-                let _ = writeln!(human, "    policy `{id}` ({}:{}:{})", p.source.file, p.source.line, p.source.column);
+                let _ = writeln!(
+                    human,
+                    "    policy `{id}` ({}:{}:{})",
+                    p.source.file, p.source.line, p.source.column
+                );
             }
             None => {
                 let _ = writeln!(human, "    policy `{id}`");
@@ -145,12 +177,23 @@ pub fn explain_authz(
 /// `meshc schema --cedar DIR`.
 pub fn print_cedar_schema(dir: &Path, opts: &LoadOptions, human: HumanOptions) -> ExitCode {
     let loaded = crate::load::load_dir(dir, opts);
-    let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).cloned().collect();
+    let errors: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .cloned()
+        .collect();
     if !errors.is_empty() {
-        eprint!("{}", render::render(Format::Human, &loaded.sources, &errors, human));
+        eprint!(
+            "{}",
+            render::render(Format::Human, &loaded.sources, &errors, human)
+        );
         return ExitCode::from(if loaded.io_error { 2 } else { 1 });
     }
-    print!("{}", mesh_policy::model::schema_text(&policy_model(&loaded.model)));
+    print!(
+        "{}",
+        mesh_policy::model::schema_text(&policy_model(&loaded.model))
+    );
     ExitCode::SUCCESS
 }
 

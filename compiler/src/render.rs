@@ -27,7 +27,10 @@ pub struct HumanOptions {
 
 impl Default for HumanOptions {
     fn default() -> Self {
-        HumanOptions { color: false, width: 100 }
+        HumanOptions {
+            color: false,
+            width: 100,
+        }
     }
 }
 
@@ -37,7 +40,9 @@ pub fn position(sources: &SourceMap, d: &Diagnostic) -> (String, usize, usize, u
         Some(l) => {
             let file = sources.path(l.loc.file).to_string();
             let (line, col) = sources.line_col(l.loc);
-            let end = sources.get(l.loc.file).map_or((line, col), |f| f.line_col(l.loc.span.end));
+            let end = sources
+                .get(l.loc.file)
+                .map_or((line, col), |f| f.line_col(l.loc.span.end));
             (file, line, col, end.0, end.1)
         }
         None => (".".to_string(), 1, 1, 1, 1),
@@ -65,25 +70,37 @@ impl std::error::Error for Rendered {}
 
 impl miette::Diagnostic for Rendered {
     fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        if self.code.is_empty() { None } else { Some(Box::new(&self.code)) }
+        if self.code.is_empty() {
+            None
+        } else {
+            Some(Box::new(&self.code))
+        }
     }
     fn severity(&self) -> Option<miette::Severity> {
         Some(self.severity)
     }
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        if self.labels.is_empty() { None } else { Some(Box::new(self.labels.iter().cloned())) }
+        if self.labels.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.labels.iter().cloned()))
+        }
     }
     fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
         if self.related.is_empty() {
             None
         } else {
-            Some(Box::new(self.related.iter().map(|r| r as &dyn miette::Diagnostic)))
+            Some(Box::new(
+                self.related.iter().map(|r| r as &dyn miette::Diagnostic),
+            ))
         }
     }
 }
@@ -110,16 +127,27 @@ fn to_rendered(sources: &SourceMap, d: &Diagnostic) -> Rendered {
     let file = sources.get(primary.loc.file);
     let text = file.map(|f| f.text.clone()).unwrap_or_default();
     let path = file.map(|f| f.path.clone()).unwrap_or_default();
-    let span = |s: crate::source::Span| SourceSpan::new(s.start.min(text.len()).into(), s.len().min(text.len().saturating_sub(s.start)));
+    let span = |s: crate::source::Span| {
+        SourceSpan::new(
+            s.start.min(text.len()).into(),
+            s.len().min(text.len().saturating_sub(s.start)),
+        )
+    };
     if text.is_empty() {
         // Nothing to show (unreadable or binary file): name the file in the message.
         r.message = format!("{}\n  --> {path}", d.message);
         return r;
     }
-    r.labels.push(LabeledSpan::new_primary_with_span(Some(primary.message.clone()), span(primary.loc.span)));
+    r.labels.push(LabeledSpan::new_primary_with_span(
+        Some(primary.message.clone()),
+        span(primary.loc.span),
+    ));
     for s in &d.secondary {
         if s.loc.file == primary.loc.file {
-            r.labels.push(LabeledSpan::new_with_span(Some(s.message.clone()), span(s.loc.span)));
+            r.labels.push(LabeledSpan::new_with_span(
+                Some(s.message.clone()),
+                span(s.loc.span),
+            ));
         } else {
             let other = Diagnostic {
                 code: d.code,
@@ -140,20 +168,42 @@ fn to_rendered(sources: &SourceMap, d: &Diagnostic) -> Rendered {
 
 /// rustc-like output for one diagnostic.
 pub fn human_one(sources: &SourceMap, d: &Diagnostic, opts: HumanOptions) -> String {
-    let theme = if opts.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(opts.width).with_links(false);
+    let theme = if opts.color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(opts.width)
+        .with_links(false);
     let mut out = String::new();
     let r = to_rendered(sources, d);
     if handler.render_report(&mut out, &r).is_err() {
         let (file, line, col, _, _) = position(sources, d);
-        out = format!("{}[{}]: {}\n  --> {file}:{line}:{col}\n", d.severity.as_str(), d.code.as_str(), d.message);
+        out = format!(
+            "{}[{}]: {}\n  --> {file}:{line}:{col}\n",
+            d.severity.as_str(),
+            d.code.as_str(),
+            d.message
+        );
     }
     out
 }
 
 fn summary_line(s: Summary) -> String {
-    let plural = |n: usize, w: &str| if n == 1 { format!("{n} {w}") } else { format!("{n} {w}s") };
-    format!("{}, {}, {}", plural(s.errors, "error"), plural(s.warnings, "warning"), plural(s.notes, "note"))
+    let plural = |n: usize, w: &str| {
+        if n == 1 {
+            format!("{n} {w}")
+        } else {
+            format!("{n} {w}s")
+        }
+    };
+    format!(
+        "{}, {}, {}",
+        plural(s.errors, "error"),
+        plural(s.warnings, "warning"),
+        plural(s.notes, "note")
+    )
 }
 
 pub fn human(sources: &SourceMap, diags: &[Diagnostic], opts: HumanOptions) -> String {
@@ -172,7 +222,13 @@ pub fn concise(sources: &SourceMap, diags: &[Diagnostic]) -> String {
     let mut out = String::new();
     for d in diags {
         let (file, line, col, _, _) = position(sources, d);
-        let _ = writeln!(out, "{file}:{line}:{col}: {}[{}] {}", d.severity.as_str(), d.code.as_str(), d.message);
+        let _ = writeln!(
+            out,
+            "{file}:{line}:{col}: {}[{}] {}",
+            d.severity.as_str(),
+            d.code.as_str(),
+            d.message
+        );
     }
     let _ = writeln!(out, "{}", summary_line(Summary::of(diags)));
     out
@@ -207,7 +263,9 @@ pub fn json(sources: &SourceMap, diags: &[Diagnostic]) -> String {
 }
 
 fn gh_escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn gh_escape_prop(s: &str) -> String {
@@ -304,7 +362,12 @@ fn sarif_level(s: Severity) -> &'static str {
     }
 }
 
-pub fn render(format: Format, sources: &SourceMap, diags: &[Diagnostic], human_opts: HumanOptions) -> String {
+pub fn render(
+    format: Format,
+    sources: &SourceMap,
+    diags: &[Diagnostic],
+    human_opts: HumanOptions,
+) -> String {
     match format {
         Format::Human => human(sources, diags, human_opts),
         Format::Concise => concise(sources, diags),

@@ -59,10 +59,34 @@ macro_rules! resource {
     };
 }
 
-resource!(MeshResource, MeshKind, Mesh, Option<MeshSpec>, "Mesh-wide settings; at most one per definition.");
-resource!(MeshServiceResource, MeshServiceKind, MeshService, MeshServiceSpec, "A service defined natively (an alternative to a Kubernetes `Service`), with versions and endpoints for runs outside Kubernetes.");
-resource!(SidecarResource, SidecarKind, Sidecar, SidecarSpec, "Settings of the sidecar beside one service: listeners, the local application, egress, authorization mode.");
-resource!(MeshRouteResource, MeshRouteKind, MeshRoute, RouteSpec, "An HTTP route in Gateway API shape whose parents default to Services, with retry budgets and backend versions.");
+resource!(
+    MeshResource,
+    MeshKind,
+    Mesh,
+    Option<MeshSpec>,
+    "Mesh-wide settings; at most one per definition."
+);
+resource!(
+    MeshServiceResource,
+    MeshServiceKind,
+    MeshService,
+    MeshServiceSpec,
+    "A service defined natively (an alternative to a Kubernetes `Service`), with versions and endpoints for runs outside Kubernetes."
+);
+resource!(
+    SidecarResource,
+    SidecarKind,
+    Sidecar,
+    SidecarSpec,
+    "Settings of the sidecar beside one service: listeners, the local application, egress, authorization mode."
+);
+resource!(
+    MeshRouteResource,
+    MeshRouteKind,
+    MeshRoute,
+    RouteSpec,
+    "An HTTP route in Gateway API shape whose parents default to Services, with retry budgets and backend versions."
+);
 
 #[derive(JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -93,9 +93,10 @@ impl Node {
     /// Look up a key in a mapping node (first occurrence).
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
-            Value::Map(entries) => {
-                entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
-            }
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -122,7 +123,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Int(i128::from(v)))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
-        Ok(i128::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
+        Ok(i128::try_from(v)
+            .map(Value::Int)
+            .unwrap_or(Value::Float(v as f64)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
@@ -174,7 +177,10 @@ impl<'de> Deserialize<'de> for Node {
         let span = s.referenced.span();
         let start = span.byte_offset().unwrap_or(0) as usize;
         let len = span.byte_len().unwrap_or(0) as usize;
-        Ok(Node { span: Span::new(start, start + len), value: s.value })
+        Ok(Node {
+            span: Span::new(start, start + len),
+            value: s.value,
+        })
     }
 }
 
@@ -189,7 +195,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_depth: 64, max_aliases: 1_000, max_nodes: 2_000_000, max_documents: 100_000 }
+        Limits {
+            max_depth: 64,
+            max_aliases: 1_000,
+            max_nodes: 2_000_000,
+            max_documents: 100_000,
+        }
     }
 }
 
@@ -222,7 +233,12 @@ pub fn parse_documents(file: FileId, text: &str, limits: Limits) -> Result<Vec<N
 
 fn error_to_diagnostic(file: FileId, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
     let message = e.to_string();
-    let first_line = message.lines().next().unwrap_or("invalid YAML").trim().to_string();
+    let first_line = message
+        .lines()
+        .next()
+        .unwrap_or("invalid YAML")
+        .trim()
+        .to_string();
     let (start, end) = match e.location() {
         Some(loc) => {
             let span = loc.span();
@@ -240,7 +256,11 @@ fn error_to_diagnostic(file: FileId, text: &str, e: &serde_saphyr::Error) -> Dia
     let end = end.clamp(start, text.len());
     let lower = first_line.to_ascii_lowercase();
     let budget = lower.contains("budget") || lower.contains("limit") || lower.contains("depth");
-    let code = if budget { Code::ResourceBudget } else { Code::YamlSyntax };
+    let code = if budget {
+        Code::ResourceBudget
+    } else {
+        Code::YamlSyntax
+    };
     let message = strip_location_suffix(&first_line);
     let mut d = Diagnostic::new(code, message).primary(file, Span::new(start, end), "here");
     if budget {
@@ -268,8 +288,11 @@ fn line_col_to_byte(text: &str, line: u64, column: u64) -> (usize, usize) {
     let mut offset = 0usize;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         if (i as u64) + 1 == line {
-            let col_bytes: usize =
-                l.chars().take(column.saturating_sub(1) as usize).map(char::len_utf8).sum();
+            let col_bytes: usize = l
+                .chars()
+                .take(column.saturating_sub(1) as usize)
+                .map(char::len_utf8)
+                .sum();
             return (offset + col_bytes, offset + col_bytes);
         }
         offset += l.len();

@@ -11,7 +11,10 @@ use crate::source::Loc;
 
 /// Run every semantic check.
 pub fn validate(model: &Model) -> Vec<Diagnostic> {
-    let mut v = Validator { model, diags: Vec::new() };
+    let mut v = Validator {
+        model,
+        diags: Vec::new(),
+    };
     v.services();
     v.sidecars();
     v.routes();
@@ -30,7 +33,12 @@ impl Validator<'_> {
     }
 
     fn service_names_in(&self, ns: &str) -> Vec<&str> {
-        self.model.services.iter().filter(|s| s.namespace == ns).map(|s| s.name.as_str()).collect()
+        self.model
+            .services
+            .iter()
+            .filter(|s| s.namespace == ns)
+            .map(|s| s.name.as_str())
+            .collect()
     }
 
     fn namespace_exists(&self, ns: &str) -> bool {
@@ -38,14 +46,24 @@ impl Validator<'_> {
     }
 
     /// Report an unknown namespace or service; returns the service when it exists.
-    fn resolve_service(&mut self, ns: &str, name: &str, loc: Loc, what: &str, code: Code) -> Option<&Service> {
+    fn resolve_service(
+        &mut self,
+        ns: &str,
+        name: &str,
+        loc: Loc,
+        what: &str,
+        code: Code,
+    ) -> Option<&Service> {
         if let Some(s) = self.model.service(ns, name) {
             return Some(s);
         }
         if !self.namespace_exists(ns) {
             let namespaces = self.model.namespaces();
-            let mut d = Diagnostic::new(Code::UnknownNamespace, format!("{what} `{ns}/{name}`: namespace `{ns}` has no services"))
-                .at(loc, format!("unknown namespace `{ns}`"));
+            let mut d = Diagnostic::new(
+                Code::UnknownNamespace,
+                format!("{what} `{ns}/{name}`: namespace `{ns}` has no services"),
+            )
+            .at(loc, format!("unknown namespace `{ns}`"));
             if let Some(h) = did_you_mean(ns, namespaces.iter().copied()) {
                 d = d.help(h);
             }
@@ -53,11 +71,21 @@ impl Validator<'_> {
             return None;
         }
         let names = self.service_names_in(ns);
-        let mut d = Diagnostic::new(code, format!("{what} `{name}` does not exist in namespace `{ns}`"))
-            .at(loc, "unknown service");
+        let mut d = Diagnostic::new(
+            code,
+            format!("{what} `{name}` does not exist in namespace `{ns}`"),
+        )
+        .at(loc, "unknown service");
         d = match did_you_mean(name, names.iter().copied()) {
             Some(h) => d.help(h),
-            None => d.help(format!("services in `{ns}`: {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))),
+            None => d.help(format!(
+                "services in `{ns}`: {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         };
         self.report(d);
         None
@@ -70,27 +98,43 @@ impl Validator<'_> {
             for p in &s.ports {
                 if let Some(first) = by_port.insert(p.port, p.loc) {
                     self.diags.push(
-                        Diagnostic::new(Code::DuplicatePort, format!("port {} is declared twice in service `{}`", p.port, s.key()))
-                            .at(p.loc, "declared again")
-                            .secondary(first, "first declared here"),
+                        Diagnostic::new(
+                            Code::DuplicatePort,
+                            format!("port {} is declared twice in service `{}`", p.port, s.key()),
+                        )
+                        .at(p.loc, "declared again")
+                        .secondary(first, "first declared here"),
                     );
                 }
                 if let Some(n) = &p.name {
                     if let Some(first) = by_name.insert(n, p.loc) {
                         self.diags.push(
-                            Diagnostic::new(Code::DuplicatePort, format!("port name `{n}` is used twice in service `{}`", s.key()))
-                                .at(p.loc, "name used again")
-                                .secondary(first, "first used here"),
+                            Diagnostic::new(
+                                Code::DuplicatePort,
+                                format!("port name `{n}` is used twice in service `{}`", s.key()),
+                            )
+                            .at(p.loc, "name used again")
+                            .secondary(first, "first used here"),
                         );
                     }
                 }
             }
-            if s.ports.len() > 1 && s.ports.iter().any(|p| p.name.is_none()) && s.origin == Origin::Kubernetes {
+            if s.ports.len() > 1
+                && s.ports.iter().any(|p| p.name.is_none())
+                && s.origin == Origin::Kubernetes
+            {
                 // Kubernetes requires names on multi-port services.
                 if let Some(p) = s.ports.iter().find(|p| p.name.is_none()) {
                     self.diags.push(
-                        Diagnostic::new(Code::MissingField, format!("port {} of multi-port service `{}` has no `name`", p.port, s.key()))
-                            .at(p.loc, "`name` is required when a service has several ports"),
+                        Diagnostic::new(
+                            Code::MissingField,
+                            format!(
+                                "port {} of multi-port service `{}` has no `name`",
+                                p.port,
+                                s.key()
+                            ),
+                        )
+                        .at(p.loc, "`name` is required when a service has several ports"),
                     );
                 }
             }
@@ -98,9 +142,16 @@ impl Validator<'_> {
             for ver in &s.versions {
                 if let Some(first) = versions.insert(&ver.name, ver.loc) {
                     self.diags.push(
-                        Diagnostic::new(Code::DuplicateResource, format!("version `{}` is defined twice in service `{}`", ver.name, s.key()))
-                            .at(ver.loc, "defined again")
-                            .secondary(first, "first defined here"),
+                        Diagnostic::new(
+                            Code::DuplicateResource,
+                            format!(
+                                "version `{}` is defined twice in service `{}`",
+                                ver.name,
+                                s.key()
+                            ),
+                        )
+                        .at(ver.loc, "defined again")
+                        .secondary(first, "first defined here"),
                     );
                 }
             }
@@ -114,22 +165,58 @@ impl Validator<'_> {
             if sc.service.v.is_empty() {
                 continue;
             }
-            let svc = self.resolve_service(&sc.namespace, &sc.service.v, sc.service.loc, "sidecar service", Code::UnknownService).cloned();
-            if let Some(first) = seen.insert((sc.namespace.clone(), sc.service.v.clone()), sc.service.loc) {
+            let svc = self
+                .resolve_service(
+                    &sc.namespace,
+                    &sc.service.v,
+                    sc.service.loc,
+                    "sidecar service",
+                    Code::UnknownService,
+                )
+                .cloned();
+            if let Some(first) =
+                seen.insert((sc.namespace.clone(), sc.service.v.clone()), sc.service.loc)
+            {
                 self.report(
-                    Diagnostic::new(Code::DuplicateSidecar, format!("service `{}/{}` has two sidecars", sc.namespace, sc.service.v))
-                        .at(sc.service.loc, "second sidecar for this service")
-                        .secondary(first, "first sidecar here"),
+                    Diagnostic::new(
+                        Code::DuplicateSidecar,
+                        format!(
+                            "service `{}/{}` has two sidecars",
+                            sc.namespace, sc.service.v
+                        ),
+                    )
+                    .at(sc.service.loc, "second sidecar for this service")
+                    .secondary(first, "first sidecar here"),
                 );
             }
             // Listener ports must differ from each other and from the application's port.
             let defaults = model.mesh.sidecar_ports;
-            let app_port = sc.app_port.as_ref().map(|p| p.v).or_else(|| svc.as_ref().and_then(default_app_port));
+            let app_port = sc
+                .app_port
+                .as_ref()
+                .map(|p| p.v)
+                .or_else(|| svc.as_ref().and_then(default_app_port));
             let ports = [
-                ("inbound", sc.inbound_port.as_ref().map_or(defaults.inbound, |p| p.v), sc.inbound_port.as_ref().map(|p| p.loc)),
-                ("outbound", sc.outbound_port.as_ref().map_or(defaults.outbound, |p| p.v), sc.outbound_port.as_ref().map(|p| p.loc)),
-                ("admin", sc.admin_port.as_ref().map_or(defaults.admin, |p| p.v), sc.admin_port.as_ref().map(|p| p.loc)),
-                ("app", app_port.unwrap_or(0), sc.app_port.as_ref().map(|p| p.loc)),
+                (
+                    "inbound",
+                    sc.inbound_port.as_ref().map_or(defaults.inbound, |p| p.v),
+                    sc.inbound_port.as_ref().map(|p| p.loc),
+                ),
+                (
+                    "outbound",
+                    sc.outbound_port.as_ref().map_or(defaults.outbound, |p| p.v),
+                    sc.outbound_port.as_ref().map(|p| p.loc),
+                ),
+                (
+                    "admin",
+                    sc.admin_port.as_ref().map_or(defaults.admin, |p| p.v),
+                    sc.admin_port.as_ref().map(|p| p.loc),
+                ),
+                (
+                    "app",
+                    app_port.unwrap_or(0),
+                    sc.app_port.as_ref().map(|p| p.loc),
+                ),
             ];
             for i in 0..ports.len() {
                 for j in (i + 1)..ports.len() {
@@ -154,16 +241,29 @@ impl Validator<'_> {
                     if e.name == "*" {
                         if !self.namespace_exists(&e.namespace) {
                             let namespaces = self.model.namespaces();
-                            let mut d = Diagnostic::new(Code::UnknownNamespace, format!("egress names namespace `{}`, which has no services", e.namespace))
-                                .at(e.loc, "unknown namespace");
-                            if let Some(h) = did_you_mean(&e.namespace, namespaces.iter().copied()) {
+                            let mut d = Diagnostic::new(
+                                Code::UnknownNamespace,
+                                format!(
+                                    "egress names namespace `{}`, which has no services",
+                                    e.namespace
+                                ),
+                            )
+                            .at(e.loc, "unknown namespace");
+                            if let Some(h) = did_you_mean(&e.namespace, namespaces.iter().copied())
+                            {
                                 d = d.help(h);
                             }
                             self.report(d);
                         }
                         continue;
                     }
-                    self.resolve_service(&e.namespace, &e.name, e.loc, "egress to service", Code::UnknownEgress);
+                    self.resolve_service(
+                        &e.namespace,
+                        &e.name,
+                        e.loc,
+                        "egress to service",
+                        Code::UnknownEgress,
+                    );
                 }
             }
         }
@@ -182,12 +282,25 @@ impl Validator<'_> {
                     if model.service(&p.namespace, &p.name).is_some() && p.group != "" {
                         d = d.help(format!("`{}` is a Service: add `group: \"\"` and `kind: Service` to the parentRef (the group defaults to `gateway.networking.k8s.io`)", p.name));
                     } else {
-                        d = d.help("mesh routes attach to a Service: `group: \"\"`, `kind: Service`");
+                        d = d.help(
+                            "mesh routes attach to a Service: `group: \"\"`, `kind: Service`",
+                        );
                     }
                     self.report(d);
                     continue;
                 }
-                let Some(svc) = self.resolve_service(&p.namespace, &p.name, p.loc, "route parent", Code::UnknownService).cloned() else { continue };
+                let Some(svc) = self
+                    .resolve_service(
+                        &p.namespace,
+                        &p.name,
+                        p.loc,
+                        "route parent",
+                        Code::UnknownService,
+                    )
+                    .cloned()
+                else {
+                    continue;
+                };
                 if let Some(port) = &p.port {
                     if !svc.ports.iter().any(|sp| sp.port == port.v) {
                         self.unknown_port(&svc, port.v, port.loc);
@@ -203,9 +316,12 @@ impl Validator<'_> {
     fn unknown_port(&mut self, svc: &Service, port: u16, loc: Loc) {
         let ports: Vec<String> = svc.ports.iter().map(|p| p.port.to_string()).collect();
         self.report(
-            Diagnostic::new(Code::UnknownPort, format!("service `{}` has no port {port}", svc.key()))
-                .at(loc, "unknown port")
-                .help(format!("ports of `{}`: {}", svc.key(), ports.join(", "))),
+            Diagnostic::new(
+                Code::UnknownPort,
+                format!("service `{}` has no port {port}", svc.key()),
+            )
+            .at(loc, "unknown port")
+            .help(format!("ports of `{}`: {}", svc.key(), ports.join(", "))),
         );
     }
 
@@ -213,13 +329,30 @@ impl Validator<'_> {
         for b in &rule.backends {
             if !(b.group.is_empty() && b.kind == "Service") {
                 self.report(
-                    Diagnostic::new(Code::InvalidValue, format!("backend `{}` has group `{}` kind `{}`: mesh backends are Services", b.name, b.group, b.kind))
-                        .at(b.loc, "not a Service")
-                        .help("use `kind: Service` with the core group (`group: \"\"` or omitted)"),
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        format!(
+                            "backend `{}` has group `{}` kind `{}`: mesh backends are Services",
+                            b.name, b.group, b.kind
+                        ),
+                    )
+                    .at(b.loc, "not a Service")
+                    .help("use `kind: Service` with the core group (`group: \"\"` or omitted)"),
                 );
                 continue;
             }
-            let Some(svc) = self.resolve_service(&b.namespace, &b.name, b.loc, "backend", Code::UnknownService).cloned() else { continue };
+            let Some(svc) = self
+                .resolve_service(
+                    &b.namespace,
+                    &b.name,
+                    b.loc,
+                    "backend",
+                    Code::UnknownService,
+                )
+                .cloned()
+            else {
+                continue;
+            };
             match &b.port {
                 Some(p) => {
                     if !svc.ports.iter().any(|sp| sp.port == p.v) {
@@ -229,9 +362,12 @@ impl Validator<'_> {
                 None if svc.ports.len() > 1 => {
                     let ports: Vec<String> = svc.ports.iter().map(|p| p.port.to_string()).collect();
                     self.report(
-                        Diagnostic::new(Code::PortRequired, format!("backend `{}` has several ports; name one", svc.key()))
-                            .at(b.loc, "no `port`")
-                            .help(format!("add `port:` with one of {}", ports.join(", "))),
+                        Diagnostic::new(
+                            Code::PortRequired,
+                            format!("backend `{}` has several ports; name one", svc.key()),
+                        )
+                        .at(b.loc, "no `port`")
+                        .help(format!("add `port:` with one of {}", ports.join(", "))),
                     );
                 }
                 None => {}
@@ -239,12 +375,24 @@ impl Validator<'_> {
             if let Some(v) = &b.version {
                 if !svc.versions.iter().any(|x| x.name == v.v) {
                     let names: Vec<&str> = svc.versions.iter().map(|x| x.name.as_str()).collect();
-                    let mut d = Diagnostic::new(Code::UnknownVersion, format!("service `{}` has no version `{}`", svc.key(), v.v))
-                        .at(v.loc, "unknown version");
+                    let mut d = Diagnostic::new(
+                        Code::UnknownVersion,
+                        format!("service `{}` has no version `{}`", svc.key(), v.v),
+                    )
+                    .at(v.loc, "unknown version");
                     d = match did_you_mean(&v.v, names.iter().copied()) {
                         Some(h) => d.help(h),
-                        None if names.is_empty() => d.help(format!("`{}` defines no `versions`", svc.key())),
-                        None => d.help(format!("versions: {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))),
+                        None if names.is_empty() => {
+                            d.help(format!("`{}` defines no `versions`", svc.key()))
+                        }
+                        None => d.help(format!(
+                            "versions: {}",
+                            names
+                                .iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
                     };
                     self.report(d);
                 }
@@ -252,17 +400,38 @@ impl Validator<'_> {
         }
         if !rule.backends.is_empty() && rule.backends.iter().all(|b| b.weight == 0) {
             self.report(
-                Diagnostic::new(Code::ZeroWeights, format!("every backend of this rule of route `{}` has weight 0", route.key()))
-                    .at(rule.loc, "this rule answers 500 to every request it matches")
-                    .help("give at least one backend a positive weight, or remove the rule"),
+                Diagnostic::new(
+                    Code::ZeroWeights,
+                    format!(
+                        "every backend of this rule of route `{}` has weight 0",
+                        route.key()
+                    ),
+                )
+                .at(
+                    rule.loc,
+                    "this rule answers 500 to every request it matches",
+                )
+                .help("give at least one backend a positive weight, or remove the rule"),
             );
         }
-        let has_redirect = rule.filters.iter().any(|f| matches!(f.kind, FilterKind::Redirect(_)));
-        if rule.backends.is_empty() && !has_redirect {
+        let has_redirect = rule
+            .filters
+            .iter()
+            .any(|f| matches!(f.kind, FilterKind::Redirect(_)));
+        if rule.backends.is_empty() && !has_redirect && !rule.invalid_filters {
             self.report(
-                Diagnostic::new(Code::NoBackends, format!("a rule of route `{}` has no `backendRefs` and no redirect", route.key()))
-                    .at(rule.loc, "this rule answers 500 to every request it matches")
-                    .help("add `backendRefs`, or a `RequestRedirect` filter"),
+                Diagnostic::new(
+                    Code::NoBackends,
+                    format!(
+                        "a rule of route `{}` has no `backendRefs` and no redirect",
+                        route.key()
+                    ),
+                )
+                .at(
+                    rule.loc,
+                    "this rule answers 500 to every request it matches",
+                )
+                .help("add `backendRefs`, or a `RequestRedirect` filter"),
             );
         }
         // Filter combinations (Gateway API CEL rules).
@@ -277,29 +446,44 @@ impl Validator<'_> {
             };
             if let Some(first) = seen.insert(name, f.loc) {
                 self.report(
-                    Diagnostic::new(Code::ConflictingFilters, format!("filter `{name}` appears twice in one rule"))
-                        .at(f.loc, "repeated filter")
-                        .secondary(first, "first here")
-                        .help("Gateway API allows each of these filters once per rule; merge them"),
+                    Diagnostic::new(
+                        Code::ConflictingFilters,
+                        format!("filter `{name}` appears twice in one rule"),
+                    )
+                    .at(f.loc, "repeated filter")
+                    .secondary(first, "first here")
+                    .help("Gateway API allows each of these filters once per rule; merge them"),
                 );
             }
         }
         if let (Some(r), Some(w)) = (seen.get("RequestRedirect"), seen.get("URLRewrite")) {
             self.report(
-                Diagnostic::new(Code::ConflictingFilters, "a rule cannot both redirect and rewrite")
-                    .at(*w, "`URLRewrite` here")
-                    .secondary(*r, "`RequestRedirect` here")
-                    .help("a redirect answers the client directly; drop one of the two filters"),
+                Diagnostic::new(
+                    Code::ConflictingFilters,
+                    "a rule cannot both redirect and rewrite",
+                )
+                .at(*w, "`URLRewrite` here")
+                .secondary(*r, "`RequestRedirect` here")
+                .help("a redirect answers the client directly; drop one of the two filters"),
             );
         }
         for f in &rule.filters {
             let prefix_mod = match &f.kind {
-                FilterKind::Redirect(r) => matches!(r.path, Some(mesh_artifact::PathModifier::ReplacePrefixMatch(_))),
-                FilterKind::Rewrite(r) => matches!(r.path, Some(mesh_artifact::PathModifier::ReplacePrefixMatch(_))),
+                FilterKind::Redirect(r) => matches!(
+                    r.path,
+                    Some(mesh_artifact::PathModifier::ReplacePrefixMatch(_))
+                ),
+                FilterKind::Rewrite(r) => matches!(
+                    r.path,
+                    Some(mesh_artifact::PathModifier::ReplacePrefixMatch(_))
+                ),
                 _ => false,
             };
             let single_prefix = rule.matches.len() <= 1
-                && rule.matches.first().is_none_or(|m| matches!(m.path.v, PathMatch::PathPrefix(_)));
+                && rule
+                    .matches
+                    .first()
+                    .is_none_or(|m| matches!(m.path.v, PathMatch::PathPrefix(_)));
             if prefix_mod && !single_prefix {
                 self.report(
                     Diagnostic::new(Code::PrefixRewriteWithoutPrefix, "`ReplacePrefixMatch` needs exactly one `PathPrefix` match in its rule")
@@ -308,7 +492,8 @@ impl Validator<'_> {
                 );
             }
         }
-        if let (Some(req), Some(per_try)) = (&rule.timeouts.request, &rule.timeouts.backend_request) {
+        if let (Some(req), Some(per_try)) = (&rule.timeouts.request, &rule.timeouts.backend_request)
+        {
             if req.v > 0 && (per_try.v > req.v || per_try.v == 0) {
                 self.report(
                     Diagnostic::new(Code::PerTryTimeoutTooLong, format!("`backendRequest` timeout ({}) is longer than the `request` timeout ({})", fmt_ms(per_try.v), fmt_ms(req.v)))
@@ -319,7 +504,10 @@ impl Validator<'_> {
             }
         }
         if let Some(retry) = &rule.retry {
-            if retry.attempts > 0 && retry.budget.is_none() && self.model.mesh.default_retry_budget.is_none() {
+            if retry.attempts > 0
+                && retry.budget.is_none()
+                && self.model.mesh.default_retry_budget.is_none()
+            {
                 self.report(
                     Diagnostic::new(Code::RetryWithoutBudget, format!("retry policy of route `{}` has no retry budget", route.key()))
                         .at(retry.loc, "retries without a budget")
@@ -336,7 +524,12 @@ impl Validator<'_> {
                 .routes
                 .iter()
                 .flat_map(|r| candidates(r))
-                .map(|c| (rank::precedence_key(&c.entry, c.route.creation_timestamp.as_deref()), c))
+                .map(|c| {
+                    (
+                        rank::precedence_key(&c.entry, c.route.creation_timestamp.as_deref()),
+                        c,
+                    )
+                })
                 .collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             // Index earlier entries by path, so each entry only compares with those that can
@@ -377,21 +570,43 @@ impl Validator<'_> {
                     if !reported.insert(id) {
                         break;
                     }
-                    let identical = covers(&e.entry, &hi.entry) && rank::same_specificity(&hi.entry, &e.entry);
+                    let identical =
+                        covers(&e.entry, &hi.entry) && rank::same_specificity(&hi.entry, &e.entry);
                     let why = match (&hi.route.creation_timestamp, &e.route.creation_timestamp) {
-                        _ if hi.route.key() == e.route.key() => "it comes first in the same route".to_string(),
-                        (Some(a), Some(b)) if a != b => format!("route `{}` is older", hi.route.key()),
-                        (Some(_), None) => format!("route `{}` has a creation timestamp and this one does not", hi.route.key()),
+                        _ if hi.route.key() == e.route.key() => {
+                            "it comes first in the same route".to_string()
+                        }
+                        (Some(a), Some(b)) if a != b => {
+                            format!("route `{}` is older", hi.route.key())
+                        }
+                        (Some(_), None) => format!(
+                            "route `{}` has a creation timestamp and this one does not",
+                            hi.route.key()
+                        ),
                         _ => format!("`{}` sorts before `{}`", hi.route.key(), e.route.key()),
                     };
                     let d = if identical && hi.route.key() != e.route.key() {
                         Diagnostic::new(
                             Code::DuplicateMatch,
-                            format!("routes `{}` and `{}` have identical matches on `{}`", hi.route.key(), e.route.key(), group.parent),
+                            format!(
+                                "routes `{}` and `{}` have identical matches on `{}`",
+                                hi.route.key(),
+                                e.route.key(),
+                                group.parent
+                            ),
                         )
                         .at(e.loc, "this match never wins")
-                        .secondary(hi.loc, format!("identical match in rule {} of `{}` wins", hi.entry.rule, hi.route.key()))
-                        .help(format!("{why}; remove one of the two, or make the matches differ"))
+                        .secondary(
+                            hi.loc,
+                            format!(
+                                "identical match in rule {} of `{}` wins",
+                                hi.entry.rule,
+                                hi.route.key()
+                            ),
+                        )
+                        .help(format!(
+                            "{why}; remove one of the two, or make the matches differ"
+                        ))
                     } else {
                         Diagnostic::new(
                             Code::ShadowedMatch,
@@ -406,7 +621,9 @@ impl Validator<'_> {
                 }
                 match &e.entry.path {
                     PathMatch::Exact(p) => exact.entry(p.as_str()).or_default().push(i),
-                    PathMatch::PathPrefix(p) => prefix.entry(p.trim_end_matches('/')).or_default().push(i),
+                    PathMatch::PathPrefix(p) => {
+                        prefix.entry(p.trim_end_matches('/')).or_default().push(i)
+                    }
                     PathMatch::RegularExpression(_) => others.push(i),
                 }
             }
@@ -415,7 +632,11 @@ impl Validator<'_> {
 }
 
 fn fmt_ms(ms: u64) -> String {
-    if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 /// The application port a sidecar forwards to when none is configured: the first service
@@ -436,13 +657,17 @@ pub fn attachment_groups(model: &Model) -> Vec<Group<'_>> {
     let mut groups: BTreeMap<(String, u16, Option<String>), Vec<&Route>> = BTreeMap::new();
     for route in &model.routes {
         for p in route.parents.iter().filter(|p| p.is_service()) {
-            let Some(svc) = model.service(&p.namespace, &p.name) else { continue };
+            let Some(svc) = model.service(&p.namespace, &p.name) else {
+                continue;
+            };
             let consumer = (route.namespace != svc.namespace).then(|| route.namespace.clone());
             for sp in &svc.ports {
                 if p.port.as_ref().is_some_and(|x| x.v != sp.port) {
                     continue;
                 }
-                let list = groups.entry((svc.key(), sp.port, consumer.clone())).or_default();
+                let list = groups
+                    .entry((svc.key(), sp.port, consumer.clone()))
+                    .or_default();
                 if !list.iter().any(|r| std::ptr::eq(*r, route)) {
                     list.push(route);
                 }
@@ -474,27 +699,47 @@ pub fn candidates(route: &Route) -> Vec<Candidate<'_>> {
     for (ri, rule) in route.rules.iter().enumerate() {
         let ri = u32::try_from(ri).unwrap_or(u32::MAX);
         if rule.matches.is_empty() {
-            out.push(Candidate { route, entry: entry_of(route, ri, 0, None), loc: rule.loc });
+            out.push(Candidate {
+                route,
+                entry: entry_of(route, ri, 0, None),
+                loc: rule.loc,
+            });
         }
         for (mi, m) in rule.matches.iter().enumerate() {
             let mi = u32::try_from(mi).unwrap_or(u32::MAX);
-            out.push(Candidate { route, entry: entry_of(route, ri, mi, Some(m)), loc: m.loc });
+            out.push(Candidate {
+                route,
+                entry: entry_of(route, ri, mi, Some(m)),
+                loc: m.loc,
+            });
         }
     }
     out
 }
 
 fn entry_of(route: &Route, rule: u32, m: u32, mt: Option<&Match>) -> RouteEntry {
-    let conv = |v: &S<ValueMatch>| mesh_artifact::ValueMatch { name: v.v.name.clone(), kind: v.v.kind, value: v.v.value.clone() };
-    let mut headers: Vec<_> = mt.map(|m| m.headers.iter().map(conv).collect()).unwrap_or_default();
-    let mut query: Vec<_> = mt.map(|m| m.query.iter().map(conv).collect()).unwrap_or_default();
+    let conv = |v: &S<ValueMatch>| mesh_artifact::ValueMatch {
+        name: v.v.name.clone(),
+        kind: v.v.kind,
+        value: v.v.value.clone(),
+    };
+    let mut headers: Vec<_> = mt
+        .map(|m| m.headers.iter().map(conv).collect())
+        .unwrap_or_default();
+    let mut query: Vec<_> = mt
+        .map(|m| m.query.iter().map(conv).collect())
+        .unwrap_or_default();
     headers.sort_by(|a: &mesh_artifact::ValueMatch, b| a.name.cmp(&b.name));
     query.sort_by(|a: &mesh_artifact::ValueMatch, b| a.name.cmp(&b.name));
     RouteEntry {
         route: route.key(),
         rule,
         r#match: m,
-        source: SourcePos { file: String::new(), line: 0, column: 0 },
+        source: SourcePos {
+            file: String::new(),
+            line: 0,
+            column: 0,
+        },
         path: mt.map_or(PathMatch::PathPrefix("/".to_string()), |m| m.path.v.clone()),
         method: mt.and_then(|m| m.method.as_ref().map(|x| x.v.clone())),
         headers,
@@ -508,12 +753,16 @@ fn entry_of(route: &Route, rule: u32, m: u32, mt: Option<&Match>) -> RouteEntry 
 pub fn covers(a: &RouteEntry, b: &RouteEntry) -> bool {
     let path = match (&a.path, &b.path) {
         (PathMatch::Exact(x), PathMatch::Exact(y)) => x == y,
-        (PathMatch::PathPrefix(x), PathMatch::Exact(y)) => mesh_artifact::matcher::prefix_matches(x, y),
+        (PathMatch::PathPrefix(x), PathMatch::Exact(y)) => {
+            mesh_artifact::matcher::prefix_matches(x, y)
+        }
         (PathMatch::PathPrefix(x), PathMatch::PathPrefix(y)) => {
             mesh_artifact::matcher::prefix_matches(x, y.trim_end_matches('/'))
                 || x.trim_end_matches('/').is_empty()
         }
-        (PathMatch::PathPrefix(x), PathMatch::RegularExpression(_)) => x.trim_end_matches('/').is_empty(),
+        (PathMatch::PathPrefix(x), PathMatch::RegularExpression(_)) => {
+            x.trim_end_matches('/').is_empty()
+        }
         (PathMatch::RegularExpression(x), PathMatch::RegularExpression(y)) => x == y,
         _ => false,
     };
@@ -528,7 +777,12 @@ pub fn covers(a: &RouteEntry, b: &RouteEntry) -> bool {
     let subset = |xs: &[mesh_artifact::ValueMatch], ys: &[mesh_artifact::ValueMatch], ci: bool| {
         xs.iter().all(|x| {
             ys.iter().any(|y| {
-                (if ci { x.name.eq_ignore_ascii_case(&y.name) } else { x.name == y.name }) && x.kind == y.kind && x.value == y.value
+                (if ci {
+                    x.name.eq_ignore_ascii_case(&y.name)
+                } else {
+                    x.name == y.name
+                }) && x.kind == y.kind
+                    && x.value == y.value
             })
         })
     };

@@ -3,8 +3,9 @@
 use mesh_artifact::Protocol;
 
 /// HTTP methods Gateway API `HTTPRouteMatch.method` accepts.
-pub const METHODS: &[&str] =
-    &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+pub const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 /// Parse a Gateway API duration (GEP-2257): `^([0-9]{1,5}(h|m|s|ms)){1,4}$`, into milliseconds.
 pub fn parse_duration(s: &str) -> Result<u64, &'static str> {
@@ -58,7 +59,8 @@ pub fn parse_duration(s: &str) -> Result<u64, &'static str> {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -69,7 +71,9 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -114,7 +118,8 @@ pub fn check_path(p: &str) -> Result<(), &'static str> {
 pub fn is_header_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 256
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Protocol of a Kubernetes Service port: `appProtocol` first, then the Istio-style port name
@@ -133,7 +138,10 @@ pub fn infer_protocol(app_protocol: Option<&str>, port_name: Option<&str>) -> Pr
             None
         }
     };
-    app_protocol.and_then(pick).or_else(|| port_name.and_then(pick)).unwrap_or(Protocol::Http)
+    app_protocol
+        .and_then(pick)
+        .or_else(|| port_name.and_then(pick))
+        .unwrap_or(Protocol::Http)
 }
 
 /// Normalise an RFC 3339 timestamp to UTC `YYYY-MM-DDTHH:MM:SS[.fff]Z`, so that string order is
@@ -145,7 +153,11 @@ pub fn normalize_timestamp(s: &str) -> Option<String> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
@@ -186,7 +198,11 @@ pub fn normalize_timestamp(s: &str) -> Option<String> {
     let (d, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, mo, da) = civil_from_days(d);
     let frac = frac.trim_end_matches('0');
-    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
+    let frac = if frac.is_empty() {
+        String::new()
+    } else {
+        format!(".{frac}")
+    };
     Some(format!(
         "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}{frac}Z",
         rem / 3600,
@@ -239,7 +255,10 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(normalize_timestamp("2024-05-01T10:00:00Z").as_deref(), Some("2024-05-01T10:00:00Z"));
+        assert_eq!(
+            normalize_timestamp("2024-05-01T10:00:00Z").as_deref(),
+            Some("2024-05-01T10:00:00Z")
+        );
         assert_eq!(
             normalize_timestamp("2024-05-01T10:00:00+02:00").as_deref(),
             Some("2024-05-01T08:00:00Z")
@@ -263,7 +282,10 @@ mod tests {
 
     #[test]
     fn protocols() {
-        assert_eq!(infer_protocol(Some("kubernetes.io/h2c"), None), Protocol::Http2);
+        assert_eq!(
+            infer_protocol(Some("kubernetes.io/h2c"), None),
+            Protocol::Http2
+        );
         assert_eq!(infer_protocol(None, Some("grpc-api")), Protocol::Grpc);
         assert_eq!(infer_protocol(None, Some("tcp")), Protocol::Http);
     }

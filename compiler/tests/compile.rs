@@ -25,16 +25,29 @@ fn every_example_checks_without_errors_or_warnings() {
     assert!(!list.is_empty());
     for dir in list {
         let checked = meshc::check_dir(&dir, &LoadOptions::default());
-        let bad: Vec<_> = checked.diagnostics.iter().filter(|d| d.severity >= Severity::Warning).collect();
+        let bad: Vec<_> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity >= Severity::Warning)
+            .collect();
         assert!(bad.is_empty(), "{}: {:#?}", dir.display(), bad);
-        assert!(!checked.model.services.is_empty(), "{} has no services", dir.display());
+        assert!(
+            !checked.model.services.is_empty(),
+            "{} has no services",
+            dir.display()
+        );
     }
 }
 
 #[test]
 fn committed_schema_matches_meshc_schema() {
-    let committed = std::fs::read_to_string(root().join("schemas/meshc.schema.json")).expect("schemas/meshc.schema.json");
-    assert_eq!(committed, meshc::schema::json_schema_text(), "run `meshc schema > schemas/meshc.schema.json`");
+    let committed = std::fs::read_to_string(root().join("schemas/meshc.schema.json"))
+        .expect("schemas/meshc.schema.json");
+    assert_eq!(
+        committed,
+        meshc::schema::json_schema_text(),
+        "run `meshc schema > schemas/meshc.schema.json`"
+    );
 }
 
 /// The schema's property names at each object are the decoder's field lists: a field added to
@@ -45,7 +58,12 @@ fn schema_properties_match_decoder_fields() {
     let schema = meshc::schema::json_schema();
     let defs = schema["definitions"].as_object().expect("definitions");
     let props = |name: &str| -> Vec<String> {
-        let mut v: Vec<String> = defs[name]["properties"].as_object().unwrap_or_else(|| panic!("{name}")).keys().cloned().collect();
+        let mut v: Vec<String> = defs[name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}"))
+            .keys()
+            .cloned()
+            .collect();
         v.sort();
         v
     };
@@ -81,12 +99,24 @@ fn native_examples_validate_against_the_schema() {
             }
             let text = std::fs::read_to_string(&entry).expect("read");
             let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("yaml");
-            let native = docs.iter().any(|d| d["apiVersion"].as_str().is_some_and(|a| a.starts_with("meshc.dev/")));
+            let native = docs.iter().any(|d| {
+                d["apiVersion"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("meshc.dev/"))
+            });
             if !native {
                 continue;
             }
-            assert!(text.starts_with("# yaml-language-server: $schema="), "{} lacks the schema modeline", entry.display());
-            for d in docs.iter().filter(|d| d["apiVersion"].as_str().is_some_and(|a| a.starts_with("meshc.dev/"))) {
+            assert!(
+                text.starts_with("# yaml-language-server: $schema="),
+                "{} lacks the schema modeline",
+                entry.display()
+            );
+            for d in docs.iter().filter(|d| {
+                d["apiVersion"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("meshc.dev/"))
+            }) {
                 let errors: Vec<String> = validator.iter_errors(d).map(|e| e.to_string()).collect();
                 assert!(errors.is_empty(), "{}: {errors:?}", entry.display());
                 checked_docs += 1;
@@ -113,8 +143,21 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn read_inputs(dir: &Path) -> Vec<(String, String)> {
     walk(dir)
         .into_iter()
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "cedar")))
-        .map(|p| (p.strip_prefix(dir).expect("prefix").to_string_lossy().into_owned(), std::fs::read_to_string(&p).expect("read")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "cedar")
+            )
+        })
+        .map(|p| {
+            (
+                p.strip_prefix(dir)
+                    .expect("prefix")
+                    .to_string_lossy()
+                    .into_owned(),
+                std::fs::read_to_string(&p).expect("read"),
+            )
+        })
         .collect()
 }
 
@@ -129,13 +172,21 @@ fn build_is_deterministic_under_file_and_document_reordering() {
     for dir in examples() {
         let inputs = read_inputs(&dir);
         let first = build(inputs.clone());
-        assert_eq!(first, build(inputs.clone()), "{}: two builds differ", dir.display());
+        assert_eq!(
+            first,
+            build(inputs.clone()),
+            "{}: two builds differ",
+            dir.display()
+        );
         // Reverse the documents of every YAML file and merge all YAML into one file, listed last.
         let mut yaml_docs: Vec<String> = Vec::new();
         let mut others = Vec::new();
         for (name, text) in &inputs {
             if name.ends_with(".yaml") {
-                let mut docs: Vec<String> = text.split("\n---\n").map(|d| d.trim().to_string()).collect();
+                let mut docs: Vec<String> = text
+                    .split("\n---\n")
+                    .map(|d| d.trim().to_string())
+                    .collect();
                 docs.reverse();
                 yaml_docs.extend(docs);
             } else {
@@ -157,11 +208,20 @@ fn build_is_deterministic_under_file_and_document_reordering() {
                 })
                 .collect()
         };
-        assert_eq!(strip(&first), strip(&second), "{}: reordering changed the build", dir.display());
+        assert_eq!(
+            strip(&first),
+            strip(&second),
+            "{}: reordering changed the build",
+            dir.display()
+        );
         let idx = |files: &[meshc::build::OutputFile]| -> serde_json::Value {
             serde_json::from_str(&files.last().expect("index").text).expect("json")
         };
-        assert_eq!(idx(&first)["source_hash"], idx(&second)["source_hash"], "source hash depends on document order");
+        assert_eq!(
+            idx(&first)["source_hash"],
+            idx(&second)["source_hash"],
+            "source hash depends on document order"
+        );
     }
 }
 
@@ -204,33 +264,63 @@ fn a_refused_build_writes_nothing() {
     .expect("write");
     let out = tmp.path().join("out");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_meshc"))
-        .args(["build", src.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")])
+        .args([
+            "build",
+            src.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ])
         .env("NO_COLOR", "1")
         .output()
         .expect("run meshc");
     assert_eq!(status.status.code(), Some(1));
-    assert!(!out.exists(), "a refused build created its output directory");
+    assert!(
+        !out.exists(),
+        "a refused build created its output directory"
+    );
 }
 
 fn explain(dir: &str, from: &str, headers: &[&str], method: &str, url: &str) -> serde_json::Value {
     let checked = meshc::check_dir(&root().join(dir), &LoadOptions::default());
     let headers: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
-    meshc::explain::explain(&checked, from, &headers, method, url).expect("explain").json
+    meshc::explain::explain(&checked, from, &headers, method, url)
+        .expect("explain")
+        .json
 }
 
 #[test]
 fn bookinfo_explain_routes_and_authorizes() {
     let d = "examples/meshes/bookinfo";
-    let e = explain(d, "productpage", &[], "GET", "http://reviews:9080/reviews/1");
+    let e = explain(
+        d,
+        "productpage",
+        &[],
+        "GET",
+        "http://reviews:9080/reviews/1",
+    );
     assert_eq!(e["route"]["name"], "default/reviews");
     assert_eq!(e["route"]["rule"], 1);
     assert_eq!(e["status"], 200);
-    let weights: Vec<u64> = e["backends"].as_array().expect("backends").iter().map(|b| b["weight"].as_u64().expect("w")).collect();
+    let weights: Vec<u64> = e["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| b["weight"].as_u64().expect("w"))
+        .collect();
     assert_eq!(weights, vec![80, 10, 10]);
     assert_eq!(e["authz"]["decision"], "allow");
-    assert_eq!(e["authz"]["policies"], serde_json::json!(["productpage-reads-reviews"]));
+    assert_eq!(
+        e["authz"]["policies"],
+        serde_json::json!(["productpage-reads-reviews"])
+    );
     // The header match has precedence over the plain prefix of the same length.
-    let e = explain(d, "default/productpage", &["X-User: jason"], "GET", "http://reviews.default.svc.cluster.local:9080/reviews");
+    let e = explain(
+        d,
+        "default/productpage",
+        &["X-User: jason"],
+        "GET",
+        "http://reviews.default.svc.cluster.local:9080/reviews",
+    );
     assert_eq!(e["route"]["rule"], 0);
     assert_eq!(e["backends"][0]["version"], "v2");
     // Segment semantics: /reviewsx is not under /reviews.
@@ -241,20 +331,42 @@ fn bookinfo_explain_routes_and_authorizes() {
     let e = explain(d, "ratings", &[], "GET", "http://productpage:9080/");
     assert!(e["route"].is_null());
     assert_eq!(e["authz"]["decision"], "deny");
-    assert_eq!(e["authz"]["policies"], serde_json::json!(["only-ingress-calls-productpage"]));
+    assert_eq!(
+        e["authz"]["policies"],
+        serde_json::json!(["only-ingress-calls-productpage"])
+    );
     assert_eq!(e["status"], 403);
     // Redirect with ReplacePrefixMatch.
-    let e = explain(d, "reviews", &[], "GET", "http://ratings:9080/v1/ratings/7?x=1");
+    let e = explain(
+        d,
+        "reviews",
+        &[],
+        "GET",
+        "http://ratings:9080/v1/ratings/7?x=1",
+    );
     assert_eq!(e["status"], 301);
-    assert_eq!(e["redirect"]["location"], "http://ratings:9080/ratings/7?x=1");
+    assert_eq!(
+        e["redirect"]["location"],
+        "http://ratings:9080/ratings/7?x=1"
+    );
 }
 
 #[test]
 fn malformed_inputs_get_diagnostics_not_panics() {
     let cases: Vec<(&str, String)> = vec![
-        ("random", String::from_utf8_lossy(&(0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<_>>()).into_owned()),
+        (
+            "random",
+            String::from_utf8_lossy(
+                &(0..4096u32)
+                    .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                    .collect::<Vec<_>>(),
+            )
+            .into_owned(),
+        ),
         ("laughs", {
-            let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+            let mut s = String::from(
+                "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+            );
             for i in 0..9u8 {
                 let prev = (b'a' + i) as char;
                 let next = (b'a' + i + 1) as char;
@@ -262,19 +374,37 @@ fn malformed_inputs_get_diagnostics_not_panics() {
             }
             s
         }),
-        ("deep", format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000))),
-        ("deep-block", (0..10_000).map(|i| format!("{}k:\n", " ".repeat(i))).collect()),
+        (
+            "deep",
+            format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)),
+        ),
+        (
+            "deep-block",
+            (0..10_000)
+                .map(|i| format!("{}k:\n", " ".repeat(i)))
+                .collect(),
+        ),
         ("tabs", "apiVersion: v1\n\tkind: Service\n".to_string()),
         ("empty-doc", "---\n---\n".to_string()),
         ("scalar", "just a string\n".to_string()),
     ];
     for (name, text) in cases {
-        let checked = meshc::check_sources(vec![(format!("{name}.yaml"), text)], &LoadOptions::default());
+        let checked = meshc::check_sources(
+            vec![(format!("{name}.yaml"), text)],
+            &LoadOptions::default(),
+        );
         // Either it parsed into nothing useful or it reported something; never a panic.
-        let _ = meshc::render::human(&checked.sources, &checked.diagnostics, meshc::render::HumanOptions::default());
+        let _ = meshc::render::human(
+            &checked.sources,
+            &checked.diagnostics,
+            meshc::render::HumanOptions::default(),
+        );
         if name == "laughs" || name.starts_with("deep") {
             assert!(
-                checked.diagnostics.iter().any(|d| d.code == meshc::Code::ResourceBudget),
+                checked
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.code == meshc::Code::ResourceBudget),
                 "{name}: {:?}",
                 checked.diagnostics
             );

@@ -8,6 +8,8 @@
 //! The human rendering of every fixture is snapshotted in the top-level `snapshots/fixtures/`
 //! (`INSTA_UPDATE=always cargo test -p meshc --test fixtures` rewrites them).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -17,10 +19,12 @@ use meshc::{Checked, Code, LoadOptions, Severity};
 /// Codes that no input can trigger today (compiler bugs). Their fixture is still checked: the test
 /// asserts the code is absent, so it fails as soon as the compiler emits the code, and the entry
 /// must then be removed.
-const NOT_EMITTED: &[Code] = &[Code::MissingMesh];
+const NOT_EMITTED: &[Code] = &[];
 
 fn fixtures_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// Fixture directories of one kind (`ok` or `err`), sorted by name.
@@ -43,7 +47,8 @@ fn dir_name(p: &Path) -> String {
 /// The code named by an `err/` fixture directory: `MC0101-unknown-field-x` -> `MC0101`.
 fn code_of(dir: &str) -> Code {
     let prefix = dir.split('-').next().unwrap_or_default();
-    Code::parse(prefix).unwrap_or_else(|| panic!("fixture `{dir}` does not start with a known code"))
+    Code::parse(prefix)
+        .unwrap_or_else(|| panic!("fixture `{dir}` does not start with a known code"))
 }
 
 fn check(dir: &Path) -> Checked {
@@ -51,7 +56,14 @@ fn check(dir: &Path) -> Checked {
 }
 
 fn human(checked: &Checked) -> String {
-    render::human(&checked.sources, &checked.diagnostics, HumanOptions { color: false, width: 100 })
+    render::human(
+        &checked.sources,
+        &checked.diagnostics,
+        HumanOptions {
+            color: false,
+            width: 100,
+        },
+    )
 }
 
 fn snapshot(name: &str, text: &str) {
@@ -78,10 +90,21 @@ fn ok_fixtures_have_no_errors_or_warnings() {
     for dir in fixture_dirs("ok") {
         let name = dir_name(&dir);
         let checked = check(&dir);
-        let bad: Vec<_> = checked.diagnostics.iter().filter(|d| d.severity >= Severity::Warning).collect();
-        assert!(bad.is_empty(), "ok fixture `{name}` has errors or warnings:\n{}", describe(&checked));
+        let bad: Vec<_> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity >= Severity::Warning)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "ok fixture `{name}` has errors or warnings:\n{}",
+            describe(&checked)
+        );
         assert!(!checked.io_error, "ok fixture `{name}` had an I/O error");
-        assert!(!checked.model.services.is_empty(), "ok fixture `{name}` defines no service");
+        assert!(
+            !checked.model.services.is_empty(),
+            "ok fixture `{name}` defines no service"
+        );
         snapshot(&name, &human(&checked));
     }
 }
@@ -95,9 +118,14 @@ fn err_fixtures_report_their_code_at_the_expected_position() {
         let expect = std::fs::read_to_string(&expect_path)
             .unwrap_or_else(|e| panic!("fixture `{name}` lacks expect.txt: {e}"));
         let expect = expect.trim();
-        let (expect_code, expect_pos) =
-            expect.split_once(' ').unwrap_or_else(|| panic!("fixture `{name}`: bad expect.txt `{expect}`"));
-        assert_eq!(expect_code, code.as_str(), "fixture `{name}`: expect.txt names another code");
+        let (expect_code, expect_pos) = expect
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("fixture `{name}`: bad expect.txt `{expect}`"));
+        assert_eq!(
+            expect_code,
+            code.as_str(),
+            "fixture `{name}`: expect.txt names another code"
+        );
 
         let checked = check(&dir);
         let found: Vec<String> = checked
@@ -123,7 +151,11 @@ fn err_fixtures_report_their_code_at_the_expected_position() {
                 describe(&checked)
             );
             let d = checked.diagnostics.iter().find(|d| d.code == code).unwrap();
-            assert_eq!(d.severity, code.severity(), "fixture `{name}`: unexpected severity");
+            assert_eq!(
+                d.severity,
+                code.severity(),
+                "fixture `{name}`: unexpected severity"
+            );
         }
         snapshot(&name, &human(&checked));
     }
@@ -131,9 +163,19 @@ fn err_fixtures_report_their_code_at_the_expected_position() {
 
 #[test]
 fn every_code_has_an_err_fixture() {
-    let covered: BTreeSet<Code> = fixture_dirs("err").iter().map(|d| code_of(&dir_name(d))).collect();
-    let missing: Vec<&str> = Code::ALL.iter().filter(|c| !covered.contains(c)).map(|c| c.as_str()).collect();
-    assert!(missing.is_empty(), "codes without an err/ fixture: {missing:?}");
+    let covered: BTreeSet<Code> = fixture_dirs("err")
+        .iter()
+        .map(|d| code_of(&dir_name(d)))
+        .collect();
+    let missing: Vec<&str> = Code::ALL
+        .iter()
+        .filter(|c| !covered.contains(c))
+        .map(|c| c.as_str())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "codes without an err/ fixture: {missing:?}"
+    );
 }
 
 /// A fenced block right after a line `label`, e.g. `Bad:`; `None` when missing or empty.
@@ -144,7 +186,11 @@ fn fenced_after<'a>(section: &'a str, label: &str) -> Option<&'a str> {
     let body = &rest[open_end..];
     let close = body.find("\n```")?;
     let body = &body[..close];
-    if body.trim().is_empty() { None } else { Some(body) }
+    if body.trim().is_empty() {
+        None
+    } else {
+        Some(body)
+    }
 }
 
 #[test]
@@ -164,7 +210,8 @@ fn every_code_is_documented_with_bad_and_fixed_examples() {
         if !section.contains(&severity) {
             problems.push(format!("{c}: does not say `{severity}`"));
         }
-        let (Some(bad_at), Some(fixed_at)) = (section.find("\nBad:\n"), section.find("\nFixed:\n")) else {
+        let (Some(bad_at), Some(fixed_at)) = (section.find("\nBad:\n"), section.find("\nFixed:\n"))
+        else {
             problems.push(format!("{c}: needs a `Bad:` and a `Fixed:` example"));
             continue;
         };
@@ -174,17 +221,28 @@ fn every_code_is_documented_with_bad_and_fixed_examples() {
         // A paragraph of explanation: prose between the heading and `Bad:`, beyond the severity.
         let prose = section[heading.len()..bad_at].replace(&severity, "");
         if prose.split_whitespace().count() < 8 {
-            problems.push(format!("{c}: needs a paragraph of explanation before `Bad:`"));
+            problems.push(format!(
+                "{c}: needs a paragraph of explanation before `Bad:`"
+            ));
         }
-        match (fenced_after(section, "Bad:"), fenced_after(section, "Fixed:")) {
+        match (
+            fenced_after(section, "Bad:"),
+            fenced_after(section, "Fixed:"),
+        ) {
             (Some(bad), Some(fixed)) if bad.trim() == fixed.trim() => {
                 problems.push(format!("{c}: the bad and fixed examples are identical"));
             }
             (Some(_), Some(_)) => {}
-            _ => problems.push(format!("{c}: `Bad:` and `Fixed:` must each be followed by a fenced block")),
+            _ => problems.push(format!(
+                "{c}: `Bad:` and `Fixed:` must each be followed by a fenced block"
+            )),
         }
     }
-    assert!(problems.is_empty(), "docs/diagnostics.md:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "docs/diagnostics.md:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -199,10 +257,17 @@ fn empty_directory_is_no_input() {
 #[test]
 fn nul_bytes_are_unreadable_input() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mesh.yaml"), b"apiVersion: meshc.dev/v1alpha1\n\0\0kind: Mesh\n").unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        b"apiVersion: meshc.dev/v1alpha1\n\0\0kind: Mesh\n",
+    )
+    .unwrap();
     let checked = check(dir.path());
     assert!(
-        checked.diagnostics.iter().any(|d| d.code == Code::Unreadable),
+        checked
+            .diagnostics
+            .iter()
+            .any(|d| d.code == Code::Unreadable),
         "a NUL byte should make the file unreadable:\n{}",
         describe(&checked)
     );

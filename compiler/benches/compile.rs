@@ -1,0 +1,54 @@
+//! Compiler benchmarks on generated meshes (`meshc::synth`):
+//! `cargo bench -p meshc --bench compile`.
+//!
+//! - `check`: parse, decode, validate (incl. the route analysis) and Cedar validation, in memory;
+//!   sizes 500 to 5,000 services (4 routes and 1 policy per service) to show how it grows.
+//! - `build`: check plus lowering and encoding every sidecar's artifact, 5,000 services.
+//! - `load_largest_artifact`: what `mesh-proxy` does at load: decode and verify the hash of the
+//!   largest artifact of the 5,000-service mesh, build the router index and the authorizer.
+
+use meshc::LoadOptions;
+use meshc::synth::{SynthSpec, generate};
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench(args = [500, 1000, 2000, 5000], sample_count = 5, sample_size = 1)]
+fn check(bencher: divan::Bencher<'_, '_>, services: usize) {
+    let files = generate(SynthSpec::new(services));
+    bencher.with_inputs(|| files.clone()).bench_values(|f| {
+        let checked = meshc::check_sources(f, &LoadOptions::default());
+        assert!(!checked.has_errors());
+        checked.diagnostics.len()
+    });
+}
+
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn build_5000(bencher: divan::Bencher<'_, '_>) {
+    let files = generate(SynthSpec::new(5000));
+    bencher.with_inputs(|| files.clone()).bench_values(|f| {
+        let checked = meshc::check_sources(f, &LoadOptions::default());
+        meshc::build::compile(&checked).len()
+    });
+}
+
+#[divan::bench(sample_count = 20)]
+fn load_largest_artifact(bencher: divan::Bencher<'_, '_>) {
+    let checked = meshc::check_sources(generate(SynthSpec::new(5000)), &LoadOptions::default());
+    let files = meshc::build::compile(&checked);
+    let largest = files
+        .iter()
+        .filter(|f| f.name != meshc::build::INDEX_FILE)
+        .max_by_key(|f| f.text.len())
+        .expect("artifacts")
+        .text
+        .clone();
+    eprintln!("largest artifact: {} bytes", largest.len());
+    bencher.bench(|| {
+        let a = mesh_artifact::decode(largest.as_bytes()).expect("valid");
+        let authz = mesh_policy::Authorizer::new(&a.body.authz).expect("authz");
+        let router = mesh_artifact::Router::new(a.body).expect("router");
+        (router.body().destinations.len(), authz.policy_count())
+    });
+}

@@ -71,6 +71,12 @@ enum Command {
         /// Format of diagnostics printed when the build is refused
         #[arg(long, value_enum, env = "MESHC_FORMAT", default_value = "human")]
         format: Format,
+        /// Also write `configmap.yaml`: a Kubernetes ConfigMap of this name holding every artifact
+        #[arg(long, value_name = "NAME")]
+        configmap: Option<String>,
+        /// Namespace of the emitted ConfigMap
+        #[arg(long, default_value = "default", requires = "configmap")]
+        configmap_namespace: String,
     },
     /// Answer, offline, what the mesh does with one request
     Explain {
@@ -184,8 +190,25 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Command::Build { input, out, format } => {
-            meshc::build::run(&input.dir, &input.options(), &out, format, human_opts())
+        Command::Build {
+            input,
+            out,
+            format,
+            configmap,
+            configmap_namespace,
+        } => {
+            let cm = configmap.map(|name| meshc::build::ConfigMapOptions {
+                name,
+                namespace: configmap_namespace,
+            });
+            meshc::build::run_with(
+                &input.dir,
+                &input.options(),
+                &out,
+                format,
+                human_opts(),
+                cm.as_ref(),
+            )
         }
         Command::Explain {
             namespace,

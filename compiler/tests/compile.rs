@@ -411,3 +411,51 @@ fn malformed_inputs_get_diagnostics_not_panics() {
         }
     }
 }
+
+/// The compiled artifacts of every example, snapshotted so that a change in compiled output
+/// shows up in review.
+#[test]
+fn example_artifacts_snapshots() {
+    for dir in examples() {
+        let example = dir
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let files = build(read_inputs(&dir));
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path("../../snapshots/artifacts");
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_omit_expression(true);
+        settings.bind(|| {
+            for f in &files {
+                insta::assert_snapshot!(
+                    format!("{example}__{}", f.name.trim_end_matches(".json")),
+                    f.text
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn configmap_holds_every_artifact() {
+    let dir = root().join("examples/meshes/bookinfo");
+    let files = build(read_inputs(&dir));
+    let cm = meshc::build::configmap_yaml(&files, "bookinfo-mesh", "default");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&cm).expect("valid YAML");
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["kind"], "ConfigMap");
+    for f in &files {
+        assert_eq!(
+            docs[0]["data"][&f.name].as_str(),
+            Some(f.text.as_str()),
+            "{} differs after the YAML round trip",
+            f.name
+        );
+        if f.name != meshc::build::INDEX_FILE {
+            mesh_artifact::decode(docs[0]["data"][&f.name].as_str().expect("text").as_bytes())
+                .expect("artifact from the ConfigMap verifies");
+        }
+    }
+}

@@ -1295,9 +1295,9 @@ impl<'a> Decoder<'a> {
             for item in self.seq(h, "matches[].headers") {
                 if let Some(v) = self.value_match(item, "matches[].headers[]", true) {
                     if headers.iter().any(|x: &S<ValueMatch>| x.v.name == v.v.name) {
-                        let d = Diagnostic::new(Code::InvalidValue, format!("header `{}` is matched twice in one match", v.v.name))
+                        let d = Diagnostic::new(Code::SloppyValue, format!("header `{}` is matched twice in one match; only the first counts", v.v.name))
                             .at(v.loc, "repeated header name")
-                            .help("Gateway API uses only the first match of a header name; merge them or remove one");
+                            .help("Gateway API considers only the first entry of an equivalent header name (names are case-insensitive); remove the later one");
                         self.report(d);
                         continue;
                     }
@@ -1310,9 +1310,9 @@ impl<'a> Decoder<'a> {
             for item in self.seq(q, "matches[].queryParams") {
                 if let Some(v) = self.value_match(item, "matches[].queryParams[]", false) {
                     if query.iter().any(|x: &S<ValueMatch>| x.v.name == v.v.name) {
-                        let d = Diagnostic::new(Code::InvalidValue, format!("query parameter `{}` is matched twice in one match", v.v.name))
+                        let d = Diagnostic::new(Code::SloppyValue, format!("query parameter `{}` is matched twice in one match; only the first counts", v.v.name))
                             .at(v.loc, "repeated query parameter")
-                            .help("Gateway API uses only the first match of a parameter name; merge them or remove one");
+                            .help("Gateway API considers only the first entry of a query parameter name; remove the later one");
                         self.report(d);
                         continue;
                     }

@@ -127,7 +127,6 @@ pub fn explain(
     let url = parse_url(url)?;
     let mut req = SimpleRequest::new(&method.to_ascii_uppercase(), &url.path);
     req.query = url.query.clone();
-    req.method = method.to_string();
     for h in headers {
         let (name, value) = h
             .split_once(':')

@@ -156,7 +156,7 @@ pub struct Route {
     pub name: String,
     pub loc: Loc,
     pub origin: Origin,
-    /// RFC 3339 UTC, normalised to `YYYY-MM-DDTHH:MM:SSZ` (fraction kept when present).
+    /// RFC 3339 UTC, normalised to `YYYY-MM-DDTHH:MM:SS.fffffffffZ` (string order is time order).
     pub creation_timestamp: Option<String>,
     pub parents: Vec<ParentRef>,
     pub hostnames: Vec<S<String>>,

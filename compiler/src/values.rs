@@ -197,12 +197,13 @@ pub fn normalize_timestamp(s: &str) -> Option<String> {
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_min * 60;
     let (d, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, mo, da) = civil_from_days(d);
-    let frac = frac.trim_end_matches('0');
-    let frac = if frac.is_empty() {
-        String::new()
-    } else {
-        format!(".{frac}")
-    };
+    // Always nine fraction digits, so that string order is time order (`.5Z` would otherwise
+    // sort before `Z`).
+    let mut frac: String = frac.chars().take(9).collect();
+    while frac.len() < 9 {
+        frac.push('0');
+    }
+    let frac = format!(".{frac}");
     Some(format!(
         "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}{frac}Z",
         rem / 3600,
@@ -257,15 +258,19 @@ mod tests {
     fn timestamps() {
         assert_eq!(
             normalize_timestamp("2024-05-01T10:00:00Z").as_deref(),
-            Some("2024-05-01T10:00:00Z")
+            Some("2024-05-01T10:00:00.000000000Z")
         );
         assert_eq!(
             normalize_timestamp("2024-05-01T10:00:00+02:00").as_deref(),
-            Some("2024-05-01T08:00:00Z")
+            Some("2024-05-01T08:00:00.000000000Z")
         );
         assert_eq!(
             normalize_timestamp("2024-01-01T00:30:00.500+01:00").as_deref(),
-            Some("2023-12-31T23:30:00.5Z")
+            Some("2023-12-31T23:30:00.500000000Z")
+        );
+        assert!(
+            normalize_timestamp("2024-01-01T06:00:00Z")
+                < normalize_timestamp("2024-01-01T06:00:00.5Z")
         );
         assert_eq!(normalize_timestamp("2024-05-01"), None);
         assert_eq!(normalize_timestamp("2024-13-01T10:00:00Z"), None);

@@ -6,9 +6,6 @@
 //! mesh attachment docs) and the choices written down in `ARCHITECTURE.md`. Each table is built
 //! so that a different ranking would pick a different entry: the expected winner is never also
 //! the first route by name, the oldest, or the first rule, unless that is the rule under test.
-//!
-//! Tests named `known_bug_*` pin behaviour the compiler gets wrong today; they fail until it is
-//! fixed.
 
 use meshc::{Checked, LoadOptions, Severity};
 use serde_json::Value;
@@ -260,8 +257,8 @@ fn codes(checked: &Checked) -> Vec<&'static str> {
 // ---------------------------------------------------------------------------------------------
 // Precedence, rule by rule.
 
-/// 1. An `Exact` path beats every `PathPrefix`, even a prefix written longer (trailing slash) and
-/// one in an older route.
+/// Precedence rule 1: an `Exact` path beats every `PathPrefix`, even a prefix written longer
+/// (trailing slash) and one in an older route.
 #[test]
 fn exact_beats_prefix() {
     let m = k8s(r#"
@@ -319,8 +316,8 @@ spec:
     );
 }
 
-/// 2. The longest `PathPrefix` wins, across different routes on the same Service; the shorter
-/// prefixes belong to the older routes and to names that sort first.
+/// Precedence rule 2: the longest `PathPrefix` wins, across different routes on the same Service;
+/// the shorter prefixes belong to the older routes and to names that sort first.
 #[test]
 fn longest_prefix_wins_across_routes() {
     let m = k8s(r#"
@@ -384,8 +381,8 @@ spec:
     );
 }
 
-/// 3. With equal paths, a method match beats none; it also beats any number of header matches,
-/// and a longer prefix beats a method.
+/// Precedence rule 3: with equal paths, a method match beats none; it also beats any number of
+/// header matches, and a longer prefix beats a method.
 #[test]
 fn method_match_beats_none() {
     let m = native(
@@ -445,8 +442,8 @@ spec:
     );
 }
 
-/// 4. With equal paths and methods, more header matches beat fewer; header matches beat query
-/// matches, however many.
+/// Precedence rule 4: with equal paths and methods, more header matches beat fewer; header matches
+/// beat query matches, however many.
 #[test]
 fn more_header_matches_beat_fewer() {
     let m = native(
@@ -511,7 +508,7 @@ spec:
     );
 }
 
-/// 5. With everything else equal, more query-parameter matches beat fewer.
+/// Precedence rule 5: with everything else equal, more query-parameter matches beat fewer.
 #[test]
 fn more_query_matches_beat_fewer() {
     let m = k8s(r#"
@@ -557,8 +554,8 @@ spec:
     );
 }
 
-/// 6. With equal matches, the oldest `creationTimestamp` wins; offsets are compared as times, and
-/// a route without a timestamp counts as newer than every route that has one.
+/// Precedence rule 6: with equal matches, the oldest `creationTimestamp` wins; offsets are compared
+/// as times, and a route without a timestamp counts as newer than every route that has one.
 #[test]
 fn oldest_creation_timestamp_wins() {
     let m = k8s(r#"
@@ -644,7 +641,7 @@ spec:
 /// Fractional seconds are part of the time: `06:00:00.5Z` is half a second newer than
 /// `06:00:00Z`, so the route created at the whole second is the older one.
 #[test]
-fn known_bug_fractional_second_timestamp_ranks_as_older() {
+fn fractional_second_timestamps_rank_by_time() {
     let m = k8s(r#"
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -674,8 +671,8 @@ spec:
     );
 }
 
-/// 7. Then `namespace/name` in alphabetical (byte) order, whether both routes have the same
-/// timestamp or neither has one.
+/// Precedence rule 7: then `namespace/name` in alphabetical (byte) order, whether both routes have
+/// the same timestamp or neither has one.
 #[test]
 fn then_alphabetical_namespace_name() {
     let m = k8s(r#"
@@ -738,8 +735,8 @@ spec:
     );
 }
 
-/// 8. Then rule order within a route, then match order within a rule; a more specific later
-/// match of the same rule still wins by precedence.
+/// Precedence rule 8: then rule order within a route, then match order within a rule; a more
+/// specific later match of the same rule still wins by precedence.
 #[test]
 fn then_rule_order_within_a_route() {
     let m = k8s(r#"
@@ -812,7 +809,10 @@ metadata: {name: c-catch-all, namespace: mesh}
 spec:
   parentRefs: [{group: "", kind: Service, name: echo, port: 8080}]
   rules:
-  - matches: [{path: {type: RegularExpression, value: "/n/[0-9]+"}, method: GET, headers: [{name: x-a, value: "1"}]}]
+  - matches:
+    - path: {type: RegularExpression, value: "/n/[0-9]+"}
+      method: GET
+      headers: [{name: x-a, value: "1"}]
     backendRefs: [{name: v1, port: 8080}]
   - matches: [{path: {type: PathPrefix, value: /}}]
     backendRefs: [{name: v4, port: 8080}]
@@ -1399,10 +1399,10 @@ spec:
 
 /// Gateway API: when one match names the same header twice (names compare case-insensitively),
 /// only the first entry counts. The Kubernetes API server accepts names that differ in case (the
-/// list is keyed by the exact name), so such a route is valid input; meshc refuses it with an
-/// MC0104 error instead of warning and using the first entry.
+/// list is keyed by the exact name), so such a route is valid input: meshc warns (MC0106) and uses
+/// the first entry.
 #[test]
-fn known_bug_case_variant_duplicate_header_is_refused() {
+fn case_variant_duplicate_header_keeps_the_first() {
     let yaml = format!(
         "{K8S_BASE}\n---\n{}",
         r#"

@@ -11,9 +11,9 @@
 use divan::{Bencher, black_box};
 use mesh_artifact::rank::precedence_key;
 use mesh_artifact::{
-    Body, Destination, DestinationPort, MatchKind, MeshInfo, MtlsMode, PathMatch, Protocol,
-    RouteEntry, RouteIndex, RouteTable, Router, RuleAction, SidecarInfo, SimpleRequest, SourcePos,
-    ValueMatch,
+    Body, Decision, Destination, DestinationPort, MatchKind, MeshInfo, MtlsMode, PathMatch,
+    Protocol, RequestParts, RouteEntry, RouteIndex, RouteTable, Router, RuleAction, SidecarInfo,
+    SourcePos, ValueMatch,
 };
 
 fn main() {
@@ -42,6 +42,88 @@ impl Rng {
 const RESOURCES: [&str; 6] = ["items", "orders", "users", "health", "v2", "search"];
 const METHODS: [&str; 3] = ["GET", "POST", "DELETE"];
 
+/// Header sets a request can carry: the usual two, plus the header some entries ask for.
+const HEADER_SETS: [&[(&str, &str)]; 5] = [
+    &[("accept", "*/*"), ("user-agent", "bench/1.0")],
+    &[
+        ("accept", "*/*"),
+        ("user-agent", "bench/1.0"),
+        ("X-Version", "v0"),
+    ],
+    &[
+        ("accept", "*/*"),
+        ("user-agent", "bench/1.0"),
+        ("X-Version", "v1"),
+    ],
+    &[
+        ("accept", "*/*"),
+        ("user-agent", "bench/1.0"),
+        ("X-Version", "v2"),
+    ],
+    &[
+        ("accept", "*/*"),
+        ("user-agent", "bench/1.0"),
+        ("X-Canary", "yes"),
+    ],
+];
+
+/// A request as a proxy sees it: borrowed parts of an already parsed request.
+struct Req<'a> {
+    method: &'a str,
+    path: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+}
+
+impl RequestParts for Req<'_> {
+    fn method(&self) -> &str {
+        self.method
+    }
+    fn path(&self) -> &str {
+        self.path
+    }
+    fn query(&self) -> Option<&str> {
+        None
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Pre-generated requests, compactly: paths (and authorities) in one text, so that cycling
+/// through them costs little next to the lookup.
+#[derive(Default)]
+struct Requests {
+    text: String,
+    /// Path range, method, header set, authority range.
+    reqs: Vec<(u32, u32, u8, u8, u32, u32)>,
+}
+
+impl Requests {
+    fn push(&mut self, path: &str, method: usize, headers: usize, authority: &str) {
+        let p = self.text.len() as u32;
+        self.text.push_str(path);
+        let a = self.text.len() as u32;
+        self.text.push_str(authority);
+        let end = self.text.len() as u32;
+        self.reqs.push((p, a, method as u8, headers as u8, a, end));
+    }
+
+    /// The `i`-th request (cyclically; there are [`REQUESTS`], a power of two) and its
+    /// authority.
+    fn get(&self, i: usize) -> (Req<'_>, &str) {
+        let (p, pe, m, h, a, ae) = self.reqs[i & (self.reqs.len() - 1)];
+        let req = Req {
+            method: METHODS[m as usize],
+            path: &self.text[p as usize..pe as usize],
+            headers: HEADER_SETS[h as usize],
+        };
+        (req, &self.text[a as usize..ae as usize])
+    }
+}
+
 fn entry(route: usize, path: PathMatch) -> RouteEntry {
     RouteEntry {
         route: format!("ns{}/route{route}", route % 7),
@@ -60,9 +142,9 @@ fn entry(route: usize, path: PathMatch) -> RouteEntry {
     }
 }
 
-/// A route table of `n` entries, sorted by precedence, and requests that hit it.
-fn table(n: usize, seed: u64, requests: usize) -> (RouteTable, Vec<SimpleRequest>) {
-    let mut rng = Rng(seed);
+/// A route table of `n` entries (the first `regexes` of them regular expressions), sorted by
+/// precedence as the compiler sorts.
+fn table(n: usize, regexes: usize, rng: &mut Rng) -> RouteTable {
     let mut entries = Vec::with_capacity(n);
     for i in 0..n {
         let res = RESOURCES[rng.below(RESOURCES.len())];
@@ -72,18 +154,16 @@ fn table(n: usize, seed: u64, requests: usize) -> (RouteTable, Vec<SimpleRequest
             _ => format!("/api/v{}/svc{i}/{res}", 1 + i % 3),
         };
         let roll = rng.below(100);
-        let mut e = if i < 5 {
-            entry(
-                i,
-                PathMatch::RegularExpression(format!("/files{i}/[0-9]+/[a-z]+")),
-            )
+        let mut e = if i < regexes {
+            let pattern = format!("/files{i}/[0-9]+/[a-z]+");
+            entry(i, PathMatch::RegularExpression(pattern))
         } else if roll < 10 {
             entry(i, PathMatch::Exact(path))
         } else {
             entry(i, PathMatch::PathPrefix(path))
         };
         if (10..15).contains(&roll) {
-            e.method = Some(METHODS[rng.below(METHODS.len())].to_string());
+            e.method = Some(METHODS[1 + rng.below(2)].to_string());
         } else if (15..20).contains(&roll) {
             e.headers.push(ValueMatch {
                 name: "x-version".into(),
@@ -100,93 +180,102 @@ fn table(n: usize, seed: u64, requests: usize) -> (RouteTable, Vec<SimpleRequest
         e.action = u32::try_from(i % 4).unwrap_or(0);
         entries.push(e);
     }
-    // A catch-all, as a rule without `matches` lowers to.
-    entries.push(entry(n, PathMatch::PathPrefix("/".into())));
     entries.sort_by_cached_key(|e| precedence_key(e, Some("2024-01-01T00:00:00Z")));
-    let table = RouteTable {
+    RouteTable {
         entries,
         actions: vec![RuleAction::default(); 4],
-    };
-
-    let mut reqs = Vec::with_capacity(requests);
-    for _ in 0..requests {
-        let e = &table.entries[rng.below(table.entries.len())];
-        let path = match &e.path {
-            PathMatch::Exact(p) => p.clone(),
-            PathMatch::PathPrefix(p) if rng.below(4) == 0 => format!("{p}/42"),
-            PathMatch::PathPrefix(p) => p.clone(),
-            PathMatch::RegularExpression(_) => {
-                format!("/files{}/{}/abc", rng.below(5), rng.below(999))
-            }
-        };
-        let method = e.method.as_deref().unwrap_or("GET");
-        let mut req = SimpleRequest::new(method, &path)
-            .with_header("accept", "*/*")
-            .with_header("user-agent", "bench");
-        for h in &e.headers {
-            let value = match h.kind {
-                MatchKind::Exact => h.value.as_str(),
-                MatchKind::RegularExpression => "yes",
-            };
-            // Header names are matched case-insensitively.
-            req = req.with_header(&h.name.to_ascii_uppercase(), value);
-        }
-        reqs.push(req);
     }
-    (table, reqs)
+}
+
+/// A request that the entry matches: its path (a quarter of prefix hits get one more
+/// segment), the method and header it asks for.
+fn request_for(e: &RouteEntry, rng: &mut Rng, authority: &str, out: &mut Requests) {
+    let path = match &e.path {
+        PathMatch::Exact(p) => p.clone(),
+        PathMatch::PathPrefix(p) if rng.below(4) == 0 => format!("{p}/42"),
+        PathMatch::PathPrefix(p) => p.clone(),
+        PathMatch::RegularExpression(p) => {
+            let prefix = p.split("/[").next().unwrap_or_default();
+            format!("{prefix}/{}/abc", rng.below(999))
+        }
+    };
+    let method = match e.method.as_deref() {
+        Some("POST") => 1,
+        Some("DELETE") => 2,
+        _ => 0,
+    };
+    let headers = match e.headers.first() {
+        Some(h) if h.name == "x-canary" => 4,
+        Some(h) => 1 + h.value[1..].parse::<usize>().unwrap_or(0),
+        None => 0,
+    };
+    out.push(&path, method, headers, authority);
+}
+
+fn setup(routes: usize) -> (RouteIndex, Requests) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let table = table(routes, 5, &mut rng);
+    let index = RouteIndex::build(&table).expect("benchmark table is valid");
+    let mut reqs = Requests::default();
+    for _ in 0..REQUESTS {
+        let e = &table.entries[rng.below(table.entries.len())];
+        request_for(e, &mut rng, "", &mut reqs);
+    }
+    if std::env::var_os("BENCH_VERBOSE").is_some() {
+        eprintln!(
+            "{routes} routes: path table {} KiB",
+            index.path_table_bytes() / 1024
+        );
+    }
+    // Every request was made for an entry, so each must find one.
+    for i in 0..REQUESTS {
+        assert!(index.lookup(&reqs.get(i).0).is_some());
+    }
+    (index, reqs)
 }
 
 #[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 500, sample_size = 256)]
 fn lookup(bencher: Bencher<'_, '_>, routes: usize) {
-    let (table, reqs) = table(routes, 0x9e37_79b9_7f4a_7c15, REQUESTS);
-    let index = RouteIndex::build(&table).expect("benchmark table is valid");
-    // Every request was drawn from the table, so each must find an entry.
-    assert!(reqs.iter().all(|r| index.lookup(r).is_some()));
+    let (index, reqs) = setup(routes);
     let mut i = 0usize;
     bencher.bench_local(|| {
-        let req = &reqs[i & (REQUESTS - 1)];
+        let (req, _) = reqs.get(i);
         i = i.wrapping_add(1);
-        index.lookup(black_box(req))
+        index.lookup(black_box(&req))
     });
 }
 
-/// Requests whose path matches nothing but the catch-all: every segment is probed.
+/// Requests that match nothing: every segment of the path is probed, then every regex.
 #[divan::bench(args = [1_000, 100_000], sample_count = 500, sample_size = 256)]
 fn lookup_miss(bencher: Bencher<'_, '_>, routes: usize) {
-    let (table, _) = table(routes, 0x9e37_79b9_7f4a_7c15, 0);
-    let index = RouteIndex::build(&table).expect("benchmark table is valid");
+    let (index, _) = setup(routes);
     let mut rng = Rng(7);
-    let reqs: Vec<SimpleRequest> = (0..REQUESTS)
-        .map(|_| {
-            SimpleRequest::new(
-                "GET",
-                &format!(
-                    "/api/v1/nosuch{}/items/{}",
-                    rng.below(1000),
-                    rng.below(1000)
-                ),
-            )
-        })
-        .collect();
+    let mut reqs = Requests::default();
+    for _ in 0..REQUESTS {
+        let path = format!(
+            "/api/v1/nosuch{}/items/{}",
+            rng.below(1000),
+            rng.below(1000)
+        );
+        reqs.push(&path, 0, 0, "");
+    }
     let mut i = 0usize;
     bencher.bench_local(|| {
-        let req = &reqs[i & (REQUESTS - 1)];
+        let (req, _) = reqs.get(i);
         i = i.wrapping_add(1);
-        index.lookup(black_box(req))
+        index.lookup(black_box(&req))
     });
 }
 
 /// `Router::decide` with `routes` entries spread over `routes / 10` destinations, each reached
-/// through its four usual host names; requests pick a random host and one of its paths.
+/// through its four usual host names; requests pick a random host and one of its entries.
 #[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 500, sample_size = 256)]
 fn decide(bencher: Bencher<'_, '_>, routes: usize) {
     let per_dest = 10;
     let mut rng = Rng(0x51_7cc1_b727_220a);
     let mut destinations = Vec::new();
-    let mut reqs = Vec::with_capacity(REQUESTS);
-    let mut dest_reqs = Vec::new();
     for d in 0..routes / per_dest {
-        let (table, r) = table(per_dest, 1 + d as u64, 8);
+        let table = table(per_dest, 0, &mut rng);
         let name = format!("svc{d}");
         let hosts = vec![
             name.clone(),
@@ -204,29 +293,39 @@ fn decide(bencher: Bencher<'_, '_>, routes: usize) {
                 default_cluster: format!("ns/{name}:80"),
             }],
         });
-        dest_reqs.push(r);
     }
+    let mut reqs = Requests::default();
     for _ in 0..REQUESTS {
-        let d = rng.below(destinations.len());
-        let host = &destinations[d].hosts[rng.below(4)];
+        let dest = &destinations[rng.below(destinations.len())];
+        let host = &dest.hosts[rng.below(4)];
         let authority = if rng.below(2) == 0 {
             host.clone()
         } else {
             format!("{host}:80")
         };
-        let req = dest_reqs[d][rng.below(8)].clone();
-        reqs.push((authority, req));
+        let entries = &dest.ports[0].routes.as_ref().expect("routes").entries;
+        request_for(
+            &entries[rng.below(entries.len())],
+            &mut rng,
+            &authority,
+            &mut reqs,
+        );
     }
     let router = Router::new(body(destinations)).expect("benchmark body is valid");
-    assert!(
-        reqs.iter()
-            .all(|(a, r)| matches!(router.decide(a, r), mesh_artifact::Decision::Matched { .. }))
-    );
+    for i in 0..REQUESTS {
+        let (req, authority) = reqs.get(i);
+        assert!(matches!(
+            router.decide(authority, &req),
+            Decision::Matched { .. }
+        ));
+    }
     let mut i = 0usize;
     bencher.bench_local(|| {
-        let (authority, req) = &reqs[i & (REQUESTS - 1)];
+        let (req, authority) = reqs.get(i);
         i = i.wrapping_add(1);
-        router.decide(black_box(authority), black_box(req)).status()
+        router
+            .decide(black_box(authority), black_box(&req))
+            .status()
     });
 }
 

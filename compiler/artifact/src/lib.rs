@@ -14,6 +14,7 @@ pub mod filters;
 pub mod matcher;
 pub mod rank;
 pub mod router;
+mod strtable;
 pub mod types;
 
 pub use codec::{Artifact, LoadError, decode, encode};

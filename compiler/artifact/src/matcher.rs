@@ -45,10 +45,11 @@
 //! allocates nothing, except to percent-decode a query value that a regex must see.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use regex::Regex;
 
+use crate::strtable::StrTable;
 use crate::types::{MatchKind, PathMatch, RouteEntry, RouteTable, ValueMatch};
 
 /// The parts of a request the matcher looks at.
@@ -131,6 +132,8 @@ pub enum IndexError {
     },
     #[error("route table has {count} entries, more than the {max} an index can hold")]
     TooManyEntries { count: usize, max: usize },
+    #[error("{count} destinations or host names are more than a router can index")]
+    TooManyHosts { count: usize },
 }
 
 /// Compile a pattern with full-match semantics, as Envoy does for Gateway API regexes.
@@ -248,7 +251,7 @@ pub fn first_query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     })
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum CompiledValue {
     Exact(Box<str>),
     Regex(Regex),
@@ -294,7 +297,7 @@ pub fn effective_query(entry: &RouteEntry) -> impl Iterator<Item = &ValueMatch> 
     first_per_name(&entry.query, |a, b| a == b)
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct CompiledEntry {
     regex_path: Option<Regex>,
     method: Option<Box<str>>,
@@ -384,37 +387,24 @@ pub fn entry_matches<R: RequestParts + ?Sized>(
     Ok(compiled.path_matches(&entry.path, req.path()) && compiled.matches_rest(req))
 }
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// A run of [`RouteIndex::cands`]: the entries filed under one key, in table order.
-#[derive(Clone, Copy, Debug, Default)]
-struct Span {
-    start: u32,
-    len: u32,
-}
-
-/// What one path text leads to: entries whose `Exact` path is that text, and entries whose
-/// normalised `PathPrefix` is that text.
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot {
-    exact: Span,
-    prefix: Span,
-}
-
 /// Flag set in a candidate when its entry has a method, header or query condition.
 const CONDITIONAL: u32 = 1 << 31;
-/// The largest entry count an index holds (candidate words keep one bit for [`CONDITIONAL`]).
-const MAX_ENTRIES: usize = (CONDITIONAL - 1) as usize;
+/// Flag set in a candidate filed under its `Exact` path (the others are prefixes).
+const EXACT: u32 = 1 << 30;
+/// The entry index in a candidate.
+const ENTRY: u32 = EXACT - 1;
+/// The largest entry count an index holds (candidates keep two bits for flags).
+const MAX_ENTRIES: usize = ENTRY as usize;
 const NONE: u32 = u32::MAX;
 
 /// An indexed route table: finds the first matching entry without scanning every entry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RouteIndex {
     compiled: Vec<CompiledEntry>,
-    /// Path text (exact path, or normalised prefix) to its candidates.
-    paths: FastMap<Box<str>, Slot>,
-    /// Entry indexes, each with [`CONDITIONAL`] when it has more to check than its path.
-    cands: Vec<u32>,
+    /// Path text (an exact path, or a normalised prefix) to its candidates: entry indexes in
+    /// table order, those filed under an `Exact` path first (flagged [`EXACT`]), each flagged
+    /// [`CONDITIONAL`] when the entry has more to check than its path.
+    paths: StrTable,
     /// Regex entries in table order.
     regex: Vec<u32>,
     /// Whether the table is sorted by path class and prefix length, so the first bucket with a
@@ -435,14 +425,17 @@ impl RouteIndex {
     /// Compile and index a table. Fails on an invalid regex, an action index out of range, or a
     /// table too large to index.
     pub fn build(table: &RouteTable) -> Result<Self, IndexError> {
+        let too_many = || IndexError::TooManyEntries {
+            count: table.entries.len(),
+            max: MAX_ENTRIES,
+        };
         if table.entries.len() > MAX_ENTRIES {
-            return Err(IndexError::TooManyEntries {
-                count: table.entries.len(),
-                max: MAX_ENTRIES,
-            });
+            return Err(too_many());
         }
         let mut compiled = Vec::with_capacity(table.entries.len());
-        let mut buckets: FastMap<Box<str>, (Vec<u32>, Vec<u32>)> = FastMap::default();
+        // Per path text: exact candidates, prefix candidates. A BTreeMap keeps the build
+        // deterministic (the order records are laid out in).
+        let mut buckets: BTreeMap<&str, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
         let mut regex = Vec::new();
         let mut ordered = true;
         for (i, e) in table.entries.iter().enumerate() {
@@ -457,8 +450,7 @@ impl RouteIndex {
                 ordered = false;
             }
             let c = CompiledEntry::compile(e)?;
-            // In range: checked against MAX_ENTRIES above.
-            let idx = i as u32;
+            let idx = u32::try_from(i).map_err(|_| too_many())?;
             let cand = if c.is_unconditional() {
                 idx
             } else {
@@ -466,52 +458,36 @@ impl RouteIndex {
             };
             compiled.push(c);
             match &e.path {
-                PathMatch::Exact(p) => buckets.entry(p.as_str().into()).or_default().0.push(cand),
+                PathMatch::Exact(p) => buckets.entry(p.as_str()).or_default().0.push(cand),
                 PathMatch::PathPrefix(p) => {
-                    buckets
-                        .entry(normalise_prefix(p).into())
-                        .or_default()
-                        .1
-                        .push(cand);
+                    buckets.entry(normalise_prefix(p)).or_default().1.push(cand);
                 }
                 PathMatch::RegularExpression(_) => regex.push(idx),
             }
         }
-        let mut cands = Vec::with_capacity(table.entries.len());
-        let mut span = |list: Vec<u32>| {
-            // Both fit: there are at most MAX_ENTRIES candidates in all.
-            let s = Span {
-                start: cands.len() as u32,
-                len: list.len() as u32,
-            };
-            cands.extend(list);
-            s
-        };
-        let mut paths = FastMap::with_capacity_and_hasher(buckets.len(), Default::default());
-        for (key, (exact, prefix)) in buckets {
-            let slot = Slot {
-                exact: span(exact),
-                prefix: span(prefix),
-            };
-            paths.insert(key, slot);
-        }
+        let records = buckets.into_iter().map(|(key, (exact, prefix))| {
+            let exact = exact.into_iter().map(|c| c | EXACT);
+            (key, exact.chain(prefix).collect())
+        });
+        let paths = StrTable::build(records).map_err(|_| too_many())?;
         Ok(RouteIndex {
             compiled,
             paths,
-            cands,
             regex,
             ordered,
         })
     }
 
-    /// The first entry in `span` (in table order) below `best` that matches the request.
-    fn first_in<R: RequestParts + ?Sized>(&self, span: Span, best: u32, req: &R) -> u32 {
-        let start = span.start as usize;
-        let Some(cands) = self.cands.get(start..start + span.len as usize) else {
-            return NONE;
-        };
-        for &c in cands {
-            let i = c & !CONDITIONAL;
+    /// The first candidate (in table order) below `best` that matches the request.
+    #[inline]
+    fn first_in<R: RequestParts + ?Sized>(
+        &self,
+        cands: impl Iterator<Item = u32>,
+        best: u32,
+        req: &R,
+    ) -> u32 {
+        for c in cands {
+            let i = c & ENTRY;
             if i >= best {
                 break;
             }
@@ -531,11 +507,12 @@ impl RouteIndex {
     pub fn lookup<R: RequestParts + ?Sized>(&self, req: &R) -> Option<usize> {
         let path = req.path();
         let mut best = NONE;
-        let exact_slot = self.paths.get(path);
-        if let Some(slot) = exact_slot
-            && slot.exact.len > 0
+        let record = self.paths.get(path);
+        if let Some(r) = record
+            && r.first().is_some_and(|c| c & EXACT != 0)
         {
-            best = best.min(self.first_in(slot.exact, best, req));
+            let exact = r.iter().take_while(|c| c & EXACT != 0);
+            best = best.min(self.first_in(exact, best, req));
             if best != NONE && self.ordered {
                 return Some(best as usize);
             }
@@ -543,23 +520,24 @@ impl RouteIndex {
         // Every normalised prefix that matches this path by whole segments, longest first: the
         // path without trailing slashes, then the path cut before each of its slashes.
         let mut key = normalise_prefix(path);
-        let mut slot = if key.len() == path.len() {
-            exact_slot
+        let mut record = if key.len() == path.len() {
+            record
         } else {
             self.paths.get(key)
         };
         loop {
-            if let Some(s) = slot
-                && s.prefix.len > 0
+            if let Some(r) = record
+                && r.last().is_some_and(|c| c & EXACT == 0)
             {
-                best = best.min(self.first_in(s.prefix, best, req));
+                let prefix = r.iter().skip_while(|c| c & EXACT != 0);
+                best = best.min(self.first_in(prefix, best, req));
                 if best != NONE && self.ordered {
                     return Some(best as usize);
                 }
             }
             let Some(cut) = key.rfind('/') else { break };
             key = normalise_prefix(&key[..cut]);
-            slot = self.paths.get(key);
+            record = self.paths.get(key);
         }
         for &i in &self.regex {
             if i >= best {
@@ -584,6 +562,11 @@ impl RouteIndex {
 
     pub fn len(&self) -> usize {
         self.compiled.len()
+    }
+
+    /// Bytes taken by the path hash table (exact paths and prefixes), for capacity planning.
+    pub fn path_table_bytes(&self) -> usize {
+        self.paths.size_bytes()
     }
 
     pub fn is_empty(&self) -> bool {

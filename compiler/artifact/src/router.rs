@@ -2,9 +2,9 @@
 //! `meshc explain` and the proxy's outbound side.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use crate::matcher::{IndexError, RequestParts, RouteIndex};
+use crate::strtable::StrTable;
 use crate::types::{Body, Destination, DestinationPort, RouteEntry, RuleAction};
 
 /// What the mesh does with one request.
@@ -113,20 +113,23 @@ pub fn split_authority(authority: &str) -> (String, Option<u16>) {
 #[derive(Debug)]
 pub struct Router {
     body: Body,
-    hosts: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+    /// Lower-case host name to `[destination index]`.
+    hosts: StrTable,
     /// `indexes[d][p]`: index of destination `d`, port `p`, when routes are attached.
     indexes: Vec<Vec<Option<RouteIndex>>>,
 }
 
 impl Router {
     pub fn new(body: Body) -> Result<Self, IndexError> {
-        let mut hosts: HashMap<Box<str>, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut hosts = Vec::new();
         let mut indexes = Vec::with_capacity(body.destinations.len());
         for (d, dest) in body.destinations.iter().enumerate() {
+            let too_many = || IndexError::TooManyHosts {
+                count: body.destinations.len(),
+            };
+            let d = u32::try_from(d).map_err(|_| too_many())?;
             for h in &dest.hosts {
-                hosts
-                    .entry(h.to_ascii_lowercase().into_boxed_str())
-                    .or_insert(d);
+                hosts.push((h.to_ascii_lowercase(), vec![d]));
             }
             let mut per_port = Vec::with_capacity(dest.ports.len());
             for p in &dest.ports {
@@ -137,6 +140,9 @@ impl Router {
             }
             indexes.push(per_port);
         }
+        // The table keeps the first destination listed for a host.
+        let hosts = StrTable::build(hosts.iter().map(|(h, d)| (h.as_str(), d.clone())))
+            .map_err(|_| IndexError::TooManyHosts { count: hosts.len() })?;
         Ok(Router {
             body,
             hosts,
@@ -150,7 +156,10 @@ impl Router {
 
     /// Destination index for a host name (lower case, without port).
     pub fn destination(&self, host: &str) -> Option<usize> {
-        self.hosts.get(host).copied()
+        self.hosts
+            .get(host)
+            .and_then(|d| d.first())
+            .map(|d| d as usize)
     }
 
     /// Port index within a destination. Without an explicit port, a single-port service uses

@@ -1,0 +1,360 @@
+//! A compact, read-only hash table from strings to short lists of `u32`, built once at load.
+//!
+//! Made for lookups on the request path of tables with up to hundreds of thousands of keys,
+//! where the cost is cache and TLB misses, not instructions. Records live *inside* the table:
+//! the table is an array of 64-byte, cache-line-aligned lines, and each record (an 8-bit hash
+//! tag, the key's length, the payload and the key bytes) is packed into the line its hash
+//! picks, or the next line with room. A lookup therefore usually reads exactly one cache line,
+//! hit or miss. A record too large for a line (a very long key, a long payload) leaves a short
+//! reference in the line and lives in an overflow arena. Keys are compared byte for byte, so
+//! hash collisions cost time, never correctness; the hash is seeded per table.
+
+use std::hash::BuildHasher;
+
+/// Why a table could not be built.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TooLarge;
+
+const LINE: usize = 64;
+/// Bytes 0 and 1 of a line: flags and the number of record bytes used.
+const LINE_HEADER: usize = 2;
+/// Flag: a record whose home is this line (or an earlier line of its run) lives further on.
+const OVERFLOW: u8 = 1;
+/// `key length` byte of a record kept in the overflow arena.
+const INDIRECT: u8 = 0xff;
+/// Size of an inline record's header: tag, key length, payload length.
+const RECORD_HEADER: usize = 3;
+/// Size of an indirect record: tag, [`INDIRECT`], payload length 0, arena offset.
+const INDIRECT_SIZE: usize = 7;
+/// Lines are filled to at most this fraction (in bytes) on average, so that runs stay short.
+const FILL_PERCENT: usize = 70;
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line([u8; LINE]);
+
+/// A payload: a list of little-endian `u32`s inside the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Words<'a>(&'a [u8]);
+
+impl<'a> Words<'a> {
+    pub(crate) fn first(self) -> Option<u32> {
+        self.iter().next()
+    }
+
+    pub(crate) fn last(self) -> Option<u32> {
+        self.iter().next_back()
+    }
+
+    pub(crate) fn iter(self) -> impl DoubleEndedIterator<Item = u32> + 'a {
+        self.0
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StrTable {
+    hasher: foldhash::fast::RandomState,
+    lines: Vec<Line>,
+    /// Records too large for a line: `[key length u32, payload length u32, payload.., key]`.
+    arena: Vec<u8>,
+    len: usize,
+}
+
+impl Default for StrTable {
+    fn default() -> Self {
+        StrTable {
+            hasher: foldhash::fast::RandomState::default(),
+            lines: vec![Line([0; LINE])],
+            arena: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+fn inline_size(key: &str, payload: &[u32]) -> Option<usize> {
+    let size = RECORD_HEADER + 4 * payload.len() + key.len();
+    (key.len() < usize::from(INDIRECT)
+        && payload.len() <= usize::from(u8::MAX)
+        && size <= LINE - LINE_HEADER)
+        .then_some(size)
+}
+
+impl StrTable {
+    /// Build from distinct keys (a repeated key keeps its first payload).
+    pub(crate) fn build<'a, I>(records: I) -> Result<Self, TooLarge>
+    where
+        I: IntoIterator<Item = (&'a str, Vec<u32>)>,
+    {
+        let records: Vec<(&str, Vec<u32>)> = records.into_iter().collect();
+        let bytes: usize = records
+            .iter()
+            .map(|(k, p)| inline_size(k, p).unwrap_or(INDIRECT_SIZE))
+            .sum();
+        let per_line = (LINE - LINE_HEADER) * FILL_PERCENT / 100;
+        let mut lines = bytes.div_ceil(per_line).max(1);
+        let hasher = foldhash::fast::RandomState::default();
+        loop {
+            if u32::try_from(lines).is_err() {
+                return Err(TooLarge);
+            }
+            if let Some(t) = StrTable::try_build(&records, lines, hasher.clone())? {
+                return Ok(t);
+            }
+            // Records do not split across lines, so a table of large records can run out of
+            // room below the fill target. With a line per record every record fits.
+            lines = (lines * 2).min(records.len().max(lines + 1));
+        }
+    }
+
+    /// Build with `lines` lines, or `None` when the records do not fit.
+    fn try_build(
+        records: &[(&str, Vec<u32>)],
+        lines: usize,
+        hasher: foldhash::fast::RandomState,
+    ) -> Result<Option<Self>, TooLarge> {
+        let mut t = StrTable {
+            hasher,
+            lines: vec![Line([0; LINE]); lines],
+            arena: Vec::new(),
+            len: 0,
+        };
+        for (key, payload) in records {
+            if t.get(key).is_some() {
+                continue;
+            }
+            let hash = t.hasher.hash_one(key);
+            let mut record = vec![tag(hash)];
+            match inline_size(key, payload) {
+                Some(_) => {
+                    // Both fit in a byte: checked by inline_size.
+                    record.push(key.len() as u8);
+                    record.push(payload.len() as u8);
+                    record.extend(payload.iter().flat_map(|w| w.to_le_bytes()));
+                    record.extend_from_slice(key.as_bytes());
+                }
+                None => {
+                    let offset = u32::try_from(t.arena.len()).map_err(|_| TooLarge)?;
+                    let key_len = u32::try_from(key.len()).map_err(|_| TooLarge)?;
+                    let payload_len = u32::try_from(payload.len()).map_err(|_| TooLarge)?;
+                    t.arena.extend(key_len.to_le_bytes());
+                    t.arena.extend(payload_len.to_le_bytes());
+                    t.arena.extend(payload.iter().flat_map(|w| w.to_le_bytes()));
+                    t.arena.extend_from_slice(key.as_bytes());
+                    record.extend([INDIRECT, 0]);
+                    record.extend(offset.to_le_bytes());
+                }
+            }
+            // Place the record in its home line or the first later line with room, flagging
+            // every line it passes over.
+            let mut i = t.home(hash);
+            let mut placed = false;
+            for _ in 0..t.lines.len() {
+                let line = &mut t.lines[i].0;
+                let used = usize::from(line[1]);
+                if LINE_HEADER + used + record.len() <= LINE {
+                    line[LINE_HEADER + used..LINE_HEADER + used + record.len()]
+                        .copy_from_slice(&record);
+                    // At most LINE - LINE_HEADER.
+                    line[1] = (used + record.len()) as u8;
+                    placed = true;
+                    break;
+                }
+                line[0] |= OVERFLOW;
+                i = (i + 1) % t.lines.len();
+            }
+            if !placed {
+                return Ok(None);
+            }
+            t.len += 1;
+        }
+        Ok(Some(t))
+    }
+
+    /// The line a hash starts its search at.
+    #[inline]
+    fn home(&self, hash: u64) -> usize {
+        // Multiply-shift range reduction of the low 32 bits (the tag uses the top 8).
+        ((hash & 0xffff_ffff) * self.lines.len() as u64 >> 32) as usize
+    }
+
+    /// The record at `pos` of a line: its size in the line, its key and its payload.
+    #[inline]
+    fn parse<'a>(
+        &'a self,
+        line: &'a [u8; LINE],
+        pos: usize,
+    ) -> Option<(usize, &'a [u8], Words<'a>)> {
+        let header = line.get(pos..pos + RECORD_HEADER)?;
+        let (key_len, payload_len) = (header[1], usize::from(header[2]));
+        if key_len == INDIRECT {
+            let at = line.get(pos + RECORD_HEADER..pos + INDIRECT_SIZE)?;
+            let offset = u32::from_le_bytes([at[0], at[1], at[2], at[3]]) as usize;
+            let word = |o: usize| -> Option<usize> {
+                let b = self.arena.get(o..o + 4)?;
+                Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            };
+            let (key_len, payload_len) = (word(offset)?, word(offset + 4)?);
+            let payload_start = offset + 8;
+            let key_start = payload_start + 4 * payload_len;
+            let payload = self.arena.get(payload_start..key_start)?;
+            let key = self.arena.get(key_start..key_start + key_len)?;
+            return Some((INDIRECT_SIZE, key, Words(payload)));
+        }
+        let payload_start = pos + RECORD_HEADER;
+        let key_start = payload_start + 4 * payload_len;
+        let end = key_start + usize::from(key_len);
+        let payload = line.get(payload_start..key_start)?;
+        let key = line.get(key_start..end)?;
+        Some((end - pos, key, Words(payload)))
+    }
+
+    /// The payload of `key`, if present.
+    #[inline]
+    pub(crate) fn get(&self, key: &str) -> Option<Words<'_>> {
+        let hash = self.hasher.hash_one(key);
+        let tag = tag(hash);
+        let lines = self.lines.len();
+        let mut i = self.home(hash);
+        for _ in 0..lines {
+            let line = &self.lines.get(i)?.0;
+            let end = (LINE_HEADER + usize::from(line[1])).min(LINE);
+            let mut pos = LINE_HEADER;
+            while pos + RECORD_HEADER <= end {
+                let (record_tag, key_len) = (line[pos], line[pos + 1]);
+                if key_len == INDIRECT {
+                    if record_tag == tag
+                        && let Some((_, stored, payload)) = self.parse(line, pos)
+                        && stored == key.as_bytes()
+                    {
+                        return Some(payload);
+                    }
+                    pos += INDIRECT_SIZE;
+                    continue;
+                }
+                let key_len = usize::from(key_len);
+                let payload_start = pos + RECORD_HEADER;
+                let key_start = payload_start + 4 * usize::from(line[pos + 2]);
+                if record_tag == tag
+                    && key_len == key.len()
+                    && line.get(key_start..key_start + key_len)? == key.as_bytes()
+                {
+                    return Some(Words(line.get(payload_start..key_start)?));
+                }
+                pos = key_start + key_len;
+            }
+            if line[0] & OVERFLOW == 0 {
+                return None;
+            }
+            i += 1;
+            if i == lines {
+                i = 0;
+            }
+        }
+        None
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes the table occupies (lines and overflow arena).
+    pub(crate) fn size_bytes(&self) -> usize {
+        self.lines.len() * LINE + self.arena.len()
+    }
+}
+
+#[inline]
+fn tag(hash: u64) -> u8 {
+    (hash >> 56) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: Option<Words<'_>>) -> Option<Vec<u32>> {
+        w.map(|w| w.iter().collect())
+    }
+
+    #[test]
+    fn finds_every_key_and_nothing_else() {
+        let keys: Vec<String> = (0..5000).map(|i| format!("/k{i}")).collect();
+        let t = StrTable::build(
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_str(), vec![i as u32; i % 4])),
+        )
+        .expect("builds");
+        assert_eq!(t.len(), 5000);
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(words(t.get(k)), Some(vec![i as u32; i % 4]), "{k}");
+        }
+        for miss in ["", "/k", "/k5000", "/k1 ", "/K1", "/k01", "k1"] {
+            assert_eq!(t.get(miss), None, "{miss}");
+        }
+    }
+
+    #[test]
+    fn long_keys_and_payloads_go_to_the_arena() {
+        let long = "/x".repeat(200);
+        let medium = "/y".repeat(30);
+        let many: Vec<u32> = (0..300).collect();
+        let t = StrTable::build([
+            (long.as_str(), vec![1]),
+            (medium.as_str(), vec![2, 3]),
+            ("/many", many.clone()),
+            ("/short", vec![4]),
+        ])
+        .expect("builds");
+        assert!(!t.arena.is_empty());
+        assert_eq!(words(t.get(&long)), Some(vec![1]));
+        assert_eq!(words(t.get(&medium)), Some(vec![2, 3]));
+        assert_eq!(words(t.get("/many")), Some(many));
+        assert_eq!(words(t.get("/short")), Some(vec![4]));
+        assert_eq!(t.get(&long[1..]), None);
+        assert!(t.size_bytes() >= LINE);
+    }
+
+    #[test]
+    fn keys_differing_in_length_only() {
+        let t = StrTable::build([
+            ("", vec![1]),
+            ("a", vec![2]),
+            ("a\0", vec![3]),
+            ("abcd", vec![4]),
+            ("abcde", vec![5]),
+        ])
+        .expect("builds");
+        assert_eq!(words(t.get("")), Some(vec![1]));
+        assert_eq!(words(t.get("a")), Some(vec![2]));
+        assert_eq!(words(t.get("a\0")), Some(vec![3]));
+        assert_eq!(t.get("a\0\0"), None);
+        assert_eq!(words(t.get("abcd")), Some(vec![4]));
+        assert_eq!(words(t.get("abcde")), Some(vec![5]));
+        assert_eq!(t.get("abc"), None);
+    }
+
+    #[test]
+    fn empty_and_repeated() {
+        let t = StrTable::build(std::iter::empty::<(&str, Vec<u32>)>()).expect("builds");
+        assert_eq!(t.get("x"), None);
+        assert_eq!(StrTable::default().get(""), None);
+        let t = StrTable::build([("x", vec![1]), ("x", vec![2])]).expect("builds");
+        assert_eq!((t.len(), words(t.get("x"))), (1, Some(vec![1])));
+    }
+
+    #[test]
+    fn crowded_lines_overflow_into_the_next() {
+        // Records of 59 bytes: one per line, so most keys live away from their home line.
+        let keys: Vec<String> = (0..500).map(|i| format!("{i:0>52}")).collect();
+        let t = StrTable::build(keys.iter().map(|k| (k.as_str(), vec![7]))).expect("builds");
+        assert!(t.lines.iter().any(|l| l.0[0] & OVERFLOW != 0));
+        for k in &keys {
+            assert_eq!(words(t.get(k)), Some(vec![7]), "{k}");
+        }
+        assert_eq!(t.get(&format!("{:0>52}", 500)), None);
+    }
+}

@@ -52,3 +52,35 @@ fn load_largest_artifact(bencher: divan::Bencher<'_, '_>) {
         (router.body().destinations.len(), authz.policy_count())
     });
 }
+
+/// `meshc diff` of two 5,000-service meshes, as the command runs it: check and lower both
+/// sides, then compare (access analysis included). `seed` 1 vs 2 changes every egress list and
+/// policy (the worst case); `small` changes one namespace's policies.
+#[divan::bench(args = ["small", "everything"], sample_count = 3, sample_size = 1)]
+fn diff_5000(bencher: divan::Bencher<'_, '_>, change: &str) {
+    let old = generate(SynthSpec::new(5000));
+    let new = match change {
+        "small" => {
+            let mut files = old.clone();
+            if let Some((_, text)) = files
+                .iter_mut()
+                .find(|(n, _)| n == "team-000/policies.cedar")
+            {
+                *text = text.replace("action in Action::\"read\"", "action");
+            }
+            files
+        }
+        _ => generate(SynthSpec {
+            seed: 2,
+            ..SynthSpec::new(5000)
+        }),
+    };
+    bencher
+        .with_inputs(|| (old.clone(), new.clone()))
+        .bench_values(|(a, b)| {
+            let a = meshc::check_sources(a, &LoadOptions::default());
+            let b = meshc::check_sources(b, &LoadOptions::default());
+            let d = meshc::diff::diff(&meshc::diff::side_of(&a), &meshc::diff::side_of(&b));
+            d.access.len() + d.services.len()
+        });
+}

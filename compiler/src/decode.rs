@@ -227,9 +227,11 @@ impl<'a> Decoder<'a> {
     }
 
     /// Spans of block scalars can run over trailing newlines; keep labels on one line's text.
+    /// Labels stay on one line: a collection or block scalar is labelled on its first line.
     fn trim_span(&self, span: Span) -> Span {
         let text = self.text.get(span.start..span.end).unwrap_or("");
-        let trimmed = text.trim_end();
+        let first_line = text.split('\n').next().unwrap_or("");
+        let trimmed = first_line.trim_end();
         Span::new(span.start, span.start + trimmed.len())
     }
 

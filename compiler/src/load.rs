@@ -243,6 +243,7 @@ pub fn build_model(
     let mut meshes = Vec::new();
     let mut skipped: BTreeMap<String, (usize, Loc)> = BTreeMap::new();
     let mut any_input = false;
+    let mut yaml_files = Vec::new();
     for (path, text) in inputs {
         let is_cedar = path.ends_with(".cedar");
         let id = sources.add(path, text);
@@ -254,26 +255,18 @@ pub fn build_model(
                     .document_hashes
                     .push(mesh_artifact::codec::sha256_tag(f.text.trim().as_bytes()));
             }
-            continue;
+        } else {
+            yaml_files.push(id);
         }
-        let text = sources.get(id).map(|f| f.text.as_str()).unwrap_or_default();
-        let docs = match syntax::parse_documents(id, text, opts.limits) {
-            Ok(d) => d,
-            Err(d) => {
-                diags.push(d);
-                continue;
-            }
-        };
-        let mut dec = Decoder::new(id, text, &opts.default_namespace);
-        for doc in &docs {
-            // Hash the document's content, so that comments, formatting and position do not
-            // change the source hash.
-            let mut h = sha2::Sha256::new();
-            doc.digest(&mut h);
-            model
-                .document_hashes
-                .push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
-            match dec.document(doc) {
+    }
+    // Parsing and decoding are per file and independent: spread them over the cores, then
+    // merge in file order so the result does not depend on scheduling.
+    let decoded = decode_files(sources, &yaml_files, opts);
+    for file in decoded {
+        diags.extend(file.diags);
+        model.document_hashes.extend(file.hashes);
+        for r in file.resources {
+            match r {
                 Resource::Mesh(m) => meshes.push(m),
                 Resource::Service(s) => model.services.push(s),
                 Resource::Sidecar(s) => model.sidecars.push(s),
@@ -285,7 +278,6 @@ pub fn build_model(
                 Resource::Invalid => {}
             }
         }
-        diags.append(&mut dec.diags);
     }
     for (kind, (count, loc)) in skipped {
         let times = if count == 1 {
@@ -392,6 +384,93 @@ fn dedup<T>(
         kept.push(item);
     }
     *items = kept;
+}
+
+/// What one YAML file decoded to.
+struct DecodedFile {
+    resources: Vec<Resource>,
+    diags: Vec<Diagnostic>,
+    hashes: Vec<String>,
+}
+
+fn decode_file(sources: &SourceMap, id: FileId, opts: &LoadOptions) -> DecodedFile {
+    let mut out = DecodedFile {
+        resources: Vec::new(),
+        diags: Vec::new(),
+        hashes: Vec::new(),
+    };
+    let text = sources.get(id).map(|f| f.text.as_str()).unwrap_or_default();
+    let docs = match syntax::parse_documents(id, text, opts.limits) {
+        Ok(d) => d,
+        Err(d) => {
+            out.diags.push(d);
+            return out;
+        }
+    };
+    let mut dec = Decoder::new(id, text, &opts.default_namespace);
+    for doc in &docs {
+        // Hash the document's content, so that comments, formatting and position do not
+        // change the source hash.
+        let mut h = sha2::Sha256::new();
+        doc.digest(&mut h);
+        out.hashes
+            .push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
+        out.resources.push(dec.document(doc));
+    }
+    out.diags.append(&mut dec.diags);
+    out
+}
+
+/// Decode files on up to `available_parallelism` threads (each with a large stack: the parser
+/// recurses on nested input), returning results in the order of `ids`.
+fn decode_files(sources: &SourceMap, ids: &[FileId], opts: &LoadOptions) -> Vec<DecodedFile> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(ids.len())
+        .max(1);
+    if workers == 1 {
+        return ids
+            .iter()
+            .map(|id| decode_file(sources, *id, opts))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<DecodedFile>> = (0..ids.len()).map(|_| None).collect();
+    let collected = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .stack_size(256 << 20)
+                    .spawn_scoped(s, || {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(id) = ids.get(i) else { break };
+                            mine.push((i, decode_file(sources, *id, opts)));
+                        }
+                        mine
+                    })
+                    .ok()
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            match h.join() {
+                Ok(v) => all.extend(v),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    for (i, d) in collected {
+        results[i] = Some(d);
+    }
+    // A file no worker reached (a thread could not be spawned) is decoded here.
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|| decode_file(sources, ids[i], opts)))
+        .collect()
 }
 
 /// Relative file id helper for diagnostics without a file.

@@ -1,14 +1,12 @@
 //! YAML text to a spanned tree.
 //!
-//! serde-saphyr does the parsing (with its alias, depth and size budgets); this module only
-//! captures every node with its byte span so later phases can point at any value, and turns
-//! parser errors into diagnostics. Duplicate keys are passed through to the tree and reported by
+//! The YAML parser is granit-parser, the one inside serde-saphyr (used through serde-saphyr's
+//! re-export). This module builds a tree of nodes, each with its byte span, straight from the
+//! parser's events, enforcing depth, node, alias and document budgets as it goes, and turns
+//! parser errors into diagnostics. Duplicate keys are kept in the tree and reported by
 //! [`crate::decode`], which sees both occurrences.
 
-use std::fmt;
-
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::Spanned;
+use serde_saphyr::granit_parser;
 
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
@@ -102,93 +100,14 @@ impl Node {
     }
 }
 
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Int(i128::from(v)))
-    }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
-        Ok(Value::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Int(i128::from(v)))
-    }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
-        Ok(i128::try_from(v)
-            .map(Value::Int)
-            .unwrap_or(Value::Float(v as f64)))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::Float(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::Str(v.to_string()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::Str(v))
-    }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Value, E> {
-        Ok(Value::Str(String::from_utf8_lossy(v).into_owned()))
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Deserialize::deserialize(d)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Node>()? {
-            items.push(item);
-        }
-        Ok(Value::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(k) = map.next_key::<Node>()? {
-            let v = map.next_value::<Node>()?;
-            entries.push((k, v));
-        }
-        Ok(Value::Map(entries))
-    }
-}
-
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(ValueVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
-        let s: Spanned<Value> = Spanned::deserialize(d)?;
-        let span = s.referenced.span();
-        let start = span.byte_offset().unwrap_or(0) as usize;
-        let len = span.byte_len().unwrap_or(0) as usize;
-        Ok(Node {
-            span: Span::new(start, start + len),
-            value: s.value,
-        })
-    }
-}
-
 /// Limits applied to every YAML file.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Deepest nesting of sequences and mappings.
     pub max_depth: usize,
+    /// Most alias uses (`*name`) in one file.
     pub max_aliases: usize,
+    /// Most nodes in one file, counting every node an alias copies (bounds "billion laughs").
     pub max_nodes: usize,
     pub max_documents: usize,
 }
@@ -204,82 +123,258 @@ impl Default for Limits {
     }
 }
 
-fn options(limits: Limits) -> serde_saphyr::Options {
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_depth = limits.max_depth;
-    budget.max_aliases = limits.max_aliases;
-    budget.max_nodes = limits.max_nodes;
-    budget.max_documents = limits.max_documents;
-    budget.flow_nesting_limit = budget.flow_nesting_limit.min(limits.max_depth);
-    let mut opts = serde_saphyr::Options::default();
-    opts.budget = Some(budget);
-    opts.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::PassThrough;
-    opts.with_snippet = false;
-    opts.emit_comments = false;
-    opts.strict_booleans = true;
-    opts
+/// Resolve a plain scalar by the YAML 1.2 core schema (with the Kubernetes habit of reading
+/// `true`/`false` only in their usual spellings).
+fn resolve_plain(s: &str) -> Value {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
+        _ => {}
+    }
+    let bytes = s.as_bytes();
+    let first = bytes[0];
+    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
+        return Value::Str(s.to_string());
+    }
+    let (neg, digits) = match first {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let int = if let Some(h) = digits.strip_prefix("0x") {
+        i128::from_str_radix(h, 16)
+            .ok()
+            .filter(|_| !h.is_empty() && !h.starts_with(['+', '-']))
+    } else if let Some(o) = digits.strip_prefix("0o") {
+        i128::from_str_radix(o, 8)
+            .ok()
+            .filter(|_| !o.is_empty() && !o.starts_with(['+', '-']))
+    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse::<i128>().ok()
+    } else {
+        None
+    };
+    if let Some(i) = int {
+        return Value::Int(if neg { -i } else { i });
+    }
+    // Floats: digits with a dot or an exponent, nothing else.
+    let is_float = digits
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && digits.bytes().any(|b| b.is_ascii_digit());
+    if is_float {
+        if let Ok(f) = s.parse::<f64>() {
+            return Value::Float(f);
+        }
+    }
+    Value::Str(s.to_string())
 }
 
-/// Parse a multi-document YAML file. On a parse error no documents are returned and one
-/// diagnostic says where and why.
-pub fn parse_documents(file: FileId, text: &str, limits: Limits) -> Result<Vec<Node>, Diagnostic> {
-    let docs: Result<Vec<Option<Node>>, _> =
-        serde_saphyr::from_multiple_with_options(text, options(limits));
-    match docs {
-        Ok(docs) => Ok(docs.into_iter().flatten().collect()),
-        Err(e) => Err(error_to_diagnostic(file, text, &e)),
+fn byte_of(m: &granit_parser::Marker, text: &str) -> usize {
+    match m.byte_offset() {
+        Some(b) => b.min(text.len()),
+        None => line_col_to_byte(text, m.line() as u64, m.col() as u64 + 1).0,
     }
 }
 
-fn error_to_diagnostic(file: FileId, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
-    let message = e.to_string();
-    let first_line = message
-        .lines()
-        .next()
-        .unwrap_or("invalid YAML")
-        .trim()
-        .to_string();
-    let (start, end) = match e.location() {
-        Some(loc) => {
-            let span = loc.span();
-            match span.byte_offset() {
-                Some(b) => {
-                    let b = b as usize;
-                    (b, b + span.byte_len().unwrap_or(0) as usize)
+struct Frame {
+    start: usize,
+    anchor: usize,
+    /// For mappings: a key waiting for its value.
+    pending_key: Option<Node>,
+    seq: Option<Vec<Node>>,
+    map: Option<Vec<(Node, Node)>>,
+}
+
+/// Parse a multi-document YAML file into spanned trees, with the limits applied while parsing.
+/// On an error no documents are returned and one diagnostic says where and why.
+///
+/// Events come from granit-parser, the YAML parser serde-saphyr is built on (through
+/// serde-saphyr's re-export); building the tree from events directly is about three times
+/// faster than going through serde (see `BENCHMARKS.md`), and gives every node, collections
+/// included, a full byte span.
+pub fn parse_documents(file: FileId, text: &str, limits: Limits) -> Result<Vec<Node>, Diagnostic> {
+    use granit_parser::{Event, Parser, ScalarStyle};
+    let budget = |message: String, at: usize| {
+        Diagnostic::new(Code::ResourceBudget, message)
+            .primary(file, Span::new(at, at), "here")
+            .help("meshc limits nesting depth, aliases and document size so that no input can exhaust memory or time")
+    };
+    let mut docs = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: std::collections::HashMap<usize, (Node, usize)> =
+        std::collections::HashMap::new();
+    let mut nodes = 0usize;
+    let mut aliases = 0usize;
+    // Node sizes of open anchored collections are counted from `nodes` at their start.
+    let mut anchor_start_nodes: Vec<usize> = Vec::new();
+    let parser = Parser::new_from_str(text);
+    for ev in parser {
+        let (event, span) = match ev {
+            Ok(e) => e,
+            Err(e) => {
+                let at = byte_of(e.marker(), text);
+                let info = e.info();
+                let msg = if info.is_empty() {
+                    "invalid YAML".to_string()
+                } else {
+                    info
+                };
+                if msg.contains("limit") {
+                    return Err(budget(lower_first(&msg), at));
                 }
-                None => line_col_to_byte(text, loc.line(), loc.column()),
+                let mut d = Diagnostic::new(Code::YamlSyntax, lower_first(&msg)).primary(
+                    file,
+                    Span::new(at, at),
+                    "here",
+                );
+                if msg.contains("tab") {
+                    d = d.help("YAML indentation uses spaces, not tabs");
+                }
+                return Err(d);
+            }
+        };
+        let start = byte_of(&span.start, text);
+        let end = byte_of(&span.end, text).max(start);
+        let mut finished: Option<(Node, usize)> = None;
+        match event {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+            Event::DocumentStart(..) => {
+                if docs.len() >= limits.max_documents {
+                    return Err(budget(
+                        format!("more than {} documents in one file", limits.max_documents),
+                        start,
+                    ));
+                }
+                anchors.clear();
+            }
+            Event::Alias(id) => {
+                aliases += 1;
+                if aliases > limits.max_aliases {
+                    return Err(budget(
+                        format!("more than {} aliases in one file", limits.max_aliases),
+                        start,
+                    ));
+                }
+                let Some((node, size)) = anchors.get(&id) else {
+                    return Err(
+                        Diagnostic::new(Code::YamlSyntax, "alias to an unknown anchor").primary(
+                            file,
+                            Span::new(start, end),
+                            "here",
+                        ),
+                    );
+                };
+                nodes += size;
+                if nodes > limits.max_nodes {
+                    return Err(budget(
+                        format!("aliases expand to more than {} nodes", limits.max_nodes),
+                        start,
+                    ));
+                }
+                let mut n = node.clone();
+                n.span = Span::new(start, end);
+                finished = Some((n, 0));
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                nodes += 1;
+                let is_str_tag = tag
+                    .as_ref()
+                    .is_some_and(|t| t.is_yaml_core_schema_tag("str"));
+                let v = if style == ScalarStyle::Plain && !is_str_tag {
+                    resolve_plain(&value)
+                } else {
+                    Value::Str(value.into_owned())
+                };
+                finished = Some((
+                    Node {
+                        span: Span::new(start, end),
+                        value: v,
+                    },
+                    anchor,
+                ));
+                if anchor != 0 {
+                    if let Some((n, _)) = &finished {
+                        anchors.insert(anchor, (n.clone(), 1));
+                    }
+                }
+            }
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
+                nodes += 1;
+                if stack.len() >= limits.max_depth {
+                    return Err(budget(
+                        format!("nesting deeper than {} levels", limits.max_depth),
+                        start,
+                    ));
+                }
+                let is_seq = matches!(event, Event::SequenceStart(..));
+                anchor_start_nodes.push(nodes);
+                stack.push(Frame {
+                    start,
+                    anchor,
+                    pending_key: None,
+                    seq: is_seq.then(Vec::new),
+                    map: (!is_seq).then(Vec::new),
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = stack.pop() else { continue };
+                let started = anchor_start_nodes.pop().unwrap_or(nodes);
+                let value = match (frame.seq, frame.map) {
+                    (Some(items), _) => Value::Seq(items),
+                    (_, Some(entries)) => Value::Map(entries),
+                    _ => Value::Null,
+                };
+                let node = Node {
+                    span: Span::new(frame.start, end.max(frame.start)),
+                    value,
+                };
+                if frame.anchor != 0 {
+                    anchors.insert(frame.anchor, (node.clone(), nodes - started + 1));
+                }
+                finished = Some((node, 0));
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+        if nodes > limits.max_nodes {
+            return Err(budget(
+                format!("more than {} nodes in one file", limits.max_nodes),
+                start,
+            ));
+        }
+        let Some((node, _)) = finished else { continue };
+        match stack.last_mut() {
+            // An empty document (`---` with nothing after it) is an implicit null: skip it.
+            None if matches!(node.value, Value::Null) => {}
+            None => docs.push(node),
+            Some(frame) => {
+                if let Some(items) = &mut frame.seq {
+                    items.push(node);
+                } else if let Some(entries) = &mut frame.map {
+                    match frame.pending_key.take() {
+                        None => frame.pending_key = Some(node),
+                        Some(k) => entries.push((k, node)),
+                    }
+                }
             }
         }
-        None => (0, 0),
-    };
-    let start = start.min(text.len());
-    let end = end.clamp(start, text.len());
-    let lower = first_line.to_ascii_lowercase();
-    let budget = lower.contains("budget") || lower.contains("limit") || lower.contains("depth");
-    let code = if budget {
-        Code::ResourceBudget
-    } else {
-        Code::YamlSyntax
-    };
-    let message = strip_location_suffix(&first_line);
-    let mut d = Diagnostic::new(code, message).primary(file, Span::new(start, end), "here");
-    if budget {
-        d = d.help(
-            "meshc limits nesting depth, aliases and document size so that no input can exhaust memory or time",
-        );
     }
-    d
+    Ok(docs)
 }
 
-/// serde-saphyr appends "at line L column C" to messages; the diagnostic carries that itself.
-fn strip_location_suffix(msg: &str) -> String {
-    let lower = msg.to_ascii_lowercase();
-    let cut = lower.rfind(" at line ").unwrap_or(msg.len());
-    let m = msg[..cut].trim().trim_end_matches(['.', ',', ':']);
+fn lower_first(msg: &str) -> String {
+    let m = msg.trim().trim_end_matches(['.', ',', ':']);
     let mut s = m.to_string();
     if let Some(first) = s.get(..1) {
-        let lower_first = first.to_lowercase();
-        s.replace_range(..1, &lower_first);
+        let lower = first.to_lowercase();
+        s.replace_range(..1, &lower);
     }
     s
 }

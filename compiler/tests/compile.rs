@@ -461,7 +461,11 @@ fn configmap_holds_every_artifact() {
 }
 
 fn meshc_cmd(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_meshc")).args(args).env("NO_COLOR", "1").output().expect("run meshc")
+    std::process::Command::new(env!("CARGO_BIN_EXE_meshc"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run meshc")
 }
 
 #[test]
@@ -472,8 +476,14 @@ fn unreadable_inputs_exit_2_with_a_diagnostic() {
     assert_eq!(v["diagnostics"][0]["code"], "MC0004");
     // A dangling symlink named like an input cannot be read.
     let tmp = tempfile::tempdir().expect("tmp");
-    std::os::unix::fs::symlink("/nonexistent/target.yaml", tmp.path().join("broken.yaml")).expect("symlink");
-    let out = meshc_cmd(&["check", tmp.path().to_str().expect("utf8"), "--format", "concise"]);
+    std::os::unix::fs::symlink("/nonexistent/target.yaml", tmp.path().join("broken.yaml"))
+        .expect("symlink");
+    let out = meshc_cmd(&[
+        "check",
+        tmp.path().to_str().expect("utf8"),
+        "--format",
+        "concise",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("broken.yaml:1:1: error[MC0004]"), "{text}");
@@ -486,12 +496,32 @@ fn a_ten_megabyte_file_is_refused_by_the_size_budget() {
     let text = line.repeat(10 * 1024 * 1024 / line.len() + 1);
     std::fs::write(tmp.path().join("big.yaml"), &text).expect("write");
     let checked = meshc::check_dir(tmp.path(), &LoadOptions::default());
-    assert!(checked.diagnostics.iter().any(|d| d.code == meshc::Code::ResourceBudget), "{:?}", checked.diagnostics);
-    assert!(!checked.diagnostics.iter().any(|d| d.code == meshc::Code::NoInput));
+    assert!(
+        checked
+            .diagnostics
+            .iter()
+            .any(|d| d.code == meshc::Code::ResourceBudget),
+        "{:?}",
+        checked.diagnostics
+    );
+    assert!(
+        !checked
+            .diagnostics
+            .iter()
+            .any(|d| d.code == meshc::Code::NoInput)
+    );
     // Raised limit: the same file parses (it holds only comments).
-    let opts = LoadOptions { max_file_bytes: 64 * 1024 * 1024, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        max_file_bytes: 64 * 1024 * 1024,
+        ..LoadOptions::default()
+    };
     let checked = meshc::check_dir(tmp.path(), &opts);
-    assert!(!checked.diagnostics.iter().any(|d| d.code == meshc::Code::ResourceBudget));
+    assert!(
+        !checked
+            .diagnostics
+            .iter()
+            .any(|d| d.code == meshc::Code::ResourceBudget)
+    );
 }
 
 #[test]
@@ -503,17 +533,32 @@ fn output_formats_follow_the_contract() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(v["version"], 1);
     let first = &v["diagnostics"][0];
-    for key in ["code", "severity", "message", "file", "line", "column", "end_line", "end_column", "help"] {
+    for key in [
+        "code",
+        "severity",
+        "message",
+        "file",
+        "line",
+        "column",
+        "end_line",
+        "end_column",
+        "help",
+    ] {
         assert!(first.get(key).is_some(), "missing `{key}` in {first}");
     }
     assert_eq!(v["summary"]["errors"], 1);
-    let gh = String::from_utf8(meshc_cmd(&["check", d, "--format", "github"]).stdout).expect("utf8");
+    let gh =
+        String::from_utf8(meshc_cmd(&["check", d, "--format", "github"]).stdout).expect("utf8");
     assert!(gh.starts_with("::error file="), "{gh}");
     assert!(gh.contains(",title=MC0101::"), "{gh}");
-    let sarif: serde_json::Value = serde_json::from_slice(&meshc_cmd(&["check", d, "--format", "sarif"]).stdout).expect("sarif");
+    let sarif: serde_json::Value =
+        serde_json::from_slice(&meshc_cmd(&["check", d, "--format", "sarif"]).stdout)
+            .expect("sarif");
     assert_eq!(sarif["version"], "2.1.0");
     assert_eq!(sarif["runs"][0]["results"][0]["ruleId"], "MC0101");
-    let rules = sarif["runs"][0]["tool"]["driver"]["rules"].as_array().expect("rules");
+    let rules = sarif["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .expect("rules");
     assert_eq!(rules.len(), meshc::Code::ALL.len());
     // The environment variable picks the format; `--fail-on warning` turns warnings into exit 1.
     let env = std::process::Command::new(env!("CARGO_BIN_EXE_meshc"))
@@ -525,31 +570,67 @@ fn output_formats_follow_the_contract() {
     let warn_dir = root().join("compiler/tests/fixtures/err/MC0504-shadowed-match");
     let w = warn_dir.to_str().expect("utf8");
     assert_eq!(meshc_cmd(&["check", w]).status.code(), Some(0));
-    assert_eq!(meshc_cmd(&["check", w, "--fail-on", "warning"]).status.code(), Some(1));
+    assert_eq!(
+        meshc_cmd(&["check", w, "--fail-on", "warning"])
+            .status
+            .code(),
+        Some(1)
+    );
     // Human output without a terminal has no escape codes.
     let human = meshc_cmd(&["check", d]);
-    assert!(!human.stdout.contains(&0x1b), "colour codes in non-terminal output");
+    assert!(
+        !human.stdout.contains(&0x1b),
+        "colour codes in non-terminal output"
+    );
 }
 
 #[test]
 fn cedar_schema_of_bookinfo_snapshot() {
-    let out = meshc_cmd(&["schema", "--cedar", root().join("examples/meshes/bookinfo").to_str().expect("utf8")]);
+    let out = meshc_cmd(&[
+        "schema",
+        "--cedar",
+        root()
+            .join("examples/meshes/bookinfo")
+            .to_str()
+            .expect("utf8"),
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../../snapshots/cedar");
     settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!("bookinfo.cedarschema", String::from_utf8_lossy(&out.stdout)));
+    settings.bind(|| {
+        insta::assert_snapshot!("bookinfo.cedarschema", String::from_utf8_lossy(&out.stdout))
+    });
 }
 
 #[test]
 fn audit_mode_lets_a_denied_request_through_and_says_so() {
     // online-boutique runs in audit mode: adservice has no policy allowing it to call anything.
-    let e = explain("examples/meshes/online-boutique", "cartservice", &[], "GET", "http://redis-cart.boutique:6379/");
+    let e = explain(
+        "examples/meshes/online-boutique",
+        "cartservice",
+        &[],
+        "GET",
+        "http://redis-cart.boutique:6379/",
+    );
     assert_eq!(e["authz"]["decision"], "allow", "{e}");
-    let checked = meshc::check_dir(&root().join("examples/meshes/online-boutique"), &LoadOptions::default());
-    let denied = meshc::explain::explain(&checked, "recommendationservice", &[], "GET", "http://productcatalogservice:3550/").expect("explain");
+    let checked = meshc::check_dir(
+        &root().join("examples/meshes/online-boutique"),
+        &LoadOptions::default(),
+    );
+    let denied = meshc::explain::explain(
+        &checked,
+        "recommendationservice",
+        &[],
+        "GET",
+        "http://productcatalogservice:3550/",
+    )
+    .expect("explain");
     assert_eq!(denied.json["authz"]["decision"], "deny", "{}", denied.json);
     assert_eq!(denied.json["authz"]["audited_deny"], true);
-    assert_eq!(denied.json["status"], 200, "audit mode must not turn the answer into 403");
+    assert_eq!(
+        denied.json["status"], 200,
+        "audit mode must not turn the answer into 403"
+    );
     assert!(denied.human.contains("would be denied"), "{}", denied.human);
 }

@@ -7,6 +7,10 @@
 //! expressions, sorted with [`rank::precedence_key`] as the compiler does. Requests are drawn at
 //! random from the table's own paths (some with an extra trailing segment, some with the header
 //! or method an entry asks for), so each lookup touches a different part of the index.
+//!
+//! `std_hashmap_probe` is a calibration measured in the same run: one std `HashMap` probe with
+//! the same request paths. On a shared machine absolute numbers move with the load; compare
+//! within one run. `BENCH_VERBOSE=1` prints the size of each path table.
 
 use divan::{Bencher, black_box};
 use mesh_artifact::rank::precedence_key;
@@ -109,6 +113,12 @@ impl Requests {
         self.text.push_str(authority);
         let end = self.text.len() as u32;
         self.reqs.push((p, a, method as u8, headers as u8, a, end));
+    }
+
+    /// Every request, borrowed, with its authority: what a benchmark cycles through, so that
+    /// fetching the next request costs one sequential read.
+    fn all(&self) -> Vec<(Req<'_>, &str)> {
+        (0..self.reqs.len()).map(|i| self.get(i)).collect()
     }
 
     /// The `i`-th request (cyclically; there are [`REQUESTS`], a power of two) and its
@@ -237,11 +247,43 @@ fn setup(routes: usize) -> (RouteIndex, Requests) {
 #[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 500, sample_size = 256)]
 fn lookup(bencher: Bencher<'_, '_>, routes: usize) {
     let (index, reqs) = setup(routes);
+    let all = reqs.all();
     let mut i = 0usize;
     bencher.bench_local(|| {
-        let (req, _) = reqs.get(i);
+        let (req, _) = &all[i & (REQUESTS - 1)];
         i = i.wrapping_add(1);
-        index.lookup(black_box(&req))
+        index.lookup(black_box(req))
+    });
+}
+
+/// Calibration: one probe of a std `HashMap<String, usize>` (SipHash) with each request's full
+/// path, keyed by every entry's path. A floor for any hash-based lookup on this machine, measured
+/// in the same run (its misses and hits mirror the main benchmark's requests).
+#[divan::bench(args = [1_000, 10_000, 100_000], sample_count = 500, sample_size = 256)]
+fn std_hashmap_probe(bencher: Bencher<'_, '_>, routes: usize) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let table = table(routes, 5, &mut rng);
+    let map: std::collections::HashMap<String, usize> = table
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| match &e.path {
+            PathMatch::Exact(p) | PathMatch::PathPrefix(p) | PathMatch::RegularExpression(p) => {
+                (p.clone(), i)
+            }
+        })
+        .collect();
+    let mut reqs = Requests::default();
+    for _ in 0..REQUESTS {
+        let e = &table.entries[rng.below(table.entries.len())];
+        request_for(e, &mut rng, "", &mut reqs);
+    }
+    let all = reqs.all();
+    let mut i = 0usize;
+    bencher.bench_local(|| {
+        let (req, _) = &all[i & (REQUESTS - 1)];
+        i = i.wrapping_add(1);
+        map.get(black_box(req.path)).copied()
     });
 }
 
@@ -259,11 +301,12 @@ fn lookup_miss(bencher: Bencher<'_, '_>, routes: usize) {
         );
         reqs.push(&path, 0, 0, "");
     }
+    let all = reqs.all();
     let mut i = 0usize;
     bencher.bench_local(|| {
-        let (req, _) = reqs.get(i);
+        let (req, _) = &all[i & (REQUESTS - 1)];
         i = i.wrapping_add(1);
-        index.lookup(black_box(&req))
+        index.lookup(black_box(req))
     });
 }
 
@@ -319,13 +362,12 @@ fn decide(bencher: Bencher<'_, '_>, routes: usize) {
             Decision::Matched { .. }
         ));
     }
+    let all = reqs.all();
     let mut i = 0usize;
     bencher.bench_local(|| {
-        let (req, authority) = reqs.get(i);
+        let (req, authority) = &all[i & (REQUESTS - 1)];
         i = i.wrapping_add(1);
-        router
-            .decide(black_box(authority), black_box(&req))
-            .status()
+        router.decide(black_box(authority), black_box(req)).status()
     });
 }
 

@@ -6,6 +6,7 @@
 //! - [`matcher`]: the indexed route matcher.
 //! - [`router`]: host and port resolution on top of the matcher: the one decision procedure
 //!   that `meshc explain` and `mesh-proxy` both call.
+//! - [`filters`]: redirect locations and URL rewrites.
 //!
 //! Architecture invariant: no I/O, no YAML, no async, no CLI here.
 

@@ -35,14 +35,19 @@
 //! # Index
 //!
 //! [`RouteIndex`] finds the first matching entry without scanning the table. Exact paths and
-//! normalised prefixes (trailing slashes removed) share one hash table keyed by the path text;
-//! a lookup probes the full path for `Exact` entries, then every segment boundary of the path,
-//! longest first, for `PathPrefix` entries (one probe per segment), then the short list of
-//! regex entries. Each probe yields the entries filed under that key in table order. When the
-//! table is sorted by path class and prefix length (as the compiler always writes it) the first
-//! hit is the answer and the lookup stops there; otherwise every bucket is searched and the
-//! smallest matching index wins, so a hand-edited table still gets "first entry wins". A lookup
-//! allocates nothing, except to percent-decode a query value that a regex must see.
+//! normalised prefixes (trailing slashes removed) share one compact hash table keyed by the path
+//! text, whose records (key bytes and candidate entries) sit inside 64-byte lines, so that a
+//! probe usually reads one cache line. A lookup probes the full path for `Exact` entries, then
+//! every segment boundary of the path, longest first, for `PathPrefix` entries (one probe per
+//! segment; a path without a trailing slash shares its first probe with the exact one), then the
+//! short list of regex entries (each checked first against the literal its pattern starts with,
+//! see [`literal_prefix`]). Candidates under one key are kept in table order, and an entry with
+//! no method, header or query condition is flagged so that it is taken without reading it.
+//!
+//! When the table is sorted by path class and prefix length (as the compiler always writes it),
+//! the first hit is the answer and the lookup stops there; otherwise every bucket is searched and
+//! the smallest matching index wins, so a hand-edited table still gets "first entry wins". A
+//! lookup allocates nothing, except to percent-decode a query value that a regex must see.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -141,6 +146,28 @@ pub fn full_match_regex(pattern: &str) -> Result<Regex, regex::Error> {
     regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(1 << 20)
         .build()
+}
+
+/// A literal that every string a pattern fully matches starts with (possibly empty): the
+/// pattern's leading plain characters, stopping at the first metacharacter, without the last one
+/// when a quantifier follows it. Empty for a pattern with an alternation anywhere, since `|`
+/// binds looser than concatenation.
+pub fn literal_prefix(pattern: &str) -> &str {
+    if pattern.contains('|') {
+        return "";
+    }
+    let end = pattern
+        .find(|c: char| "\\.+*?()[]{}^$".contains(c))
+        .unwrap_or(pattern.len());
+    let prefix = &pattern[..end];
+    match pattern[end..].chars().next() {
+        // The quantifier applies to the last literal character, which may then be absent.
+        Some('*' | '?' | '{') => {
+            let cut = prefix.char_indices().last().map_or(0, |(i, _)| i);
+            &prefix[..cut]
+        }
+        _ => prefix,
+    }
 }
 
 /// Whether a `PathPrefix` value matches a path, by whole segments. Trailing slashes in the
@@ -276,10 +303,10 @@ impl CompiledValue {
 
 /// Keep the first condition for each name, as the Gateway API asks ("subsequent entries with an
 /// equivalent name must be ignored"); `same` says when two names are equivalent.
-pub fn first_per_name<'a>(
-    conditions: &'a [ValueMatch],
+pub fn first_per_name(
+    conditions: &[ValueMatch],
     same: impl Fn(&str, &str) -> bool,
-) -> impl Iterator<Item = &'a ValueMatch> {
+) -> impl Iterator<Item = &ValueMatch> {
     conditions
         .iter()
         .enumerate()
@@ -299,7 +326,8 @@ pub fn effective_query(entry: &RouteEntry) -> impl Iterator<Item = &ValueMatch> 
 
 #[derive(Debug, Clone)]
 struct CompiledEntry {
-    regex_path: Option<Regex>,
+    /// A `RegularExpression` path, with a literal every match starts with.
+    regex_path: Option<(Regex, Box<str>)>,
     method: Option<Box<str>>,
     headers: Box<[(Box<str>, CompiledValue)]>,
     query: Box<[(Box<str>, CompiledValue)]>,
@@ -322,7 +350,10 @@ impl CompiledEntry {
             })
         };
         let regex_path = match &e.path {
-            PathMatch::RegularExpression(p) => Some(full_match_regex(p).map_err(|x| err(p, x))?),
+            PathMatch::RegularExpression(p) => Some((
+                full_match_regex(p).map_err(|x| err(p, x))?,
+                literal_prefix(p).into(),
+            )),
             _ => None,
         };
         Ok(CompiledEntry {
@@ -335,6 +366,15 @@ impl CompiledEntry {
                 .map(|q| Ok((q.name.as_str().into(), value(q)?)))
                 .collect::<Result<_, IndexError>>()?,
         })
+    }
+
+    /// Whether the entry's regex path matches; a path without the regex's literal prefix is
+    /// refused without running the regex.
+    #[inline]
+    fn regex_path_matches(&self, path: &str) -> bool {
+        self.regex_path
+            .as_ref()
+            .is_some_and(|(r, prefix)| path.starts_with(&**prefix) && r.is_match(path))
     }
 
     fn is_unconditional(&self) -> bool {
@@ -370,9 +410,7 @@ impl CompiledEntry {
         match path_match {
             PathMatch::Exact(p) => p == path,
             PathMatch::PathPrefix(p) => prefix_matches(p, path),
-            PathMatch::RegularExpression(_) => {
-                self.regex_path.as_ref().is_some_and(|r| r.is_match(path))
-            }
+            PathMatch::RegularExpression(_) => self.regex_path_matches(path),
         }
     }
 }
@@ -407,6 +445,10 @@ pub struct RouteIndex {
     paths: StrTable,
     /// Regex entries in table order.
     regex: Vec<u32>,
+    /// Longest `Exact` path and longest normalised prefix, in bytes: longer keys are not
+    /// probed, so a path of many segments costs no more hashing than the table can use.
+    max_exact: usize,
+    max_prefix: usize,
     /// Whether the table is sorted by path class and prefix length, so the first bucket with a
     /// hit holds the answer.
     ordered: bool,
@@ -438,6 +480,7 @@ impl RouteIndex {
         let mut buckets: BTreeMap<&str, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
         let mut regex = Vec::new();
         let mut ordered = true;
+        let (mut max_exact, mut max_prefix) = (0, 0);
         for (i, e) in table.entries.iter().enumerate() {
             if e.action as usize >= table.actions.len() {
                 return Err(IndexError::Action {
@@ -458,9 +501,14 @@ impl RouteIndex {
             };
             compiled.push(c);
             match &e.path {
-                PathMatch::Exact(p) => buckets.entry(p.as_str()).or_default().0.push(cand),
+                PathMatch::Exact(p) => {
+                    max_exact = max_exact.max(p.len());
+                    buckets.entry(p.as_str()).or_default().0.push(cand);
+                }
                 PathMatch::PathPrefix(p) => {
-                    buckets.entry(normalise_prefix(p)).or_default().1.push(cand);
+                    let key = normalise_prefix(p);
+                    max_prefix = max_prefix.max(key.len());
+                    buckets.entry(key).or_default().1.push(cand);
                 }
                 PathMatch::RegularExpression(_) => regex.push(idx),
             }
@@ -474,6 +522,8 @@ impl RouteIndex {
             compiled,
             paths,
             regex,
+            max_exact,
+            max_prefix,
             ordered,
         })
     }
@@ -507,7 +557,11 @@ impl RouteIndex {
     pub fn lookup<R: RequestParts + ?Sized>(&self, req: &R) -> Option<usize> {
         let path = req.path();
         let mut best = NONE;
-        let record = self.paths.get(path);
+        let record = if path.len() <= self.max_exact.max(self.max_prefix) {
+            self.paths.get(path)
+        } else {
+            None
+        };
         if let Some(r) = record
             && r.first().is_some_and(|c| c & EXACT != 0)
         {
@@ -518,12 +572,15 @@ impl RouteIndex {
             }
         }
         // Every normalised prefix that matches this path by whole segments, longest first: the
-        // path without trailing slashes, then the path cut before each of its slashes.
+        // path without trailing slashes, then the path cut before each of its slashes. Keys
+        // longer than the longest prefix in the table are skipped without hashing.
         let mut key = normalise_prefix(path);
         let mut record = if key.len() == path.len() {
             record
-        } else {
+        } else if key.len() <= self.max_prefix {
             self.paths.get(key)
+        } else {
+            None
         };
         loop {
             if let Some(r) = record
@@ -537,7 +594,11 @@ impl RouteIndex {
             }
             let Some(cut) = key.rfind('/') else { break };
             key = normalise_prefix(&key[..cut]);
-            record = self.paths.get(key);
+            record = if key.len() <= self.max_prefix {
+                self.paths.get(key)
+            } else {
+                None
+            };
         }
         for &i in &self.regex {
             if i >= best {
@@ -546,7 +607,7 @@ impl RouteIndex {
             let Some(e) = self.compiled.get(i as usize) else {
                 break;
             };
-            if e.regex_path.as_ref().is_some_and(|r| r.is_match(path)) && e.matches_rest(req) {
+            if e.regex_path_matches(path) && e.matches_rest(req) {
                 best = i;
                 break;
             }

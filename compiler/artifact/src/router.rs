@@ -113,36 +113,48 @@ pub fn split_authority(authority: &str) -> (String, Option<u16>) {
 #[derive(Debug)]
 pub struct Router {
     body: Body,
-    /// Lower-case host name to `[destination index]`.
+    /// Lower-case host name to `[destination index, its first port in indexes, port numbers..]`.
     hosts: StrTable,
-    /// `indexes[d][p]`: index of destination `d`, port `p`, when routes are attached.
-    indexes: Vec<Vec<Option<RouteIndex>>>,
+    /// One per port of every destination, in order, when routes are attached.
+    indexes: Vec<Option<RouteIndex>>,
+}
+
+/// The port rule: an explicit port must be one of the service's; without one, a single-port
+/// service uses its one port, otherwise port 80 when the service has it.
+fn choose_port(mut ports: impl ExactSizeIterator<Item = u16>, port: Option<u16>) -> Option<usize> {
+    match port {
+        Some(p) => ports.position(|x| x == p),
+        None if ports.len() == 1 => Some(0),
+        None => ports.position(|x| x == 80),
+    }
 }
 
 impl Router {
     pub fn new(body: Body) -> Result<Self, IndexError> {
+        let too_many = |count| IndexError::TooManyHosts { count };
         let mut hosts = Vec::new();
-        let mut indexes = Vec::with_capacity(body.destinations.len());
+        let mut indexes = Vec::new();
         for (d, dest) in body.destinations.iter().enumerate() {
-            let too_many = || IndexError::TooManyHosts {
-                count: body.destinations.len(),
-            };
-            let d = u32::try_from(d).map_err(|_| too_many())?;
+            // Each host record carries what port selection needs: the destination, where its
+            // ports start in `indexes`, and the port numbers.
+            let mut payload = vec![
+                u32::try_from(d).map_err(|_| too_many(body.destinations.len()))?,
+                u32::try_from(indexes.len()).map_err(|_| too_many(body.destinations.len()))?,
+            ];
+            payload.extend(dest.ports.iter().map(|p| u32::from(p.port)));
             for h in &dest.hosts {
-                hosts.push((h.to_ascii_lowercase(), vec![d]));
+                hosts.push((h.to_ascii_lowercase(), payload.clone()));
             }
-            let mut per_port = Vec::with_capacity(dest.ports.len());
             for p in &dest.ports {
-                per_port.push(match &p.routes {
+                indexes.push(match &p.routes {
                     Some(t) => Some(RouteIndex::build(t)?),
                     None => None,
                 });
             }
-            indexes.push(per_port);
         }
         // The table keeps the first destination listed for a host.
         let hosts = StrTable::build(hosts.iter().map(|(h, d)| (h.as_str(), d.clone())))
-            .map_err(|_| IndexError::TooManyHosts { count: hosts.len() })?;
+            .map_err(|_| too_many(hosts.len()))?;
         Ok(Router {
             body,
             hosts,
@@ -166,11 +178,7 @@ impl Router {
     /// its one port, otherwise port 80 when the service has it.
     pub fn port(&self, dest: usize, port: Option<u16>) -> Option<usize> {
         let ports = &self.body.destinations.get(dest)?.ports;
-        match port {
-            Some(p) => ports.iter().position(|x| x.port == p),
-            None if ports.len() == 1 => Some(0),
-            None => ports.iter().position(|x| x.port == 80),
-        }
+        choose_port(ports.iter().map(|p| p.port), port)
     }
 
     /// Decide what happens to a request sent to `authority` (`[userinfo@]host[:port]`).
@@ -187,10 +195,14 @@ impl Router {
         } else {
             Cow::Borrowed(host)
         };
-        let Some(d) = self.destination(&host) else {
+        let Some(record) = self.hosts.get(&host) else {
             return Decision::UnknownHost;
         };
-        let Some(dest) = self.body.destinations.get(d) else {
+        let mut words = record.iter();
+        let (Some(d), Some(base)) = (words.next(), words.next()) else {
+            return Decision::UnknownHost;
+        };
+        let Some(dest) = self.body.destinations.get(d as usize) else {
             return Decision::UnknownHost;
         };
         let port = match port {
@@ -198,17 +210,14 @@ impl Router {
             AuthorityPort::Port(p) => Some(p),
             AuthorityPort::Invalid => return Decision::UnknownPort { dest },
         };
-        let Some(p) = self.port(d, port) else {
+        // Port numbers were stored from u16 values.
+        let Some(p) = choose_port(words.map(|w| w as u16), port) else {
             return Decision::UnknownPort { dest };
         };
         let Some(dport) = dest.ports.get(p) else {
             return Decision::UnknownPort { dest };
         };
-        let index = self
-            .indexes
-            .get(d)
-            .and_then(|ports| ports.get(p))
-            .and_then(Option::as_ref);
+        let index = self.indexes.get(base as usize + p).and_then(Option::as_ref);
         let (Some(index), Some(table)) = (index, &dport.routes) else {
             return Decision::Direct { dest, port: dport };
         };

@@ -27,7 +27,7 @@ const RECORD_HEADER: usize = 3;
 /// Size of an indirect record: tag, [`INDIRECT`], payload length 0, arena offset.
 const INDIRECT_SIZE: usize = 7;
 /// Lines are filled to at most this fraction (in bytes) on average, so that runs stay short.
-const FILL_PERCENT: usize = 70;
+const FILL_PERCENT: usize = 60;
 
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
@@ -46,7 +46,7 @@ impl<'a> Words<'a> {
         self.iter().next_back()
     }
 
-    pub(crate) fn iter(self) -> impl DoubleEndedIterator<Item = u32> + 'a {
+    pub(crate) fn iter(self) -> impl DoubleEndedIterator<Item = u32> + ExactSizeIterator + 'a {
         self.0
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -176,7 +176,7 @@ impl StrTable {
     #[inline]
     fn home(&self, hash: u64) -> usize {
         // Multiply-shift range reduction of the low 32 bits (the tag uses the top 8).
-        ((hash & 0xffff_ffff) * self.lines.len() as u64 >> 32) as usize
+        (((hash & 0xffff_ffff) * self.lines.len() as u64) >> 32) as usize
     }
 
     /// The record at `pos` of a line: its size in the line, its key and its payload.
@@ -238,7 +238,7 @@ impl StrTable {
                 let key_start = payload_start + 4 * usize::from(line[pos + 2]);
                 if record_tag == tag
                     && key_len == key.len()
-                    && line.get(key_start..key_start + key_len)? == key.as_bytes()
+                    && same_bytes(line.get(key_start..key_start + key_len)?, key.as_bytes())
                 {
                     return Some(Words(line.get(payload_start..key_start)?));
                 }
@@ -264,6 +264,26 @@ impl StrTable {
     pub(crate) fn size_bytes(&self) -> usize {
         self.lines.len() * LINE + self.arena.len()
     }
+}
+
+/// Byte equality of two slices of the same length, inlined (keys in lines are short: a call to
+/// `memcmp` costs more than the comparison).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut a8 = a.chunks_exact(8);
+    let mut b8 = b.chunks_exact(8);
+    for (x, y) in a8.by_ref().zip(b8.by_ref()) {
+        if x != y {
+            return false;
+        }
+    }
+    a8.remainder()
+        .iter()
+        .zip(b8.remainder())
+        .all(|(x, y)| x == y)
 }
 
 #[inline]

@@ -38,7 +38,7 @@ pub struct Body {
     pub sidecar: SidecarInfo,
     /// Services this sidecar may call, sorted by `service`.
     pub destinations: Vec<Destination>,
-    /// Backend clusters referenced by route actions, keyed by [`ClusterKey`] text.
+    /// Backend clusters referenced by route actions, keyed by [`cluster_key`] text.
     pub clusters: BTreeMap<String, Cluster>,
     /// Authorization for this sidecar's inbound side.
     pub authz: AuthzBundle,

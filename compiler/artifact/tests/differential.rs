@@ -421,6 +421,55 @@ proptest! {
     }
 }
 
+// ---- regex literal prefixes ------------------------------------------------------------------
+
+const TRICKY_PATTERNS: &[&str] = &[
+    "/a/b", "/a/b?", "/ab*", "/ab+", "/ab{0,2}", "/ab{2}", "/a.b", "/a|/b", "a|b/x", "/a(b|x)",
+    "/a[b/]x", "/a\\/b", "/a\\d", "/(?i)ab", "(?i)/ab", "/a$", "/a/b*/x", "", "x?", "/é?",
+    "/a(?:b)?", "/a)",
+];
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Every string a regex path fully matches starts with the literal the index checks first.
+    #[test]
+    fn regex_literal_prefix_is_necessary(subject in "[ab/xAB]{0,6}") {
+        for pattern in TRICKY_PATTERNS {
+            let Ok(re) = Regex::new(&format!("^(?:{pattern})$")) else { continue };
+            let prefix = mesh_artifact::matcher::literal_prefix(pattern);
+            if re.is_match(&subject) {
+                prop_assert!(subject.starts_with(prefix), "{:?} matches {:?} but lacks {:?}", pattern, subject, prefix);
+            }
+        }
+    }
+}
+
+#[test]
+fn regex_literal_prefixes() {
+    let cases = [
+        ("/a/b", "/a/b"),
+        ("/a/b?", "/a/"),
+        ("/ab+", "/ab"),
+        ("/ab{0,2}", "/a"),
+        ("/a.b", "/a"),
+        ("/a|/b", ""),
+        ("/a(b|x)", ""),
+        ("/a[b/]x", "/a"),
+        ("(?i)/ab", ""),
+        ("/a$", "/a"),
+        ("/é?", "/"),
+        ("", ""),
+    ];
+    for (pattern, prefix) in cases {
+        assert_eq!(
+            mesh_artifact::matcher::literal_prefix(pattern),
+            prefix,
+            "{pattern}"
+        );
+    }
+}
+
 // ---- router level ---------------------------------------------------------------------------
 
 const HOSTS: &[&str] = &["svc", "svc.ns", "other", "Other.NS", "x.example"];
@@ -474,16 +523,19 @@ fn outcome(d: Decision<'_>) -> Outcome {
     }
 }
 
+/// A destination for the reference router: service, hosts, ports with their entries.
+type RefDest = (
+    String,
+    Vec<&'static str>,
+    Vec<(u16, Option<Vec<(RouteEntry, Option<String>)>>)>,
+);
+
 /// Reference router: hosts compare case-insensitively without a trailing dot, the first
 /// destination listing a host owns it; an explicit port must exist; without one, port 80 if
 /// the service has it, else its only port.
 fn reference_decide(
     r: &mut Reference,
-    dests: &[(
-        String,
-        Vec<&'static str>,
-        Vec<(u16, Option<Vec<(RouteEntry, Option<String>)>>)>,
-    )],
+    dests: &[RefDest],
     authority: &str,
     req: &SimpleRequest,
 ) -> Outcome {
@@ -584,6 +636,64 @@ proptest! {
             let got = outcome(router.decide(&authority, req));
             let want = reference_decide(&mut r, &dests, &authority, req);
             prop_assert_eq!(got, want, "authority {:?} request {:?}", authority, req);
+        }
+    }
+}
+
+fn any_value_match() -> impl Strategy<Value = ValueMatch> {
+    (
+        any::<String>(),
+        prop_oneof![Just(MatchKind::Exact), Just(MatchKind::RegularExpression)],
+        any::<String>(),
+    )
+        .prop_map(|(name, kind, value)| ValueMatch { name, kind, value })
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Arbitrary text anywhere (invalid regexes included): building refuses or succeeds, and
+    /// lookups answer, without panicking.
+    #[test]
+    fn arbitrary_input_never_panics(
+        entries in proptest::collection::vec(
+            (
+                prop_oneof![
+                    any::<String>().prop_map(PathMatch::Exact),
+                    any::<String>().prop_map(PathMatch::PathPrefix),
+                    "[a-z/.*()|\\\\\\[\\]+?]{0,8}".prop_map(PathMatch::RegularExpression),
+                ],
+                proptest::option::of(any::<String>()),
+                proptest::collection::vec(any_value_match(), 0..3),
+                proptest::collection::vec(any_value_match(), 0..3),
+            ),
+            0..8,
+        ),
+        requests in proptest::collection::vec(
+            (any::<String>(), any::<String>(), proptest::option::of(any::<String>()), any::<String>(), any::<String>()),
+            8,
+        ),
+    ) {
+        let entries: Vec<RouteEntry> = entries
+            .into_iter()
+            .map(|(path, method, headers, query)| RouteEntry {
+                route: "ns/r".into(),
+                rule: 0,
+                r#match: 0,
+                source: SourcePos { file: String::new(), line: 0, column: 0 },
+                path,
+                method,
+                headers,
+                query,
+                action: 0,
+            })
+            .collect();
+        let entries = sorted(&entries.into_iter().map(|e| (e, None)).collect::<Vec<_>>());
+        if let Ok(index) = RouteIndex::build(&table(entries)) {
+            for (method, path, query, name, value) in requests {
+                let req = SimpleRequest { method, path, query, headers: vec![(name, value)] };
+                let _ = index.lookup(&req);
+            }
         }
     }
 }

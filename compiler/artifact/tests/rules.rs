@@ -726,3 +726,21 @@ fn precedence_key_orders_the_spec_criteria() {
     assert!(k(entry("ns/r", 0, 5, prefix("/a")), OLD) < k(entry("ns/r", 1, 0, prefix("/a")), OLD));
     assert_eq!(k(entry("ns/r", 0, 0, prefix("/a/")), OLD), k(base(), OLD));
 }
+
+#[test]
+fn very_long_paths_still_match() {
+    let long = format!("/a{}", "/x".repeat(20_000));
+    let entries = vec![
+        (entry("ns/a", 0, 0, prefix("/a")), OLD),
+        (entry("ns/exact", 0, 0, exact("/b")), OLD),
+    ];
+    assert_eq!(
+        winner(entries.clone(), &get(&long)).as_deref(),
+        Some("ns/a#0.0")
+    );
+    assert_eq!(
+        winner(entries.clone(), &get(&format!("{long}///"))).as_deref(),
+        Some("ns/a#0.0")
+    );
+    assert_eq!(winner(entries, &get(&long[2..])), None);
+}

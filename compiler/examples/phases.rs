@@ -1,0 +1,59 @@
+//! Time each phase of `meshc check` on a generated mesh:
+//! `cargo run --release -p meshc --example phases -- 5000`.
+
+use std::time::Instant;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
+    let files = meshc::synth::generate(meshc::synth::SynthSpec::new(n));
+    let bytes: usize = files.iter().map(|(_, t)| t.len()).sum();
+    let opts = meshc::LoadOptions::default();
+    if std::env::var_os("RAW").is_some() {
+        let t = Instant::now();
+        let mut events = 0usize;
+        for (_, text) in &files {
+            let p = serde_saphyr::granit_parser::Parser::new_from_str(text);
+            for e in p {
+                if e.is_err() {
+                    break;
+                }
+                events += 1;
+            }
+        }
+        eprintln!(
+            "raw granit events {:?} ({events} events, {bytes} bytes)",
+            t.elapsed()
+        );
+        let t = Instant::now();
+        for (p, text) in &files {
+            if p.ends_with(".yaml") {
+                let _v: Vec<serde_json::Value> =
+                    serde_saphyr::from_multiple(text).unwrap_or_default();
+            }
+        }
+        eprintln!(
+            "serde-saphyr to serde_json::Value (no spans) {:?}",
+            t.elapsed()
+        );
+    }
+    let total = Instant::now();
+    let t = Instant::now();
+    let mut sources = meshc::source::SourceMap::default();
+    let (model, d) = meshc::load::build_model(&mut sources, files, &opts);
+    eprintln!(
+        "parse+decode {:?} ({} files, {bytes} bytes, {} diagnostics)",
+        t.elapsed(),
+        sources.files().count(),
+        d.len()
+    );
+    let t = Instant::now();
+    let v = meshc::validate::validate(&model);
+    eprintln!("validate     {:?} ({} diagnostics)", t.elapsed(), v.len());
+    let t = Instant::now();
+    let (_p, pd) = meshc::policy::check(&model, &sources);
+    eprintln!("policy       {:?} ({} diagnostics)", t.elapsed(), pd.len());
+    eprintln!("total        {:?}", total.elapsed());
+}

@@ -360,6 +360,9 @@ fn authorizers(side: &Side) -> BTreeMap<String, Option<Authorizer>> {
         .collect()
 }
 
+/// Before, after, policies before, policies after, conditional.
+type GroupKey = (String, String, Vec<String>, Vec<String>, bool);
+
 /// Compare two sides.
 pub fn diff(old: &Side, new: &Side) -> MeshDiff {
     let mut out = MeshDiff {
@@ -393,10 +396,7 @@ pub fn diff(old: &Side, new: &Side) -> MeshDiff {
                 continue;
             }
             // Group methods with the same before/after.
-            let mut groups: BTreeMap<
-                (String, String, Vec<String>, Vec<String>, bool),
-                Vec<String>,
-            > = BTreeMap::new();
+            let mut groups: BTreeMap<GroupKey, Vec<String>> = BTreeMap::new();
             for m in METHODS {
                 let b = evaluate(old, &old_authz, caller, dest, m);
                 let a = evaluate(new, &new_authz, caller, dest, m);
@@ -442,8 +442,8 @@ pub fn diff(old: &Side, new: &Side) -> MeshDiff {
         }
     }
     out.access.sort_by(|a, b| {
-        (&a.kind != &AccessKind::Widening, &a.service, &a.caller).cmp(&(
-            &b.kind != &AccessKind::Widening,
+        (a.kind != AccessKind::Widening, &a.service, &a.caller).cmp(&(
+            b.kind != AccessKind::Widening,
             &b.service,
             &b.caller,
         ))

@@ -65,8 +65,22 @@ pub fn check_loaded(loaded: Loaded) -> Checked {
         mut diagnostics,
         io_error,
     } = loaded;
-    diagnostics.extend(validate::validate(&model));
-    let (policies, policy_diags) = policy::check(&model, &sources);
+    // The semantic checks and Cedar validation are independent: run them side by side.
+    let (semantic, (policies, policy_diags)) = std::thread::scope(|s| {
+        let cedar = std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn_scoped(s, || policy::check(&model, &sources));
+        let semantic = validate::validate(&model);
+        let cedar = match cedar {
+            Ok(handle) => match handle.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(_) => policy::check(&model, &sources),
+        };
+        (semantic, cedar)
+    });
+    diagnostics.extend(semantic);
     diagnostics.extend(policy_diags);
     diagnostics.sort_by_key(Diagnostic::sort_key);
     diagnostics.dedup();

@@ -3,7 +3,7 @@
 //! The types here exist only to describe the schema; decoding is done by [`crate::decode`],
 //! whose field lists a test keeps equal to the properties below.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::upper_case_acronyms)]
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Source files and positions.
 
 /// Index of a file in a [`SourceMap`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileId(pub u32);
 
 /// Byte range within one file.
@@ -31,12 +31,6 @@ impl Span {
 pub struct Loc {
     pub file: FileId,
     pub span: Span,
-}
-
-impl Default for FileId {
-    fn default() -> Self {
-        FileId(0)
-    }
 }
 
 #[derive(Clone, Debug)]

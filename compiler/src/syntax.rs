@@ -199,6 +199,7 @@ struct Frame {
 /// serde-saphyr's re-export); building the tree from events directly is about three times
 /// faster than going through serde (see `BENCHMARKS.md`), and gives every node, collections
 /// included, a full byte span.
+#[allow(clippy::result_large_err)] // One error per file; its size does not matter.
 pub fn parse_documents(file: FileId, text: &str, limits: Limits) -> Result<Vec<Node>, Diagnostic> {
     use granit_parser::{Event, Parser, ScalarStyle};
     let budget = |message: String, at: usize| {

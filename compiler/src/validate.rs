@@ -279,7 +279,7 @@ impl Validator<'_> {
                         format!("route `{}` has a parent of group `{}` kind `{}`, which is not a Service: it attaches to nothing in the mesh", route.key(), if p.group.is_empty() { "\"\"" } else { &p.group }, p.kind),
                     )
                     .at(p.loc, "not a mesh parent");
-                    if model.service(&p.namespace, &p.name).is_some() && p.group != "" {
+                    if model.service(&p.namespace, &p.name).is_some() && !p.group.is_empty() {
                         d = d.help(format!("`{}` is a Service: add `group: \"\"` and `kind: Service` to the parentRef (the group defaults to `gateway.networking.k8s.io`)", p.name));
                     } else {
                         d = d.help(
@@ -354,11 +354,10 @@ impl Validator<'_> {
                 continue;
             };
             match &b.port {
-                Some(p) => {
-                    if !svc.ports.iter().any(|sp| sp.port == p.v) {
-                        self.unknown_port(&svc, p.v, p.loc);
-                    }
+                Some(p) if !svc.ports.iter().any(|sp| sp.port == p.v) => {
+                    self.unknown_port(&svc, p.v, p.loc);
                 }
+                Some(_) => {}
                 None if svc.ports.len() > 1 => {
                     let ports: Vec<String> = svc.ports.iter().map(|p| p.port.to_string()).collect();
                     self.report(
@@ -632,7 +631,7 @@ impl Validator<'_> {
 }
 
 fn fmt_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

@@ -351,9 +351,10 @@ pub fn build_model(
     model
         .routes
         .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    model
-        .sidecars
-        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    model.sidecars.sort_by(|a, b| {
+        (&a.namespace, &a.service.v, a.loc).cmp(&(&b.namespace, &b.service.v, b.loc))
+    });
+    model.index_routes();
     (model, diags)
 }
 

@@ -76,14 +76,27 @@ pub fn egress_of<'m>(model: &'m Model, svc: &Service) -> Vec<&'m Service> {
         .and_then(|s| s.egress.as_ref())
     {
         None => model.services.iter().collect(),
-        Some(list) => model
-            .services
-            .iter()
-            .filter(|d| {
-                list.iter()
-                    .any(|e| e.namespace == d.namespace && (e.name == "*" || e.name == d.name))
-            })
-            .collect(),
+        Some(list) => {
+            // `services` is sorted by namespace and name: look each entry up.
+            let mut out: Vec<&Service> = Vec::new();
+            for e in list {
+                if e.name == "*" {
+                    let start = model
+                        .services
+                        .partition_point(|s| s.namespace.as_str() < e.namespace.as_str());
+                    out.extend(
+                        model.services[start..]
+                            .iter()
+                            .take_while(|s| s.namespace == e.namespace),
+                    );
+                } else if let Some(s) = model.service(&e.namespace, &e.name) {
+                    out.push(s);
+                }
+            }
+            out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            out.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+            out
+        }
     }
 }
 
@@ -103,9 +116,9 @@ pub fn routes_for<'m>(
                 && p.port.as_ref().is_none_or(|x| x.v == port)
         })
     };
+    let key = dest.key();
     let consumer: Vec<&Route> = model
-        .routes
-        .iter()
+        .routes_of(&key)
         .filter(|r| r.namespace == caller_ns && r.namespace != dest.namespace)
         .filter(attached)
         .collect();
@@ -113,8 +126,7 @@ pub fn routes_for<'m>(
         return consumer;
     }
     model
-        .routes
-        .iter()
+        .routes_of(&key)
         .filter(|r| r.namespace == dest.namespace)
         .filter(attached)
         .collect()

@@ -274,6 +274,9 @@ pub struct Model {
     /// Sorted by `namespace/name`.
     pub routes: Vec<Route>,
     pub policy_files: Vec<PolicyFile>,
+    /// Routes by the `namespace/name` of each Service they name as a parent: indexes into
+    /// `routes`, ascending. Derived by [`Model::index_routes`].
+    pub routes_by_parent: std::collections::BTreeMap<String, Vec<usize>>,
     /// `sha256` of each input document's text (YAML documents and `.cedar` files), so that the
     /// source hash does not depend on how documents are split across files or ordered.
     pub document_hashes: Vec<String>,
@@ -291,6 +294,30 @@ impl Model {
         self.sidecars
             .iter()
             .find(|s| s.namespace == namespace && s.service.v == name)
+    }
+
+    /// Fill [`Model::routes_by_parent`] (after `routes` is sorted).
+    pub fn index_routes(&mut self) {
+        let mut by: std::collections::BTreeMap<String, Vec<usize>> =
+            std::collections::BTreeMap::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            for p in r.parents.iter().filter(|p| p.is_service()) {
+                let list = by.entry(format!("{}/{}", p.namespace, p.name)).or_default();
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+        }
+        self.routes_by_parent = by;
+    }
+
+    /// Routes that name `namespace/name` as a Service parent.
+    pub fn routes_of(&self, service_key: &str) -> impl Iterator<Item = &Route> {
+        self.routes_by_parent
+            .get(service_key)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.routes.get(i))
     }
 
     pub fn namespaces(&self) -> Vec<&str> {

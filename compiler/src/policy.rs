@@ -2,6 +2,7 @@
 //! `.cedar` file (wrapping `mesh-policy` diagnostics with file positions), slices bundles for
 //! artifacts, and evaluates `explain` requests through the proxy's own authorizer.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -23,6 +24,43 @@ pub struct Policies {
     pub set: mesh_policy::PolicySet,
     /// File names in the order given to `mesh_policy::validate`.
     pub file_names: Vec<String>,
+    /// Services whose sidecar may call every service (no egress list).
+    pub callers_of_all: BTreeSet<String>,
+    /// Per service, the services whose egress names it.
+    pub callers: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Policies {
+    /// Workloads that can reach `service` through their sidecars.
+    pub fn callers_of(&self, service: &str) -> BTreeSet<String> {
+        let mut set = self.callers_of_all.clone();
+        if let Some(c) = self.callers.get(service) {
+            set.extend(c.iter().cloned());
+        }
+        set
+    }
+}
+
+fn callers(model: &Model) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
+    let mut all = BTreeSet::new();
+    let mut by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for svc in &model.services {
+        let key = svc.key();
+        match model
+            .sidecar_for(&svc.namespace, &svc.name)
+            .and_then(|s| s.egress.as_ref())
+        {
+            None => {
+                all.insert(key);
+            }
+            Some(_) => {
+                for dest in crate::lower::egress_of(model, svc) {
+                    by.entry(dest.key()).or_default().insert(key.clone());
+                }
+            }
+        }
+    }
+    (all, by)
 }
 
 /// The policy crate's view of the mesh.
@@ -70,11 +108,14 @@ pub fn check(model: &Model, sources: &SourceMap) -> (Policies, Vec<Diagnostic>) 
             out
         })
         .collect();
+    let (callers_of_all, callers) = callers(model);
     (
         Policies {
             model: pm,
             set,
             file_names,
+            callers_of_all,
+            callers,
         },
         diags,
     )
@@ -83,7 +124,9 @@ pub fn check(model: &Model, sources: &SourceMap) -> (Policies, Vec<Diagnostic>) 
 /// The inbound authorization bundle of one sidecar.
 pub fn bundle_for(checked: &Checked, svc: &Service) -> AuthzBundle {
     let p = &checked.policies;
-    mesh_policy::slice::bundle_for(&p.model, &p.set, &svc.key(), &p.file_names)
+    let key = svc.key();
+    let callers = p.callers_of(&key);
+    mesh_policy::slice::bundle_for_callers(&p.model, &p.set, &key, &p.file_names, Some(&callers))
 }
 
 /// Evaluate an `explain` request with the destination sidecar's own bundle and authorizer.

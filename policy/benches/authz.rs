@@ -6,15 +6,18 @@
 //!
 //! - `sliced`: the bundle of one service (4 policies whatever `n`), as a sidecar loads it.
 //! - `unsliced`: every policy of the mesh in one authorizer (what slicing saves).
+//! - `*_cedar_reference`: the same requests through Cedar's own `Authorizer` (no index, the
+//!   condition rebuilt per policy and request).
 //! - `load_sliced`: `Authorizer::new` for one sidecar's bundle (parse once at load).
 //! - `validate_mesh`: `validate` over the whole mesh, as `meshc check` runs it.
+//! - `bundle_for_one`: slicing one sidecar's bundle, as `meshc build` does per artifact.
 //!
 //! Run: `cargo bench -p mesh-policy --bench authz`
 
 use divan::{Bencher, black_box};
 use mesh_artifact::{AuthzBundle, AuthzMode, PolicyText, SourcePos};
 use mesh_policy::{
-    AuthzRequest, Authorizer, PolicyModel, ServiceEntry, bundle_for, entities_json, schema_text,
+    Authorizer, AuthzRequest, PolicyModel, ServiceEntry, bundle_for, entities_json, schema_text,
     validate,
 };
 
@@ -72,7 +75,11 @@ fn bundle(policies: usize, sliced: bool) -> AuthzBundle {
                 .iter()
                 .map(|e| PolicyText {
                     id: e.id.clone(),
-                    source: SourcePos { file: "mesh.cedar".into(), line: e.line, column: e.column },
+                    source: SourcePos {
+                        file: "mesh.cedar".into(),
+                        line: e.line,
+                        column: e.column,
+                    },
                     text: e.text.clone(),
                 })
                 .collect(),
@@ -92,10 +99,17 @@ fn requests() -> Requests {
         let s = service(i);
         format!("spiffe://cluster.local/ns/{}/sa/{}", s.namespace, s.name)
     };
-    Requests { allow: (caller(0), &[("x-user", "alice")]), deny: (caller(2), &[("x-debug", "1")]) }
+    Requests {
+        allow: (caller(0), &[("x-user", "alice")]),
+        deny: (caller(2), &[("x-debug", "1")]),
+    }
 }
 
 fn run(bencher: Bencher<'_, '_>, authz: &Authorizer, allow: bool) {
+    run_with(bencher, authz, allow, false);
+}
+
+fn run_with(bencher: Bencher<'_, '_>, authz: &Authorizer, allow: bool, reference: bool) {
     let reqs = requests();
     let target = service(1).key();
     let (principal, headers) = if allow { &reqs.allow } else { &reqs.deny };
@@ -110,7 +124,11 @@ fn run(bencher: Bencher<'_, '_>, authz: &Authorizer, allow: bool) {
     };
     let expected = authz.authorize(&request, AuthzMode::Enforce);
     assert_eq!(expected.allowed, allow, "{expected:?}");
-    bencher.bench_local(|| authz.authorize(black_box(&request), AuthzMode::Enforce));
+    if reference {
+        bencher.bench_local(|| authz.authorize_reference(black_box(&request), AuthzMode::Enforce));
+    } else {
+        bencher.bench_local(|| authz.authorize(black_box(&request), AuthzMode::Enforce));
+    }
 }
 
 #[divan::bench(args = [1_000, 5_000, 10_000])]
@@ -131,6 +149,20 @@ fn unsliced_allow(bencher: Bencher<'_, '_>, policies: usize) {
     run(bencher, &authz, true);
 }
 
+/// Cedar's own `Authorizer` over the same sliced bundle (what the index and prepared
+/// conditions save).
+#[divan::bench(args = [5_000])]
+fn sliced_allow_cedar_reference(bencher: Bencher<'_, '_>, policies: usize) {
+    let authz = Authorizer::new(&bundle(policies, true)).expect("bundle loads");
+    run_with(bencher, &authz, true, true);
+}
+
+#[divan::bench(args = [1_000, 10_000], sample_count = 20)]
+fn unsliced_allow_cedar_reference(bencher: Bencher<'_, '_>, policies: usize) {
+    let authz = Authorizer::new(&bundle(policies, false)).expect("bundle loads");
+    run_with(bencher, &authz, true, true);
+}
+
 #[divan::bench(args = [5_000], sample_count = 10, sample_size = 1)]
 fn load_sliced(bencher: Bencher<'_, '_>, policies: usize) {
     let b = bundle(policies, true);
@@ -141,4 +173,17 @@ fn load_sliced(bencher: Bencher<'_, '_>, policies: usize) {
 fn validate_mesh(bencher: Bencher<'_, '_>, policies: usize) {
     let (model, sources) = mesh(policies);
     bencher.bench_local(|| validate(black_box(&model), black_box(&sources)).0.len());
+}
+
+#[divan::bench(args = [5_000], sample_count = 20)]
+fn bundle_for_one(bencher: Bencher<'_, '_>, policies: usize) {
+    let (model, sources) = mesh(policies);
+    let (set, _) = validate(&model, &sources);
+    let names: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
+    let target = service(1).key();
+    bencher.bench_local(|| {
+        bundle_for(black_box(&model), &set, &target, &names)
+            .policies
+            .len()
+    });
 }

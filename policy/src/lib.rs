@@ -16,11 +16,11 @@ pub mod model;
 pub mod slice;
 pub mod validate;
 
-pub use authorize::{AuthzDecision, AuthzRequest, Authorizer, Decision, PolicyError};
+pub use authorize::{Authorizer, AuthzDecision, AuthzRequest, Decision, PolicyError};
 pub use model::{
     PolicyModel, ServiceEntry, entities_json, schema_text, spiffe_id, workload_uid_from_spiffe,
 };
-pub use slice::bundle_for;
+pub use slice::{bundle_for, bundle_for_callers};
 pub use validate::{
     CODES, CodeInfo, Effect, PolicyDiagnostic, PolicyEntry, PolicySet, Severity, validate,
 };

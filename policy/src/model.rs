@@ -69,7 +69,10 @@ pub struct ServiceEntry {
 
 impl ServiceEntry {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ServiceEntry { namespace: namespace.into(), name: name.into() }
+        ServiceEntry {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// `namespace/name`: the id of both the service's `Service` and its `Workload` entity.
@@ -95,7 +98,10 @@ impl PolicyModel {
 
     /// Namespaces that hold at least one service, sorted.
     pub fn namespaces(&self) -> BTreeSet<&str> {
-        self.sorted_services().into_iter().map(|s| s.namespace.as_str()).collect()
+        self.sorted_services()
+            .into_iter()
+            .map(|s| s.namespace.as_str())
+            .collect()
     }
 
     /// The headers visible to policy: lower-cased, valid HTTP tokens only, sorted, unique.
@@ -105,7 +111,11 @@ impl PolicyModel {
 
     /// Whether the mesh has this `namespace/name` service.
     pub fn has_service(&self, key: &str) -> bool {
-        self.sorted_services().iter().any(|s| s.key() == key)
+        key.split_once('/').is_some_and(|(ns, name)| {
+            self.services
+                .iter()
+                .any(|s| s.namespace == ns && s.name == name)
+        })
     }
 }
 
@@ -164,7 +174,8 @@ pub fn workload_uid_from_spiffe(trust_domain: &str, spiffe: &str) -> Option<Stri
         return None;
     }
     let mut parts = path.split('/');
-    let (ns_key, namespace, sa_key, name) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (ns_key, namespace, sa_key, name) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() || ns_key != "ns" || sa_key != "sa" {
         return None;
     }
@@ -262,9 +273,17 @@ pub fn workload_entity(trust_domain: &str, service: &ServiceEntry) -> Value {
 /// sorted by type then id. Action entities are not included: they come from the schema.
 pub fn entities_json(model: &PolicyModel) -> Value {
     let services = model.sorted_services();
-    let mut out: Vec<Value> = model.namespaces().into_iter().map(namespace_entity).collect();
+    let mut out: Vec<Value> = model
+        .namespaces()
+        .into_iter()
+        .map(namespace_entity)
+        .collect();
     out.extend(services.iter().map(|s| service_entity(s)));
-    out.extend(services.iter().map(|s| workload_entity(&model.trust_domain, s)));
+    out.extend(
+        services
+            .iter()
+            .map(|s| workload_entity(&model.trust_domain, s)),
+    );
     Value::Array(out)
 }
 
@@ -275,18 +294,35 @@ mod tests {
     #[test]
     fn spiffe_round_trip() {
         let id = spiffe_id("cluster.local", "default", "reviews");
-        assert_eq!(workload_uid_from_spiffe("cluster.local", &id).as_deref(), Some("default/reviews"));
+        assert_eq!(
+            workload_uid_from_spiffe("cluster.local", &id).as_deref(),
+            Some("default/reviews")
+        );
         assert_eq!(workload_uid_from_spiffe("other.domain", &id), None);
-        assert_eq!(workload_uid_from_spiffe("cluster.local", "spiffe://cluster.local/ns/a/sa/"), None);
-        assert_eq!(workload_uid_from_spiffe("cluster.local", "spiffe://cluster.local/ns/a/sa/b/c"), None);
-        assert_eq!(workload_uid_from_spiffe("cluster.local", "spiffe://cluster.local/sa/a/ns/b"), None);
+        assert_eq!(
+            workload_uid_from_spiffe("cluster.local", "spiffe://cluster.local/ns/a/sa/"),
+            None
+        );
+        assert_eq!(
+            workload_uid_from_spiffe("cluster.local", "spiffe://cluster.local/ns/a/sa/b/c"),
+            None
+        );
+        assert_eq!(
+            workload_uid_from_spiffe("cluster.local", "spiffe://cluster.local/sa/a/ns/b"),
+            None
+        );
         assert_eq!(workload_uid_from_spiffe("cluster.local", ""), None);
         assert_eq!(workload_uid_from_spiffe("", "spiffe:///ns/a/sa/b"), None);
     }
 
     #[test]
     fn headers_are_normalized() {
-        let got = normalize_headers(&["X-User".into(), "x-user".into(), "bad header".into(), "a\"b".into()]);
+        let got = normalize_headers(&[
+            "X-User".into(),
+            "x-user".into(),
+            "bad header".into(),
+            "a\"b".into(),
+        ]);
         assert_eq!(got, vec!["x-user".to_string()]);
     }
 
@@ -301,7 +337,10 @@ mod tests {
         let parsed = cedar_policy::Schema::from_cedarschema_str(&text);
         assert!(parsed.is_ok(), "{text}\n{:?}", parsed.err());
         let empty = schema_text(&PolicyModel::default());
-        assert!(cedar_policy::Schema::from_cedarschema_str(&empty).is_ok(), "{empty}");
+        assert!(
+            cedar_policy::Schema::from_cedarschema_str(&empty).is_ok(),
+            "{empty}"
+        );
         // Entities conform to the schema.
         let (schema, _) = parsed.expect("schema parses");
         let ents = cedar_policy::Entities::from_json_value(entities_json(&model), Some(&schema));

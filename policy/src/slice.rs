@@ -14,9 +14,9 @@
 //! Conditions (`when`, `unless`) are not analysed: a policy that tests `resource` only in its
 //! conditions is kept, and Cedar decides at request time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use cedar_policy::{EntityUid, ResourceConstraint};
+use cedar_policy::{EntityUid, PolicyId, ResourceConstraint};
 use mesh_artifact::{AuthzBundle, PolicyText, SourcePos};
 use serde_json::Value;
 
@@ -24,7 +24,7 @@ use crate::model::{
     NAMESPACE_TYPE, PolicyModel, SERVICE_TYPE, ServiceEntry, namespace_entity, schema_text,
     service_entity, workload_entity,
 };
-use crate::validate::PolicySet;
+use crate::validate::{PolicyEntry, PolicySet};
 
 /// Whether a policy with this resource scope can apply to requests to `service`
 /// (`namespace/name`).
@@ -48,16 +48,134 @@ pub fn resource_scope_matches(constraint: &ResourceConstraint, service: &str) ->
     }
 }
 
+/// Where a policy's resource scope lets it apply.
+enum Scope {
+    /// Every service.
+    Any,
+    /// One service, `namespace/name`.
+    Service(String),
+    /// Every service of a namespace.
+    Namespace(String),
+    /// No service (`resource is Workload`, `resource == Namespace::"x"`).
+    Nothing,
+}
+
+fn scope_of(constraint: &ResourceConstraint) -> Scope {
+    let target = |uid: &EntityUid| match uid.type_name().to_string().as_str() {
+        SERVICE_TYPE => Scope::Service(uid.id().unescaped().to_string()),
+        NAMESPACE_TYPE => Scope::Namespace(uid.id().unescaped().to_string()),
+        _ => Scope::Nothing,
+    };
+    match constraint {
+        ResourceConstraint::Any => Scope::Any,
+        ResourceConstraint::Is(ty) if ty.to_string() == SERVICE_TYPE => Scope::Any,
+        ResourceConstraint::Is(_) => Scope::Nothing,
+        ResourceConstraint::Eq(uid) => match target(uid) {
+            Scope::Service(s) => Scope::Service(s),
+            _ => Scope::Nothing,
+        },
+        ResourceConstraint::In(uid) => target(uid),
+        ResourceConstraint::IsIn(ty, uid) if ty.to_string() == SERVICE_TYPE => target(uid),
+        ResourceConstraint::IsIn(..) => Scope::Nothing,
+    }
+}
+
+/// Policies by the services their resource scope can match, built once per [`PolicySet`] so
+/// that slicing one sidecar's bundle does not scan every policy.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SliceIndex {
+    any: Vec<usize>,
+    by_service: HashMap<String, Vec<usize>>,
+    by_namespace: HashMap<String, Vec<usize>>,
+    /// Per entry: the services its entity literals name.
+    service_literals: Vec<Vec<String>>,
+}
+
+impl SliceIndex {
+    pub(crate) fn build(entries: &[PolicyEntry], cedar: &cedar_policy::PolicySet) -> Self {
+        let mut index = SliceIndex::default();
+        for (i, entry) in entries.iter().enumerate() {
+            let policy = cedar.policy(&PolicyId::new(&entry.id));
+            let scope = policy.map_or(Scope::Nothing, |p| scope_of(&p.resource_constraint()));
+            match scope {
+                Scope::Any => index.any.push(i),
+                Scope::Service(s) => index.by_service.entry(s).or_default().push(i),
+                Scope::Namespace(n) => index.by_namespace.entry(n).or_default().push(i),
+                Scope::Nothing => {}
+            }
+            let literals = policy.map_or_else(Vec::new, |p| {
+                p.entity_literals()
+                    .into_iter()
+                    .filter(|u| u.type_name().to_string() == SERVICE_TYPE)
+                    .map(|u| u.id().unescaped().to_string())
+                    .collect()
+            });
+            index.service_literals.push(literals);
+        }
+        index
+    }
+
+    /// Indexes of the entries that can apply to `service`.
+    fn for_service(&self, service: &str) -> Vec<usize> {
+        let namespace = service.split_once('/').map_or("", |(ns, _)| ns);
+        let empty: &[usize] = &[];
+        let mut out: Vec<usize> = self
+            .any
+            .iter()
+            .chain(self.by_service.get(service).map_or(empty, Vec::as_slice))
+            .chain(
+                self.by_namespace
+                    .get(namespace)
+                    .map_or(empty, Vec::as_slice),
+            )
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// The mesh's entities as bundle JSON, built once per [`PolicySet`]: every bundle carries all
+/// namespaces and workloads.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MeshEntities {
+    model: PolicyModel,
+    namespaces: Vec<Value>,
+    /// `(namespace/name, entity)`, sorted by key.
+    workloads: Vec<(String, Value)>,
+    services: HashMap<String, Value>,
+}
+
+impl MeshEntities {
+    pub(crate) fn build(model: &PolicyModel) -> Self {
+        let services = model.sorted_services();
+        MeshEntities {
+            model: model.clone(),
+            namespaces: model
+                .namespaces()
+                .into_iter()
+                .map(namespace_entity)
+                .collect(),
+            workloads: services
+                .iter()
+                .map(|s| (s.key(), workload_entity(&model.trust_domain, s)))
+                .collect(),
+            services: services
+                .iter()
+                .map(|s| (s.key(), service_entity(s)))
+                .collect(),
+        }
+    }
+}
+
 /// The ids of the policies of `set` that can apply to `service`'s inbound side, sorted.
 pub fn policy_ids_for(set: &PolicySet, service: &str) -> Vec<String> {
     let mut ids: Vec<String> = set
-        .entries()
-        .iter()
-        .filter(|e| {
-            set.cedar_policy(&e.id)
-                .is_some_and(|p| resource_scope_matches(&p.resource_constraint(), service))
-        })
-        .map(|e| e.id.clone())
+        .slice_index()
+        .for_service(service)
+        .into_iter()
+        .filter_map(|i| set.entries().get(i).map(|e| e.id.clone()))
         .collect();
     ids.sort();
     ids
@@ -70,27 +188,47 @@ pub fn policy_ids_for(set: &PolicySet, service: &str) -> Vec<String> {
 /// [`crate::validate::validate`] and goes into each policy's [`SourcePos`].
 ///
 /// Entities: every namespace and every workload of the mesh (any of them may call), the
-/// service itself, and the services that the kept policies name in entity literals.
+/// service itself, and the services that the kept policies name in entity literals; sorted by
+/// type, then id.
 pub fn bundle_for(
     model: &PolicyModel,
     set: &PolicySet,
     service: &str,
     file_names: &[String],
 ) -> AuthzBundle {
-    let ids = policy_ids_for(set, service);
+    bundle_for_callers(model, set, service, file_names, None)
+}
+
+/// [`bundle_for`], carrying only the workloads in `callers` (`namespace/name`), when given: the
+/// compiler passes the services whose egress can reach `service`, so that a bundle does not
+/// grow with the size of the whole mesh. A caller outside the list is evaluated as an unknown
+/// workload (`Workload::""`), which only a policy with an unconstrained principal can allow.
+pub fn bundle_for_callers(
+    model: &PolicyModel,
+    set: &PolicySet,
+    service: &str,
+    file_names: &[String],
+    callers: Option<&BTreeSet<String>>,
+) -> AuthzBundle {
+    let index = set.slice_index();
+    let mut kept: Vec<usize> = index.for_service(service);
+    kept.sort_by(|a, b| {
+        let ia = set.entries().get(*a).map(|e| e.id.as_str());
+        let ib = set.entries().get(*b).map(|e| e.id.as_str());
+        ia.cmp(&ib)
+    });
+
     let mut referenced: BTreeSet<String> = BTreeSet::new();
     referenced.insert(service.to_string());
-    let mut policies = Vec::with_capacity(ids.len());
-    for id in &ids {
-        let Some(entry) = set.get(id) else { continue };
-        if let Some(policy) = set.cedar_policy(id) {
-            for uid in policy.entity_literals() {
-                if uid.type_name().to_string() == SERVICE_TYPE {
-                    referenced.insert(uid.id().unescaped().to_string());
-                }
-            }
+    for &i in &kept {
+        if let Some(lits) = index.service_literals.get(i) {
+            referenced.extend(lits.iter().cloned());
         }
-        policies.push(PolicyText {
+    }
+    let policies = kept
+        .iter()
+        .filter_map(|&i| set.entries().get(i))
+        .map(|entry| PolicyText {
             id: entry.id.clone(),
             source: SourcePos {
                 file: file_names.get(entry.file).cloned().unwrap_or_default(),
@@ -98,33 +236,48 @@ pub fn bundle_for(
                 column: entry.column,
             },
             text: entry.text.clone(),
-        });
-    }
+        })
+        .collect();
 
-    let services = model.sorted_services();
-    let mut entities: Vec<Value> = model.namespaces().into_iter().map(namespace_entity).collect();
-    let own_namespace = service.split_once('/').map(|(ns, _)| ns);
-    if let Some(ns) = own_namespace
+    let built;
+    let mesh = match set.mesh_entities() {
+        Some(m) if m.model == *model => m,
+        _ => {
+            built = MeshEntities::build(model);
+            &built
+        }
+    };
+    let mut namespaces = mesh.namespaces.clone();
+    let own = service.split_once('/');
+    if let Some((ns, _)) = own
         && !ns.is_empty()
         && !model.namespaces().contains(ns)
     {
-        entities.push(namespace_entity(ns));
+        namespaces.push(namespace_entity(ns));
     }
-    let mut service_entities: Vec<Value> = services
+    let mut services: Vec<Value> = referenced
         .iter()
-        .filter(|s| referenced.contains(&s.key()))
-        .map(|s| service_entity(s))
+        .filter_map(|k| mesh.services.get(k).cloned())
         .collect();
-    if !services.iter().any(|s| s.key() == service)
-        && let Some((ns, name)) = service.split_once('/')
+    if !mesh.services.contains_key(service)
+        && let Some((ns, name)) = own
         && !ns.is_empty()
         && !name.is_empty()
         && !name.contains('/')
     {
-        service_entities.push(service_entity(&ServiceEntry::new(ns, name)));
+        services.push(service_entity(&ServiceEntry::new(ns, name)));
     }
-    entities.extend(service_entities);
-    entities.extend(services.iter().map(|s| workload_entity(&model.trust_domain, s)));
+    let mut entities = namespaces;
+    entities.extend(services);
+    match callers {
+        None => entities.extend(mesh.workloads.iter().map(|(_, w)| w.clone())),
+        Some(keep) => entities.extend(
+            mesh.workloads
+                .iter()
+                .filter(|(key, _)| keep.contains(key))
+                .map(|(_, w)| w.clone()),
+        ),
+    }
     sort_entities(&mut entities);
 
     AuthzBundle {
@@ -135,13 +288,29 @@ pub fn bundle_for(
     }
 }
 
-/// Sort entity JSON objects by uid (type, then id).
+/// Sort entity JSON objects by uid (type, then id); already sorted input stays as it is.
 fn sort_entities(entities: &mut [Value]) {
-    let key = |v: &Value| {
-        let uid = v.get("uid");
-        let ty = uid.and_then(|u| u.get("type")).and_then(Value::as_str).unwrap_or("").to_string();
-        let id = uid.and_then(|u| u.get("id")).and_then(Value::as_str).unwrap_or("").to_string();
-        (ty, id)
-    };
-    entities.sort_by_cached_key(key);
+    if entities
+        .windows(2)
+        .all(|w| uid_key(&w[0]) <= uid_key(&w[1]))
+    {
+        return;
+    }
+    entities.sort_by_cached_key(|v| {
+        let (t, i) = uid_key(v);
+        (t.to_string(), i.to_string())
+    });
+}
+
+fn uid_key(v: &Value) -> (&str, &str) {
+    let uid = v.get("uid");
+    let ty = uid
+        .and_then(|u| u.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let id = uid
+        .and_then(|u| u.get("id"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    (ty, id)
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{PolicyId, Schema, ValidationMode, Validator};
 use cedar_policy_core::ast;
@@ -17,6 +18,7 @@ use crate::model::{
     NAMESPACE_TYPE, PolicyModel, READ_GROUP, SERVICE_TYPE, UNKNOWN_WORKLOAD_ID, WORKLOAD_TYPE,
     WRITE_GROUP, schema_text,
 };
+use crate::slice::{MeshEntities, SliceIndex};
 
 /// Severity of a policy diagnostic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +183,8 @@ pub struct PolicySet {
     /// In source order: by file index, then by position.
     entries: Vec<PolicyEntry>,
     by_id: HashMap<String, usize>,
+    slice: SliceIndex,
+    mesh: Option<Arc<MeshEntities>>,
 }
 
 impl PolicySet {
@@ -211,6 +215,14 @@ impl PolicySet {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    pub(crate) fn slice_index(&self) -> &SliceIndex {
+        &self.slice
+    }
+
+    pub(crate) fn mesh_entities(&self) -> Option<&MeshEntities> {
+        self.mesh.as_deref()
+    }
 }
 
 /// Parse and strictly validate `.cedar` sources against the mesh's schema.
@@ -230,7 +242,9 @@ pub fn validate(
                 diags.push(PolicyDiagnostic {
                     code: codes::OTHER,
                     severity: Severity::Error,
-                    message: format!("internal error: the generated Cedar schema is invalid: {err}"),
+                    message: format!(
+                        "internal error: the generated Cedar schema is invalid: {err}"
+                    ),
                     file: 0,
                     span: (0, 0),
                     label: None,
@@ -250,6 +264,7 @@ pub fn validate(
     let mut by_id: HashMap<String, usize> = HashMap::new();
 
     for (file, (name, text)) in sources.iter().enumerate() {
+        let lines = LineIndex::new(text);
         let parsed = match cedar_policy::PolicySet::from_str(text) {
             Ok(parsed) => parsed,
             Err(errs) => {
@@ -279,7 +294,7 @@ pub fn validate(
         in_file.sort_by_key(|p| loc_span(p.as_ref().loc()).map_or(0, |s| s.0));
         for policy in in_file {
             let span = loc_span(policy.as_ref().loc()).unwrap_or((0, 0));
-            let (line, column) = line_col(text, span.0);
+            let (line, column) = lines.line_col(text, span.0);
             let auto_id = format!("{name}:{line}:{column}");
             let id_annotation = policy
                 .as_ref()
@@ -287,10 +302,11 @@ pub fn validate(
                 .find(|(k, _)| AsRef::<str>::as_ref(*k) == "id")
                 .map(|(_, a)| (a.val.to_string(), loc_span(a.loc.as_ref()).unwrap_or(span)));
             let id = match id_annotation {
-                Some((value, ann_span)) => match id_problem(&value) {
-                    None => value,
-                    Some(problem) => {
-                        diags.push(PolicyDiagnostic {
+                Some((value, ann_span)) => {
+                    match id_problem(&value) {
+                        None => value,
+                        Some(problem) => {
+                            diags.push(PolicyDiagnostic {
                             code: codes::INVALID_ID,
                             severity: Severity::Error,
                             message: format!("invalid policy id `{}`: {problem}", value.escape_debug()),
@@ -303,9 +319,10 @@ pub fn validate(
                                     .into(),
                             ),
                         });
-                        auto_id
+                            auto_id
+                        }
                     }
-                },
+                }
                 None => auto_id,
             };
             if let Some(&first) = by_id.get(&id) {
@@ -373,7 +390,9 @@ pub fn validate(
         let validator = Validator::new(schema);
         let result = validator.validate(&cedar, ValidationMode::Strict);
         for err in result.validation_errors() {
-            let Some(entry) = by_id.get(AsRef::<str>::as_ref(err.policy_id())).and_then(|&i| entries.get(i))
+            let Some(entry) = by_id
+                .get(AsRef::<str>::as_ref(err.policy_id()))
+                .and_then(|&i| entries.get(i))
             else {
                 continue;
             };
@@ -394,7 +413,11 @@ pub fn validate(
                 } else {
                     format!(
                         "headers visible to policy: {}",
-                        headers.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
+                        headers
+                            .iter()
+                            .map(|h| format!("`{h}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 };
                 d.help = Some(match d.help.take() {
@@ -414,7 +437,12 @@ pub fn validate(
         with_errors.extend(own_errors);
         let no_action: BTreeSet<String> = result
             .validation_warnings()
-            .filter(|w| matches!(w, cedar_policy::ValidationWarning::InvalidActionApplication(_)))
+            .filter(|w| {
+                matches!(
+                    w,
+                    cedar_policy::ValidationWarning::InvalidActionApplication(_)
+                )
+            })
             .map(|w| AsRef::<str>::as_ref(w.policy_id()).to_string())
             .collect();
         for warning in result.validation_warnings() {
@@ -422,21 +450,32 @@ pub fn validate(
             if with_errors.contains(pid) {
                 continue;
             }
-            if matches!(warning, cedar_policy::ValidationWarning::ImpossiblePolicy(_))
-                && no_action.contains(pid)
+            if matches!(
+                warning,
+                cedar_policy::ValidationWarning::ImpossiblePolicy(_)
+            ) && no_action.contains(pid)
             {
                 continue;
             }
             let Some(entry) = by_id.get(pid).and_then(|&i| entries.get(i)) else {
                 continue;
             };
-            let mut d =
-                from_miette(codes::WARNING, Severity::Warning, entry.file, warning, Some(entry));
+            let mut d = from_miette(
+                codes::WARNING,
+                Severity::Warning,
+                entry.file,
+                warning,
+                Some(entry),
+            );
             d.message = tidy_message(&d.message, &entry.id);
             d.help = d.help.map(|h| tidy_message(&h, &entry.id));
-            if matches!(warning, cedar_policy::ValidationWarning::InvalidActionApplication(_))
-                && d.help.is_none()
-                && cedar.policy(warning.policy_id()).is_some_and(uses_group_with_eq)
+            if matches!(
+                warning,
+                cedar_policy::ValidationWarning::InvalidActionApplication(_)
+            ) && d.help.is_none()
+                && cedar
+                    .policy(warning.policy_id())
+                    .is_some_and(uses_group_with_eq)
             {
                 d.help = Some(
                     "`Action::\"read\"` and `Action::\"write\"` are groups of actions: match \
@@ -448,12 +487,28 @@ pub fn validate(
         }
     }
 
+    // Spans are byte ranges on character boundaries inside their file, whatever Cedar reported.
+    for d in &mut diags {
+        let text = sources.get(d.file).map_or("", |(_, t)| t.as_str());
+        d.span = clamp_span(text, d.span);
+    }
     // The validator reports an error once per action it checks a policy under: keep one.
     let mut seen = BTreeSet::new();
     diags.retain(|d| seen.insert((d.file, d.span, d.code, d.message.clone())));
-    diags.sort_by(|a, b| (a.file, a.span.0, a.code, a.span.1).cmp(&(b.file, b.span.0, b.code, b.span.1)));
+    diags.sort_by(|a, b| {
+        (a.file, a.span.0, a.code, a.span.1).cmp(&(b.file, b.span.0, b.code, b.span.1))
+    });
 
-    (PolicySet { cedar, entries, by_id }, diags)
+    let slice = SliceIndex::build(&entries, &cedar);
+    let mesh = Some(Arc::new(MeshEntities::build(model)));
+    let set = PolicySet {
+        cedar,
+        entries,
+        by_id,
+        slice,
+        mesh,
+    };
+    (set, diags)
 }
 
 /// `MC0608` for `context.headers has "x"` (or `context has headers.x`) where the mesh does not
@@ -470,11 +525,10 @@ fn check_header_tests(
     for expr in condition.subexpressions() {
         let tested: Option<&str> = match expr.expr_kind() {
             ast::ExprKind::HasAttr { expr: inner, attr } => match inner.expr_kind() {
-                ast::ExprKind::GetAttr { expr: base, attr: field }
-                    if field.as_str() == "headers" && is_context(base) =>
-                {
-                    Some(attr.as_str())
-                }
+                ast::ExprKind::GetAttr {
+                    expr: base,
+                    attr: field,
+                } if field.as_str() == "headers" && is_context(base) => Some(attr.as_str()),
                 _ => None,
             },
             ast::ExprKind::ExtHasAttr { expr: base, attrs } if is_context(base) => {
@@ -492,13 +546,19 @@ fn check_header_tests(
         if headers.iter().any(|h| h == name) {
             continue;
         }
-        let Some(span) = loc_span(expr.source_loc()) else { continue };
+        let Some(span) = loc_span(expr.source_loc()) else {
+            continue;
+        };
         let visible = if headers.is_empty() {
             "the mesh makes no header visible to policy".to_string()
         } else {
             format!(
                 "headers visible to policy: {}",
-                headers.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
+                headers
+                    .iter()
+                    .map(|h| format!("`{h}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         let help = match closest(name, headers.iter().map(String::as_str)) {
@@ -549,7 +609,10 @@ fn id_problem(id: &str) -> Option<&'static str> {
 /// same error holds for every action.
 fn tidy_message(message: &str, id: &str) -> String {
     let mut m = message.to_string();
-    for prefix in [format!("for policy `{id}`, "), format!("for policy `{id}`: ")] {
+    for prefix in [
+        format!("for policy `{id}`, "),
+        format!("for policy `{id}`: "),
+    ] {
         if let Some(rest) = m.strip_prefix(prefix.as_str()) {
             m = rest.to_string();
             break;
@@ -575,7 +638,10 @@ fn from_miette(
     entry: Option<&PolicyEntry>,
 ) -> PolicyDiagnostic {
     let (span, label) = match d.labels().and_then(|mut labels| labels.next()) {
-        Some(l) => ((l.offset(), l.offset() + l.len()), l.label().map(str::to_string)),
+        Some(l) => (
+            (l.offset(), l.offset() + l.len()),
+            l.label().map(str::to_string),
+        ),
         None => (entry.map_or((0, 0), |e| e.span), None),
     };
     PolicyDiagnostic {
@@ -593,17 +659,50 @@ fn loc_span(loc: Option<&cedar_policy_core::parser::Loc>) -> Option<(usize, usiz
     loc.map(|l| (l.span.offset(), l.span.offset() + l.span.len()))
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
+/// `span` moved inside `text` and onto character boundaries, `start <= end`.
+fn clamp_span(text: &str, span: (usize, usize)) -> (usize, usize) {
+    let fix = |mut o: usize| {
+        o = o.min(text.len());
+        while !text.is_char_boundary(o) {
+            o -= 1;
+        }
+        o
+    };
+    let start = fix(span.0);
+    (start, fix(span.1).max(start))
+}
+
+/// Byte offsets of line starts, to turn offsets into lines and columns.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
     }
-    let before = text.get(..offset).unwrap_or_default();
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    (line, column)
+
+    /// 1-based line and column (in characters) of a byte offset.
+    fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = match self.starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let start = self.starts.get(line).copied().unwrap_or(0);
+        let column = text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
+        (line + 1, column)
+    }
+}
+
+#[cfg(test)]
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    LineIndex::new(text).line_col(text, offset)
 }
 
 /// The entities of the mesh, to check entity literals in policies.
@@ -663,7 +762,10 @@ impl Known {
             let help = match self.suggest(&ty, id) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => match ty.as_str() {
-                    NAMESPACE_TYPE => "a namespace exists when at least one service of the mesh is in it".to_string(),
+                    NAMESPACE_TYPE => {
+                        "a namespace exists when at least one service of the mesh is in it"
+                            .to_string()
+                    }
                     _ => format!("a {what} id is `namespace/name` of a service of the mesh"),
                 },
             };
@@ -686,8 +788,10 @@ impl Known {
         let set = self.set(ty)?;
         // `Service::"reviews"`: the name without its namespace.
         if ty != NAMESPACE_TYPE && !id.contains('/') {
-            let mut named: Vec<&String> =
-                set.iter().filter(|k| k.rsplit('/').next() == Some(id)).collect();
+            let mut named: Vec<&String> = set
+                .iter()
+                .filter(|k| k.rsplit('/').next() == Some(id))
+                .collect();
             named.sort_by_key(|k| (!k.starts_with("default/"), k.as_str()));
             if let Some(k) = named.first() {
                 return Some(lit(ty, k));
@@ -707,7 +811,10 @@ impl Known {
 }
 
 /// The candidate closest to `word` by edit distance, if close enough to be a likely typo.
-pub(crate) fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(2);
     candidates
         .filter(|c| !c.is_empty())
@@ -744,7 +851,10 @@ mod tests {
     #[test]
     fn closest_picks_smallest_distance() {
         let c = ["default/reviews", "default/ratings", "default/details"];
-        assert_eq!(closest("default/reviewz", c.iter().copied()), Some("default/reviews"));
+        assert_eq!(
+            closest("default/reviewz", c.iter().copied()),
+            Some("default/reviews")
+        );
         assert_eq!(closest("zzzzzzzzzzzzzzzz", c.iter().copied()), None);
     }
 

@@ -2,7 +2,9 @@ mod common;
 
 use common::{bookinfo, file_names, sources, spiffe};
 use mesh_artifact::{AuthzBundle, AuthzMode};
-use mesh_policy::{AuthzRequest, Authorizer, Decision, bundle_for, entities_json, schema_text, validate};
+use mesh_policy::{
+    Authorizer, AuthzRequest, Decision, bundle_for, entities_json, schema_text, validate,
+};
 
 /// An authorizer over the bundle sliced for `service`.
 fn sliced(service: &str) -> Authorizer {
@@ -25,7 +27,11 @@ fn unsliced() -> Authorizer {
         .iter()
         .map(|e| mesh_artifact::PolicyText {
             id: e.id.clone(),
-            source: mesh_artifact::SourcePos { file: String::new(), line: e.line, column: e.column },
+            source: mesh_artifact::SourcePos {
+                file: String::new(),
+                line: e.line,
+                column: e.column,
+            },
             text: e.text.clone(),
         })
         .collect();
@@ -48,7 +54,13 @@ struct Req<'a> {
 
 fn req<'a>(from: &str, to: &'a str, method: &'a str, path: &'a str) -> Req<'a> {
     let (ns, name) = from.split_once('/').expect("ns/name");
-    Req { from: spiffe(ns, name), to, method, path, headers: Vec::new() }
+    Req {
+        from: spiffe(ns, name),
+        to,
+        method,
+        path,
+        headers: Vec::new(),
+    }
 }
 
 fn decide(authz: &Authorizer, r: &Req<'_>, mode: AuthzMode) -> (Decision, Vec<String>, bool, bool) {
@@ -62,6 +74,8 @@ fn decide(authz: &Authorizer, r: &Req<'_>, mode: AuthzMode) -> (Decision, Vec<St
         headers: &r.headers,
     };
     let d = authz.authorize(&request, mode);
+    // The indexed evaluation agrees with Cedar's own authorizer over every policy.
+    assert_eq!(d, authz.authorize_reference(&request, mode));
     (d.decision, d.policies, d.allowed, d.audited_deny)
 }
 
@@ -91,33 +105,65 @@ fn productpage_may_read_reviews_and_details() {
         assert_eq!(got, (Decision::Deny, vec![]), "POST {to}");
     }
     // productpage may not call ratings directly.
-    let got = enforce(&req("default/productpage", "default/ratings", "GET", "/ratings/1"));
+    let got = enforce(&req(
+        "default/productpage",
+        "default/ratings",
+        "GET",
+        "/ratings/1",
+    ));
     assert_eq!(got, (Decision::Deny, vec![]));
 }
 
 #[test]
 fn reviews_may_get_ratings_paths_only() {
-    let got = enforce(&req("default/reviews", "default/ratings", "GET", "/ratings/7"));
+    let got = enforce(&req(
+        "default/reviews",
+        "default/ratings",
+        "GET",
+        "/ratings/7",
+    ));
     assert_eq!(got, (Decision::Allow, ids(&["reviews-reads-ratings"])));
     let got = enforce(&req("default/reviews", "default/ratings", "GET", "/admin"));
     assert_eq!(got, (Decision::Deny, vec![]));
     // `HEAD` comes from the policy without `@id`: its id is file, line and column.
-    let got = enforce(&req("default/reviews", "default/ratings", "HEAD", "/ratings/7"));
+    let got = enforce(&req(
+        "default/reviews",
+        "default/ratings",
+        "HEAD",
+        "/ratings/7",
+    ));
     assert_eq!(got, (Decision::Allow, ids(&["ratings.cedar:2:1"])));
 }
 
 #[test]
 fn forbid_wins_over_permit() {
     let got = enforce(&req("default/reviews", "default/productpage", "GET", "/"));
-    assert_eq!(got, (Decision::Allow, ids(&["reviews-anything-productpage"])));
+    assert_eq!(
+        got,
+        (Decision::Allow, ids(&["reviews-anything-productpage"]))
+    );
     for method in ["POST", "PUT", "PATCH", "DELETE"] {
         let got = enforce(&req("default/reviews", "default/productpage", method, "/"));
-        assert_eq!(got, (Decision::Deny, ids(&["no-writes-to-productpage"])), "{method}");
+        assert_eq!(
+            got,
+            (Decision::Deny, ids(&["no-writes-to-productpage"])),
+            "{method}"
+        );
     }
     // Both a permit and the forbid apply to the health check with a write method.
-    let got = enforce(&req("default/details", "default/productpage", "GET", "/health"));
+    let got = enforce(&req(
+        "default/details",
+        "default/productpage",
+        "GET",
+        "/health",
+    ));
     assert_eq!(got, (Decision::Allow, ids(&["namespace-health"])));
-    let got = enforce(&req("default/details", "default/productpage", "DELETE", "/health"));
+    let got = enforce(&req(
+        "default/details",
+        "default/productpage",
+        "DELETE",
+        "/health",
+    ));
     assert_eq!(got, (Decision::Deny, ids(&["no-writes-to-productpage"])));
 }
 
@@ -125,13 +171,19 @@ fn forbid_wins_over_permit() {
 fn headers_reach_policy_case_insensitively() {
     let mut r = req("default/details", "default/productpage", "GET", "/health");
     r.headers = vec![("X-Debug", "1")];
-    assert_eq!(enforce(&r), (Decision::Deny, ids(&["debug-only-from-productpage"])));
+    assert_eq!(
+        enforce(&r),
+        (Decision::Deny, ids(&["debug-only-from-productpage"]))
+    );
     r.headers = vec![("x-debug", "0")];
     assert_eq!(enforce(&r), (Decision::Allow, ids(&["namespace-health"])));
     // productpage itself may send the debug header.
     let mut r = req("default/productpage", "default/details", "GET", "/");
     r.headers = vec![("x-debug", "1"), ("x-other", "1")];
-    assert_eq!(enforce(&r), (Decision::Allow, ids(&["productpage-reads-details"])));
+    assert_eq!(
+        enforce(&r),
+        (Decision::Allow, ids(&["productpage-reads-details"]))
+    );
 }
 
 #[test]
@@ -152,6 +204,7 @@ fn unknown_callers_are_denied() {
             ..Default::default()
         };
         let d = authz.authorize(&request, AuthzMode::Enforce);
+        assert_eq!(d, authz.authorize_reference(&request, AuthzMode::Enforce));
         assert_eq!(d.decision, Decision::Deny, "{principal}");
         assert!(!d.allowed);
         // The unknown caller has attributes, so the `principal.name` forbid evaluates cleanly.
@@ -175,9 +228,22 @@ fn namespace_scopes() {
 #[test]
 fn unknown_methods_only_meet_unconstrained_actions() {
     // `PROPFIND` is in no group: `reviews-anything-productpage` (any action) still applies.
-    let got = enforce(&req("default/reviews", "default/productpage", "PROPFIND", "/"));
-    assert_eq!(got, (Decision::Allow, ids(&["reviews-anything-productpage"])));
-    let got = enforce(&req("default/productpage", "default/details", "PROPFIND", "/"));
+    let got = enforce(&req(
+        "default/reviews",
+        "default/productpage",
+        "PROPFIND",
+        "/",
+    ));
+    assert_eq!(
+        got,
+        (Decision::Allow, ids(&["reviews-anything-productpage"]))
+    );
+    let got = enforce(&req(
+        "default/productpage",
+        "default/details",
+        "PROPFIND",
+        "/",
+    ));
     assert_eq!(got, (Decision::Deny, vec![]));
 }
 
@@ -205,8 +271,13 @@ fn audit_mode_lets_denies_through() {
 #[test]
 fn sliced_and_unsliced_agree() {
     let all = unsliced();
-    let services =
-        ["default/productpage", "default/details", "default/reviews", "default/ratings", "shop/cart"];
+    let services = [
+        "default/productpage",
+        "default/details",
+        "default/reviews",
+        "default/ratings",
+        "shop/cart",
+    ];
     let callers = [
         "default/productpage",
         "default/details",
@@ -245,22 +316,107 @@ fn bad_bundles_are_refused() {
 
     let mut bad = good.clone();
     bad.schema = "entity {".into();
-    assert!(matches!(Authorizer::new(&bad), Err(mesh_policy::PolicyError::Schema(_))));
+    assert!(matches!(
+        Authorizer::new(&bad),
+        Err(mesh_policy::PolicyError::Schema(_))
+    ));
 
     let mut bad = good.clone();
     bad.policies[0].text = "permit(principal".into();
-    assert!(matches!(Authorizer::new(&bad), Err(mesh_policy::PolicyError::Policy { .. })));
+    assert!(matches!(
+        Authorizer::new(&bad),
+        Err(mesh_policy::PolicyError::Policy { .. })
+    ));
 
     let mut bad = good.clone();
     let dup = bad.policies[0].clone();
     bad.policies.push(dup);
-    assert!(matches!(Authorizer::new(&bad), Err(mesh_policy::PolicyError::DuplicateId(_))));
+    assert!(matches!(
+        Authorizer::new(&bad),
+        Err(mesh_policy::PolicyError::DuplicateId(_))
+    ));
 
-    let mut bad = good.clone();
-    bad.entities = serde_json::json!([{"uid": {"type": "Service", "id": "x"}, "attrs": {}, "parents": []}]);
-    assert!(matches!(Authorizer::new(&bad), Err(mesh_policy::PolicyError::Entities(_))));
+    for entities in [
+        serde_json::json!([{"uid": {"type": "Service", "id": "x"}, "attrs": {}, "parents": []}]),
+        serde_json::json!([{"uid": {"type": "User", "id": "x"}, "attrs": {}, "parents": []}]),
+        serde_json::json!([{"uid": {"type": "Workload", "id": "a/b"},
+            "attrs": {"namespace": "a", "name": "b", "spiffe": 1}, "parents": []}]),
+        serde_json::json!([{"uid": {"type": "Namespace", "id": "a"}, "attrs": {"x": "y"}, "parents": []}]),
+        serde_json::json!({"not": "an array"}),
+        serde_json::json!([{"attrs": {}, "parents": []}]),
+        serde_json::json!([{"uid": {"type": "Service", "id": "a/b"},
+            "attrs": {"namespace": "a", "name": "b"}, "parents": [{"type": "Service", "id": "a/c"}]}]),
+    ] {
+        let mut bad = good.clone();
+        bad.entities = entities.clone();
+        assert!(
+            matches!(
+                Authorizer::new(&bad),
+                Err(mesh_policy::PolicyError::Entities(_))
+            ),
+            "{entities}"
+        );
+    }
 
     let authz = Authorizer::new(&good).expect("loads");
     assert_eq!(authz.policy_count(), good.policies.len());
-    assert_eq!(authz.context_headers(), ["x-debug".to_string(), "x-user".to_string()]);
+    assert_eq!(
+        authz.context_headers(),
+        ["x-debug".to_string(), "x-user".to_string()]
+    );
+}
+
+#[test]
+fn evaluation_errors_skip_the_policy() {
+    // Bundles are not re-validated at load: a policy that reads an attribute of a service the
+    // bundle lacks errors at run time, and Cedar skips it.
+    let model = bookinfo();
+    let sources = sources();
+    let (set, _) = validate(&model, &sources);
+    let mut bundle = bundle_for(&model, &set, "default/details", &file_names(&sources));
+    bundle.policies.push(mesh_artifact::PolicyText {
+        id: "reads-resource".into(),
+        source: mesh_artifact::SourcePos {
+            file: "x.cedar".into(),
+            line: 1,
+            column: 1,
+        },
+        text: "forbid (principal, action, resource) when { resource.name == \"ghost\" };".into(),
+    });
+    bundle.policies.push(mesh_artifact::PolicyText {
+        id: "any-to-ghost".into(),
+        source: mesh_artifact::SourcePos {
+            file: "x.cedar".into(),
+            line: 2,
+            column: 1,
+        },
+        text: "permit (principal, action, resource == Service::\"default/ghost\");".into(),
+    });
+    let authz = Authorizer::new(&bundle).expect("loads");
+    let from = spiffe("default", "reviews");
+    let request = AuthzRequest {
+        principal: &from,
+        service: "default/ghost",
+        method: "GET",
+        path: "/",
+        ..Default::default()
+    };
+    let d = authz.authorize(&request, AuthzMode::Enforce);
+    assert_eq!(d, authz.authorize_reference(&request, AuthzMode::Enforce));
+    // The forbid errored and was skipped: the permit decides.
+    assert_eq!(d.decision, Decision::Allow);
+    assert_eq!(d.policies, ids(&["any-to-ghost"]));
+    assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
+    assert!(
+        d.errors[0].starts_with("while evaluating policy `reads-resource`"),
+        "{:?}",
+        d.errors
+    );
+}
+
+#[test]
+fn authorizer_is_shareable() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Authorizer>();
+    send_sync::<mesh_policy::PolicySet>();
 }

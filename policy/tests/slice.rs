@@ -30,7 +30,11 @@ fn keeps_only_policies_that_can_apply() {
     );
     assert_eq!(
         policy_ids("default/details"),
-        ["debug-only-from-productpage", "namespace-health", "productpage-reads-details"]
+        [
+            "debug-only-from-productpage",
+            "namespace-health",
+            "productpage-reads-details"
+        ]
     );
     assert_eq!(
         policy_ids("default/ratings"),
@@ -44,7 +48,11 @@ fn keeps_only_policies_that_can_apply() {
     // `resource in Service::"shop/cart"` and `resource is Service in Namespace::"shop"`.
     assert_eq!(
         policy_ids("shop/cart"),
-        ["cart-from-productpage", "debug-only-from-productpage", "shop-internal"]
+        [
+            "cart-from-productpage",
+            "debug-only-from-productpage",
+            "shop-internal"
+        ]
     );
 }
 
@@ -59,7 +67,11 @@ fn unconstrained_resource_is_kept_and_other_namespaces_dropped() {
     let (set, diags) = validate(&model, &sources);
     assert!(diags.is_empty(), "{diags:#?}");
     let ids = |svc: &str| -> Vec<String> {
-        bundle_for(&model, &set, svc, &file_names(&sources)).policies.into_iter().map(|p| p.id).collect()
+        bundle_for(&model, &set, svc, &file_names(&sources))
+            .policies
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
     };
     // Conditions are not analysed: `cond` stays everywhere.
     assert_eq!(ids("default/reviews"), ["any", "cond", "is-in-default"]);
@@ -74,11 +86,28 @@ fn bundle_contents() {
     let bundle = bundle_for(&model, &set, "default/ratings", &file_names(&sources));
     assert_eq!(bundle.schema, schema_text(&model));
     assert_eq!(bundle.context_headers, ["x-debug", "x-user"]);
-    let p = bundle.policies.iter().find(|p| p.id == "ratings.cedar:2:1").expect("policy");
-    assert_eq!((p.source.file.as_str(), p.source.line, p.source.column), ("ratings.cedar", 2, 1));
-    assert!(p.text.starts_with("permit (principal is Workload in Namespace::\"default\""));
-    let p = bundle.policies.iter().find(|p| p.id == "reviews-reads-ratings").expect("policy");
-    assert_eq!((p.source.file.as_str(), p.source.line), ("bookinfo.cedar", 16));
+    let p = bundle
+        .policies
+        .iter()
+        .find(|p| p.id == "ratings.cedar:2:1")
+        .expect("policy");
+    assert_eq!(
+        (p.source.file.as_str(), p.source.line, p.source.column),
+        ("ratings.cedar", 2, 1)
+    );
+    assert!(
+        p.text
+            .starts_with("permit (principal is Workload in Namespace::\"default\"")
+    );
+    let p = bundle
+        .policies
+        .iter()
+        .find(|p| p.id == "reviews-reads-ratings")
+        .expect("policy");
+    assert_eq!(
+        (p.source.file.as_str(), p.source.line),
+        ("bookinfo.cedar", 16)
+    );
 
     // Entities: namespaces, the service itself, every workload; sorted by type then id.
     let uids: Vec<(String, String)> = bundle
@@ -88,7 +117,10 @@ fn bundle_contents() {
         .iter()
         .map(|e| {
             let uid = &e["uid"];
-            (uid["type"].as_str().unwrap_or("").into(), uid["id"].as_str().unwrap_or("").into())
+            (
+                uid["type"].as_str().unwrap_or("").into(),
+                uid["id"].as_str().unwrap_or("").into(),
+            )
         })
         .collect();
     let want: Vec<(String, String)> = [
@@ -106,11 +138,18 @@ fn bundle_contents() {
     .collect();
     assert_eq!(uids, want);
     let reviews = bundle.entities.as_array().and_then(|a| {
-        a.iter().find(|e| e["uid"]["type"] == "Workload" && e["uid"]["id"] == "default/reviews")
+        a.iter()
+            .find(|e| e["uid"]["type"] == "Workload" && e["uid"]["id"] == "default/reviews")
     });
     let reviews = reviews.expect("reviews workload");
-    assert_eq!(reviews["attrs"]["spiffe"], "spiffe://cluster.local/ns/default/sa/reviews");
-    assert_eq!(reviews["parents"], serde_json::json!([{"type": "Namespace", "id": "default"}]));
+    assert_eq!(
+        reviews["attrs"]["spiffe"],
+        "spiffe://cluster.local/ns/default/sa/reviews"
+    );
+    assert_eq!(
+        reviews["parents"],
+        serde_json::json!([{"type": "Namespace", "id": "default"}])
+    );
 }
 
 #[test]
@@ -138,14 +177,22 @@ fn schema_and_entities_are_deterministic() {
     let model = bookinfo();
     let mut shuffled = model.clone();
     shuffled.services.reverse();
-    shuffled.services.push(ServiceEntry::new("default", "details")); // duplicate
+    shuffled
+        .services
+        .push(ServiceEntry::new("default", "details")); // duplicate
     shuffled.context_headers = vec!["x-user".into(), "x-debug".into(), "X-USER".into()];
     assert_eq!(schema_text(&model), schema_text(&shuffled));
     assert_eq!(entities_json(&model), entities_json(&shuffled));
     let text = schema_text(&model);
     assert!(text.contains("\"x-debug\"?: String"), "{text}");
-    assert!(text.contains("action \"GET\", \"HEAD\", \"OPTIONS\" in [\"read\"]"), "{text}");
-    assert!(text.contains("action \"POST\", \"PUT\", \"PATCH\", \"DELETE\" in [\"write\"]"), "{text}");
+    assert!(
+        text.contains("action \"GET\", \"HEAD\", \"OPTIONS\" in [\"read\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("action \"POST\", \"PUT\", \"PATCH\", \"DELETE\" in [\"write\"]"),
+        "{text}"
+    );
     let all = entities_json(&model);
     let types: Vec<&str> = all
         .as_array()
@@ -155,4 +202,66 @@ fn schema_and_entities_are_deterministic() {
         .collect::<Vec<_>>();
     assert!(types.windows(2).all(|w| w[0] <= w[1]));
     assert_eq!(types.iter().filter(|t| **t == "Workload").count(), 5);
+}
+
+#[test]
+fn index_agrees_with_scope_rule() {
+    let model = bookinfo();
+    let mut sources = sources();
+    sources.push((
+        "odd.cedar".to_string(),
+        "@id(\"is-workload\") permit (principal, action, resource is Workload);\n\
+         @id(\"eq-namespace\") permit (principal, action, resource == Namespace::\"default\");\n\
+         @id(\"is-service-in-service\") permit (principal, action, resource is Service in Service::\"default/details\");\n"
+            .to_string(),
+    ));
+    let (set, _) = validate(&model, &sources);
+    let mut targets: Vec<String> = model.services.iter().map(|s| s.key()).collect();
+    targets.push("elsewhere/ghost".to_string());
+    for svc in &targets {
+        let mut want: Vec<String> = set
+            .entries()
+            .iter()
+            .filter(|e| {
+                let p = set.cedar_policy(&e.id).expect("policy");
+                mesh_policy::slice::resource_scope_matches(&p.resource_constraint(), svc)
+            })
+            .map(|e| e.id.clone())
+            .collect();
+        want.sort();
+        assert_eq!(mesh_policy::slice::policy_ids_for(&set, svc), want, "{svc}");
+    }
+    let details = mesh_policy::slice::policy_ids_for(&set, "default/details");
+    assert!(details.contains(&"is-service-in-service".to_string()));
+    assert!(!details.contains(&"is-workload".to_string()));
+    assert!(!details.contains(&"eq-namespace".to_string()));
+}
+
+#[test]
+fn bundle_uses_the_model_it_is_given() {
+    let model = bookinfo();
+    let sources = sources();
+    let (set, _) = validate(&model, &sources);
+    let mut bigger = model.clone();
+    bigger.services.push(ServiceEntry::new("extra", "svc"));
+    let bundle = bundle_for(&bigger, &set, "extra/svc", &file_names(&sources));
+    let ids: Vec<String> = bundle
+        .entities
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| {
+            format!(
+                "{}::{}",
+                e["uid"]["type"].as_str().unwrap_or(""),
+                e["uid"]["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(ids.contains(&"Workload::extra/svc".to_string()), "{ids:?}");
+    assert!(ids.contains(&"Service::extra/svc".to_string()), "{ids:?}");
+    assert!(ids.contains(&"Namespace::extra".to_string()), "{ids:?}");
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
 }

@@ -11,7 +11,11 @@ fn check(src: &str) -> Vec<PolicyDiagnostic> {
 
 /// The byte span of the `nth` occurrence of `needle` in `src`.
 fn span_of(src: &str, needle: &str, nth: usize) -> (usize, usize) {
-    let start = src.match_indices(needle).nth(nth).map(|(i, _)| i).expect("needle in source");
+    let start = src
+        .match_indices(needle)
+        .nth(nth)
+        .map(|(i, _)| i)
+        .expect("needle in source");
     (start, start + needle.len())
 }
 
@@ -45,12 +49,25 @@ fn bookinfo_is_clean() {
     // Positions and text point at the policy in its file (annotations included).
     let e = set.get("reviews-reads-ratings").expect("policy");
     assert_eq!((e.file, e.line, e.column), (0, 16, 1));
-    assert!(e.text.starts_with("@id(\"reviews-reads-ratings\")\npermit ("), "{}", e.text);
-    assert!(e.text.ends_with("when { context.path like \"/ratings/*\" };"), "{}", e.text);
+    assert!(
+        e.text
+            .starts_with("@id(\"reviews-reads-ratings\")\npermit ("),
+        "{}",
+        e.text
+    );
+    assert!(
+        e.text
+            .ends_with("when { context.path like \"/ratings/*\" };"),
+        "{}",
+        e.text
+    );
     assert_eq!(&BOOKINFO[e.span.0..e.span.1], e.text);
     let e = set.get("ratings.cedar:2:1").expect("policy");
     assert_eq!((e.file, e.line, e.column), (1, 2, 1));
-    assert_eq!(set.get("no-writes-to-productpage").map(|e| e.effect), Some(mesh_policy::Effect::Forbid));
+    assert_eq!(
+        set.get("no-writes-to-productpage").map(|e| e.effect),
+        Some(mesh_policy::Effect::Forbid)
+    );
     assert_eq!(set.len(), 10);
     assert_eq!(set.cedar().policies().count(), 10);
 }
@@ -70,12 +87,17 @@ fn misspelt_entity_type() {
 
 #[test]
 fn misspelt_attribute() {
-    let src = "permit (principal, action, resource)\nwhen { principal.namepsace == \"default\" };\n";
+    let src =
+        "permit (principal, action, resource)\nwhen { principal.namepsace == \"default\" };\n";
     let diags = check(src);
     let d = only(&diags, codes::UNKNOWN_ATTRIBUTE);
     assert_eq!(d.span, span_of(src, "principal.namepsace", 0));
     assert_eq!(d.help.as_deref(), Some("did you mean `namespace`?"));
-    assert!(d.message.starts_with("attribute `namepsace`"), "{}", d.message);
+    assert!(
+        d.message.starts_with("attribute `namepsace`"),
+        "{}",
+        d.message
+    );
 }
 
 #[test]
@@ -84,20 +106,38 @@ fn misspelt_context_attribute_and_header() {
                permit (principal, action, resource)\nwhen { context.headers has \"x-usr\" };\n\
                permit (principal, action, resource)\nwhen { context.headers[\"x-user\"] == \"a\" };\n";
     let diags = check(src);
-    let unknown: Vec<&PolicyDiagnostic> =
-        diags.iter().filter(|d| d.code == codes::UNKNOWN_ATTRIBUTE).collect();
+    let unknown: Vec<&PolicyDiagnostic> = diags
+        .iter()
+        .filter(|d| d.code == codes::UNKNOWN_ATTRIBUTE)
+        .collect();
     assert_eq!(unknown.len(), 2, "{diags:#?}");
     assert_eq!(unknown[0].span, span_of(src, "context.pth", 0));
     assert_eq!(unknown[0].help.as_deref(), Some("did you mean `path`?"));
     // `has` on an undeclared header: Cedar alone only warns that the policy is impossible.
-    assert_eq!(unknown[1].span, span_of(src, "context.headers has \"x-usr\"", 0));
-    assert_eq!(unknown[1].message, "header `x-usr` is not visible to policy");
-    assert!(unknown[1].help.as_deref().is_some_and(|h| h.starts_with("did you mean `x-user`?")));
+    assert_eq!(
+        unknown[1].span,
+        span_of(src, "context.headers has \"x-usr\"", 0)
+    );
+    assert_eq!(
+        unknown[1].message,
+        "header `x-usr` is not visible to policy"
+    );
+    assert!(
+        unknown[1]
+            .help
+            .as_deref()
+            .is_some_and(|h| h.starts_with("did you mean `x-user`?"))
+    );
     assert!(diags.iter().all(|d| d.code != codes::WARNING), "{diags:#?}");
     // A declared header read without `has`.
     let d = only(&diags, codes::UNGUARDED_OPTIONAL);
     assert_eq!(d.span, span_of(src, "context.headers[\"x-user\"]", 0));
-    assert!(d.help.as_deref().is_some_and(|h| h.contains("context.headers has \"x-user\"")), "{d:?}");
+    assert!(
+        d.help
+            .as_deref()
+            .is_some_and(|h| h.contains("context.headers has \"x-user\"")),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -118,23 +158,50 @@ fn unknown_service_namespace_and_workload() {
                permit (principal, action, resource) when { resource == Service::\"details\" };\n\
                permit (principal, action, resource) when { resource == Service::\"default/nothing-like-this-at-all\" };\n";
     let diags = check(src);
-    let unknown: Vec<&PolicyDiagnostic> =
-        diags.iter().filter(|d| d.code == codes::UNKNOWN_ENTITY).collect();
+    let unknown: Vec<&PolicyDiagnostic> = diags
+        .iter()
+        .filter(|d| d.code == codes::UNKNOWN_ENTITY)
+        .collect();
     assert_eq!(unknown.len(), 5, "{diags:#?}");
     let expect = [
-        ("Workload::\"default/reviewz\"", "unknown workload `default/reviewz`", Some("did you mean `Workload::\"default/reviews\"`?")),
-        ("Service::\"default/ratngs\"", "unknown service `default/ratngs`", Some("did you mean `Service::\"default/ratings\"`?")),
-        ("Namespace::\"defualt\"", "unknown namespace `defualt`", Some("did you mean `Namespace::\"default\"`?")),
+        (
+            "Workload::\"default/reviewz\"",
+            "unknown workload `default/reviewz`",
+            Some("did you mean `Workload::\"default/reviews\"`?"),
+        ),
+        (
+            "Service::\"default/ratngs\"",
+            "unknown service `default/ratngs`",
+            Some("did you mean `Service::\"default/ratings\"`?"),
+        ),
+        (
+            "Namespace::\"defualt\"",
+            "unknown namespace `defualt`",
+            Some("did you mean `Namespace::\"default\"`?"),
+        ),
         // A name without its namespace.
-        ("Service::\"details\"", "unknown service `details`", Some("did you mean `Service::\"default/details\"`?")),
-        ("Service::\"default/nothing-like-this-at-all\"", "unknown service `default/nothing-like-this-at-all`", None),
+        (
+            "Service::\"details\"",
+            "unknown service `details`",
+            Some("did you mean `Service::\"default/details\"`?"),
+        ),
+        (
+            "Service::\"default/nothing-like-this-at-all\"",
+            "unknown service `default/nothing-like-this-at-all`",
+            None,
+        ),
     ];
     for (d, (needle, message, help)) in unknown.iter().zip(expect) {
         assert_eq!(d.span, span_of(src, needle, 0), "{needle}");
         assert_eq!(d.message, message);
         match help {
             Some(h) => assert_eq!(d.help.as_deref(), Some(h)),
-            None => assert!(d.help.as_deref().is_some_and(|h| !h.contains("did you mean")), "{d:?}"),
+            None => assert!(
+                d.help
+                    .as_deref()
+                    .is_some_and(|h| !h.contains("did you mean")),
+                "{d:?}"
+            ),
         }
         assert_eq!(d.severity, Severity::Error);
     }
@@ -143,8 +210,14 @@ fn unknown_service_namespace_and_workload() {
 #[test]
 fn right_id_wrong_type() {
     let src = "permit (principal, action, resource in Service::\"default\");\n";
-    let d = check(src).into_iter().find(|d| d.code == codes::UNKNOWN_ENTITY).expect("MC0603");
-    assert_eq!(d.help.as_deref(), Some("did you mean `Namespace::\"default\"`?"));
+    let d = check(src)
+        .into_iter()
+        .find(|d| d.code == codes::UNKNOWN_ENTITY)
+        .expect("MC0603");
+    assert_eq!(
+        d.help.as_deref(),
+        Some("did you mean `Namespace::\"default\"`?")
+    );
 }
 
 #[test]
@@ -162,7 +235,12 @@ fn action_group_with_eq_warns() {
     let diags = check(src);
     let d = only(&diags, codes::WARNING);
     assert_eq!(d.severity, Severity::Warning);
-    assert!(d.help.as_deref().is_some_and(|h| h.contains("action in Action::\"read\"")), "{d:?}");
+    assert!(
+        d.help
+            .as_deref()
+            .is_some_and(|h| h.contains("action in Action::\"read\"")),
+        "{d:?}"
+    );
     assert_eq!(diags.len(), 1, "{diags:#?}");
 }
 
@@ -173,7 +251,10 @@ fn type_error() {
     let d = only(&diags, codes::VALIDATION);
     assert_eq!(d.span, span_of(src, "resource.name == 1", 0));
     assert!(!d.message.contains("for policy"), "{}", d.message);
-    assert!(!d.help.as_deref().unwrap_or_default().contains("for policy"), "{d:?}");
+    assert!(
+        !d.help.as_deref().unwrap_or_default().contains("for policy"),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -182,10 +263,16 @@ fn syntax_errors_point_into_their_file() {
     let bad = "permit (principal, action, resource)\nforbid (principal, action, resource);\n";
     let (set, diags) = validate(
         &bookinfo(),
-        &[("good.cedar".to_string(), good), ("bad.cedar".to_string(), bad.to_string())],
+        &[
+            ("good.cedar".to_string(), good),
+            ("bad.cedar".to_string(), bad.to_string()),
+        ],
     );
     assert!(!diags.is_empty());
-    assert!(diags.iter().all(|d| d.code == codes::SYNTAX && d.file == 1), "{diags:#?}");
+    assert!(
+        diags.iter().all(|d| d.code == codes::SYNTAX && d.file == 1),
+        "{diags:#?}"
+    );
     // The missing `;` shows where the next policy starts: `forbid` is read as a condition keyword.
     let d = &diags[0];
     assert_eq!(d.span, span_of(bad, "(", 1));
@@ -198,7 +285,14 @@ fn syntax_errors_point_into_their_file() {
     let diags = check(bad);
     assert_eq!(diags[0].code, codes::SYNTAX);
     assert_eq!(diags[0].span, span_of(bad, "}", 0));
-    assert!(diags[0].label.as_deref().is_some_and(|l| l.starts_with("expected")), "{:?}", diags[0]);
+    assert!(
+        diags[0]
+            .label
+            .as_deref()
+            .is_some_and(|l| l.starts_with("expected")),
+        "{:?}",
+        diags[0]
+    );
 }
 
 #[test]
@@ -207,18 +301,27 @@ fn duplicate_and_invalid_ids() {
     let b = "// second\n@id(\"same\")\nforbid (principal, action, resource);\n@id(\"has space\")\npermit (principal, action, resource);\n";
     let (set, diags) = validate(
         &bookinfo(),
-        &[("a.cedar".to_string(), a.to_string()), ("b.cedar".to_string(), b.to_string())],
+        &[
+            ("a.cedar".to_string(), a.to_string()),
+            ("b.cedar".to_string(), b.to_string()),
+        ],
     );
     let d = only(&diags, codes::DUPLICATE_ID);
     assert_eq!(d.file, 1);
     assert_eq!(d.span.0, span_of(b, "@id(\"same\")", 0).0);
-    assert!(d.help.as_deref().is_some_and(|h| h.contains("a.cedar:1:1")), "{d:?}");
+    assert!(
+        d.help.as_deref().is_some_and(|h| h.contains("a.cedar:1:1")),
+        "{d:?}"
+    );
     let d = only(&diags, codes::INVALID_ID);
     assert_eq!(d.span, span_of(b, "@id(\"has space\")", 0));
     // The duplicate is dropped; the invalid id falls back to the position.
     let ids: Vec<&str> = set.entries().iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["same", "b.cedar:4:1"]);
-    assert_eq!(set.get("same").map(|e| e.effect), Some(mesh_policy::Effect::Permit));
+    assert_eq!(
+        set.get("same").map(|e| e.effect),
+        Some(mesh_policy::Effect::Permit)
+    );
 }
 
 #[test]
@@ -234,10 +337,21 @@ fn diagnostics_are_sorted_and_codes_documented() {
     let src = "permit (principal, action, resource) when { principal.nmae == \"\" };\n\
                permit (principal, action == Action::\"GETT\", resource);\n";
     let diags = check(src);
-    assert!(diags.windows(2).all(|w| w[0].span.0 <= w[1].span.0), "{diags:#?}");
+    assert!(
+        diags.windows(2).all(|w| w[0].span.0 <= w[1].span.0),
+        "{diags:#?}"
+    );
     let readme = include_str!("../README.md");
     for info in mesh_policy::CODES {
-        assert!(readme.contains(&format!("| `{}`", info.code)), "{} undocumented", info.code);
-        assert!(readme.contains(info.slug), "{} slug undocumented", info.slug);
+        assert!(
+            readme.contains(&format!("| `{}`", info.code)),
+            "{} undocumented",
+            info.code
+        );
+        assert!(
+            readme.contains(info.slug),
+            "{} slug undocumented",
+            info.slug
+        );
     }
 }

@@ -31,8 +31,9 @@ pub fn compile(checked: &Checked) -> Vec<OutputFile> {
     let source_hash = crate::lower::source_hash(&checked.model);
     let mut files = Vec::new();
     let mut entries = Vec::new();
+    let slicer = crate::policy::slicer(checked);
     for svc in &checked.model.services {
-        let body = crate::lower::lower_sidecar(checked, svc);
+        let body = crate::lower::lower_sidecar_with(checked, &slicer, svc);
         let (text, body_hash) = mesh_artifact::encode(&body, crate::VERSION, &source_hash);
         let name = artifact_file_name(&svc.namespace, &svc.name);
         entries.push(IndexEntry {

@@ -88,11 +88,17 @@ pub fn load_side(path: &Path, opts: &LoadOptions) -> Result<Side, String> {
 
 /// The compiled side of a checked mesh.
 pub fn side_of(checked: &crate::Checked) -> Side {
+    let slicer = crate::policy::slicer(checked);
     let bodies = checked
         .model
         .services
         .iter()
-        .map(|s| (s.key(), crate::lower::lower_sidecar(checked, s)))
+        .map(|s| {
+            (
+                s.key(),
+                crate::lower::lower_sidecar_with(checked, &slicer, s),
+            )
+        })
         .collect();
     Side { bodies }
 }

@@ -340,6 +340,15 @@ pub fn hosts_for(dest: &Service, caller_ns: &str, routes: &[&Route]) -> Vec<Stri
 
 /// The artifact body of one sidecar.
 pub fn lower_sidecar(checked: &Checked, svc: &Service) -> Body {
+    lower_sidecar_with(checked, &crate::policy::slicer(checked), svc)
+}
+
+/// The artifact body of one sidecar, slicing policies with a shared slicer (for many sidecars).
+pub fn lower_sidecar_with(
+    checked: &Checked,
+    slicer: &mesh_policy::Slicer<'_>,
+    svc: &Service,
+) -> Body {
     let model = &checked.model;
     let mut l = Lowerer {
         model,
@@ -384,7 +393,7 @@ pub fn lower_sidecar(checked: &Checked, svc: &Service) -> Body {
         sidecar,
         destinations,
         clusters: l.clusters,
-        authz: crate::policy::bundle_for(checked, svc),
+        authz: crate::policy::bundle_with(checked, slicer, svc),
     }
 }
 

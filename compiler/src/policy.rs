@@ -121,6 +121,22 @@ pub fn check(model: &Model, sources: &SourceMap) -> (Policies, Vec<Diagnostic>) 
     )
 }
 
+/// A slicer over the checked mesh's policies: make one to build many bundles.
+pub fn slicer(checked: &Checked) -> mesh_policy::Slicer<'_> {
+    mesh_policy::Slicer::new(&checked.policies.model, &checked.policies.set)
+}
+
+/// The inbound authorization bundle of one sidecar, from a [`slicer`].
+pub fn bundle_with(
+    checked: &Checked,
+    slicer: &mesh_policy::Slicer<'_>,
+    svc: &Service,
+) -> AuthzBundle {
+    let p = &checked.policies;
+    let key = svc.key();
+    slicer.bundle(&key, &p.file_names, Some(&p.callers_of(&key)))
+}
+
 /// The inbound authorization bundle of one sidecar.
 pub fn bundle_for(checked: &Checked, svc: &Service) -> AuthzBundle {
     let p = &checked.policies;

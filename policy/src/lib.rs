@@ -20,7 +20,7 @@ pub use authorize::{Authorizer, AuthzDecision, AuthzRequest, Decision, PolicyErr
 pub use model::{
     PolicyModel, ServiceEntry, entities_json, schema_text, spiffe_id, workload_uid_from_spiffe,
 };
-pub use slice::{bundle_for, bundle_for_callers};
+pub use slice::{Slicer, bundle_for, bundle_for_callers};
 pub use validate::{
     CODES, CodeInfo, Effect, PolicyDiagnostic, PolicyEntry, PolicySet, Severity, validate,
 };

@@ -144,6 +144,8 @@ pub(crate) struct MeshEntities {
     namespaces: Vec<Value>,
     /// `(namespace/name, entity)`, sorted by key.
     workloads: Vec<(String, Value)>,
+    /// Position of each workload in `workloads`.
+    workload_index: HashMap<String, usize>,
     services: HashMap<String, Value>,
 }
 
@@ -156,6 +158,11 @@ impl MeshEntities {
                 .namespaces()
                 .into_iter()
                 .map(namespace_entity)
+                .collect(),
+            workload_index: services
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.key(), i))
                 .collect(),
             workloads: services
                 .iter()
@@ -210,81 +217,112 @@ pub fn bundle_for_callers(
     file_names: &[String],
     callers: Option<&BTreeSet<String>>,
 ) -> AuthzBundle {
-    let index = set.slice_index();
-    let mut kept: Vec<usize> = index.for_service(service);
-    kept.sort_by(|a, b| {
-        let ia = set.entries().get(*a).map(|e| e.id.as_str());
-        let ib = set.entries().get(*b).map(|e| e.id.as_str());
-        ia.cmp(&ib)
-    });
+    Slicer::new(model, set).bundle(service, file_names, callers)
+}
 
-    let mut referenced: BTreeSet<String> = BTreeSet::new();
-    referenced.insert(service.to_string());
-    for &i in &kept {
-        if let Some(lits) = index.service_literals.get(i) {
-            referenced.extend(lits.iter().cloned());
+/// Slices many bundles from one mesh: everything that does not depend on the service (the
+/// mesh's entities, namespaces, schema text) is computed once, so slicing every sidecar of a
+/// mesh costs time in proportion to what each bundle holds, not to the mesh's size.
+pub struct Slicer<'a> {
+    set: &'a PolicySet,
+    mesh: std::borrow::Cow<'a, MeshEntities>,
+    namespaces: BTreeSet<String>,
+    schema: String,
+    headers: Vec<String>,
+}
+
+impl<'a> Slicer<'a> {
+    pub fn new(model: &'a PolicyModel, set: &'a PolicySet) -> Self {
+        let mesh = match set.mesh_entities() {
+            Some(m) if m.model == *model => std::borrow::Cow::Borrowed(m),
+            _ => std::borrow::Cow::Owned(MeshEntities::build(model)),
+        };
+        Slicer {
+            set,
+            mesh,
+            namespaces: model.namespaces().into_iter().map(str::to_string).collect(),
+            schema: schema_text(model),
+            headers: model.policy_headers(),
         }
     }
-    let policies = kept
-        .iter()
-        .filter_map(|&i| set.entries().get(i))
-        .map(|entry| PolicyText {
-            id: entry.id.clone(),
-            source: SourcePos {
-                file: file_names.get(entry.file).cloned().unwrap_or_default(),
-                line: entry.line,
-                column: entry.column,
-            },
-            text: entry.text.clone(),
-        })
-        .collect();
 
-    let built;
-    let mesh = match set.mesh_entities() {
-        Some(m) if m.model == *model => m,
-        _ => {
-            built = MeshEntities::build(model);
-            &built
+    /// See [`bundle_for_callers`].
+    pub fn bundle(
+        &self,
+        service: &str,
+        file_names: &[String],
+        callers: Option<&BTreeSet<String>>,
+    ) -> AuthzBundle {
+        let set = self.set;
+        let index = set.slice_index();
+        let mut kept: Vec<usize> = index.for_service(service);
+        kept.sort_by(|a, b| {
+            let ia = set.entries().get(*a).map(|e| e.id.as_str());
+            let ib = set.entries().get(*b).map(|e| e.id.as_str());
+            ia.cmp(&ib)
+        });
+        let mut referenced: BTreeSet<String> = BTreeSet::new();
+        referenced.insert(service.to_string());
+        for &i in &kept {
+            if let Some(lits) = index.service_literals.get(i) {
+                referenced.extend(lits.iter().cloned());
+            }
         }
-    };
-    let mut namespaces = mesh.namespaces.clone();
-    let own = service.split_once('/');
-    if let Some((ns, _)) = own
-        && !ns.is_empty()
-        && !model.namespaces().contains(ns)
-    {
-        namespaces.push(namespace_entity(ns));
-    }
-    let mut services: Vec<Value> = referenced
-        .iter()
-        .filter_map(|k| mesh.services.get(k).cloned())
-        .collect();
-    if !mesh.services.contains_key(service)
-        && let Some((ns, name)) = own
-        && !ns.is_empty()
-        && !name.is_empty()
-        && !name.contains('/')
-    {
-        services.push(service_entity(&ServiceEntry::new(ns, name)));
-    }
-    let mut entities = namespaces;
-    entities.extend(services);
-    match callers {
-        None => entities.extend(mesh.workloads.iter().map(|(_, w)| w.clone())),
-        Some(keep) => entities.extend(
-            mesh.workloads
-                .iter()
-                .filter(|(key, _)| keep.contains(key))
-                .map(|(_, w)| w.clone()),
-        ),
-    }
-    sort_entities(&mut entities);
-
-    AuthzBundle {
-        schema: schema_text(model),
-        policies,
-        entities: Value::Array(entities),
-        context_headers: model.policy_headers(),
+        let policies = kept
+            .iter()
+            .filter_map(|&i| set.entries().get(i))
+            .map(|entry| PolicyText {
+                id: entry.id.clone(),
+                source: SourcePos {
+                    file: file_names.get(entry.file).cloned().unwrap_or_default(),
+                    line: entry.line,
+                    column: entry.column,
+                },
+                text: entry.text.clone(),
+            })
+            .collect();
+        let mesh = &self.mesh;
+        let mut namespaces = mesh.namespaces.clone();
+        let own = service.split_once('/');
+        if let Some((ns, _)) = own
+            && !ns.is_empty()
+            && !self.namespaces.contains(ns)
+        {
+            namespaces.push(namespace_entity(ns));
+        }
+        let mut services: Vec<Value> = referenced
+            .iter()
+            .filter_map(|k| mesh.services.get(k).cloned())
+            .collect();
+        if !mesh.services.contains_key(service)
+            && let Some((ns, name)) = own
+            && !ns.is_empty()
+            && !name.is_empty()
+            && !name.contains('/')
+        {
+            services.push(service_entity(&ServiceEntry::new(ns, name)));
+        }
+        let mut entities = namespaces;
+        entities.extend(services);
+        match callers {
+            None => entities.extend(mesh.workloads.iter().map(|(_, w)| w.clone())),
+            Some(keep) => entities.extend(
+                keep.iter()
+                    .filter_map(|k| {
+                        mesh.workload_index
+                            .get(k)
+                            .and_then(|&i| mesh.workloads.get(i))
+                    })
+                    .map(|(_, w)| w.clone()),
+            ),
+        }
+        sort_entities(&mut entities);
+        AuthzBundle {
+            schema: self.schema.clone(),
+            policies,
+            entities: Value::Array(entities),
+            context_headers: self.headers.clone(),
+        }
     }
 }
 

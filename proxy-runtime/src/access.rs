@@ -50,7 +50,44 @@ pub fn write(entry: &AccessEntry<'_>) {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    let Ok(mut line) = serde_json::to_vec(&Line { ts_ms, entry }) else { return };
+    let Ok(mut line) = serde_json::to_vec(&Line { ts_ms, entry }) else {
+        return;
+    };
     line.push(b'\n');
     let _ = std::io::stdout().lock().write_all(&line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_one_flat_json_object() {
+        let entry = AccessEntry {
+            direction: "outbound",
+            method: "GET",
+            authority: "b",
+            path: "/x",
+            status: 200,
+            destination: "default/b",
+            route: "default/r",
+            cluster: "default/b:80",
+            endpoint: "10.0.0.1:15006",
+            peer: "",
+            authz: None,
+            attempts: 1,
+            duration_us: 420,
+            upstream_us: Some(300),
+        };
+        let v: serde_json::Value = serde_json::to_value(Line {
+            ts_ms: 7,
+            entry: &entry,
+        })
+        .unwrap();
+        assert_eq!(v["ts_ms"], 7);
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["route"], "default/r");
+        assert_eq!(v["duration_us"], 420);
+        assert!(v.get("authz").is_none(), "absent fields are omitted: {v}");
+    }
 }

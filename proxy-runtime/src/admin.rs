@@ -27,11 +27,17 @@ pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, _addr: SocketAddr) 
     .await;
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ProxyBody> {
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::Full(Some(body.into())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -44,15 +50,27 @@ pub fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
     match req.uri().path() {
         "/ready" => match shared.not_ready_reason() {
             None => reply(StatusCode::OK, TEXT, "ready\n"),
-            Some(reason) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("not ready: {reason}\n")),
+            Some(reason) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT,
+                format!("not ready: {reason}\n"),
+            ),
         },
         "/live" => reply(StatusCode::OK, TEXT, "live\n"),
-        "/metrics" => reply(StatusCode::OK, METRICS_CONTENT_TYPE, shared.metrics.encode()),
+        "/metrics" => reply(
+            StatusCode::OK,
+            METRICS_CONTENT_TYPE,
+            shared.metrics.encode(),
+        ),
         "/config" => {
             let body = serde_json::to_vec_pretty(&config_json(shared)).unwrap_or_default();
             reply(StatusCode::OK, "application/json", body)
         }
-        _ => reply(StatusCode::NOT_FOUND, TEXT, "not found; try /ready, /live, /metrics, /config\n"),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found; try /ready, /live, /metrics, /config\n",
+        ),
     }
 }
 

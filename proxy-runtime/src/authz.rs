@@ -4,7 +4,7 @@
 use hyper::header::HeaderName;
 use hyper::http::request::Parts;
 use mesh_artifact::{AuthzMode, Body};
-use mesh_policy::{AuthzDecision, AuthzRequest, Authorizer, PolicyError};
+use mesh_policy::{Authorizer, AuthzDecision, AuthzRequest, PolicyError};
 
 /// The authorizer of one artifact, with what the request path needs prepared.
 #[derive(Debug)]

@@ -32,7 +32,7 @@ pub enum LogFormat {
 /// (with `--access-log`) to stdout as JSON lines. Durations accept `ms`, `s` and `m` suffixes
 /// (`250ms`, `10s`, `2m`); a bare number is seconds.
 #[derive(Debug, Parser)]
-#[command(name = "mesh-proxy", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "mesh-proxy", version, max_term_width = 100)]
 pub struct Cli {
     /// Compiled artifact for this sidecar (written by `meshc build`); its folder is watched and a
     /// changed artifact is swapped in once it verifies
@@ -254,7 +254,10 @@ mod tests {
     #[test]
     fn cli_refuses_tiny_header_limit_and_missing_paths() {
         let base = ["mesh-proxy", "--artifact", "a", "--cert", "c", "--key", "k"];
-        assert!(Cli::try_parse_from(base).is_err(), "missing --trust-bundle must be refused");
+        assert!(
+            Cli::try_parse_from(base).is_err(),
+            "missing --trust-bundle must be refused"
+        );
         let mut args = base.to_vec();
         args.extend(["--trust-bundle", "t", "--max-header-bytes", "100"]);
         assert!(Cli::try_parse_from(args).is_err());
@@ -268,7 +271,11 @@ mod tests {
             if arg.get_id() == "help" || arg.get_id() == "version" {
                 continue;
             }
-            assert!(arg.get_help().is_some(), "flag `{}` has no help text", arg.get_id());
+            assert!(
+                arg.get_help().is_some(),
+                "flag `{}` has no help text",
+                arg.get_id()
+            );
         }
     }
 }

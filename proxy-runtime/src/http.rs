@@ -68,7 +68,10 @@ pub fn local_reply(status: StatusCode, reason: &'static str) -> Response<ProxyBo
     let mut r = Response::new(ProxyBody::text(reason));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h.insert(LOCAL_REPLY, HeaderValue::from_static("local-reply"));
     r
 }
@@ -142,7 +145,11 @@ pub fn request_authority(parts: &Parts) -> Option<&str> {
     if let Some(a) = parts.uri.authority() {
         return Some(a.as_str());
     }
-    parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty())
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
 }
 
 /// Index of `item` within `slice`, when `item` is a reference into it. Used to map the
@@ -177,10 +184,16 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_connection_named_ones_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::TE, HeaderValue::from_static("gzip"));
         h.insert("x-keep", HeaderValue::from_static("yes"));
         strip_hop_by_hop(&mut h);
@@ -195,9 +208,17 @@ mod tests {
 
     #[test]
     fn authority_prefers_absolute_form() {
-        let (p, _) = Request::get("http://b.ns:8080/x").header("host", "other").body(()).unwrap().into_parts();
+        let (p, _) = Request::get("http://b.ns:8080/x")
+            .header("host", "other")
+            .body(())
+            .unwrap()
+            .into_parts();
         assert_eq!(request_authority(&p), Some("b.ns:8080"));
-        let (p, _) = Request::get("/x").header("host", "b.ns").body(()).unwrap().into_parts();
+        let (p, _) = Request::get("/x")
+            .header("host", "b.ns")
+            .body(())
+            .unwrap()
+            .into_parts();
         assert_eq!(request_authority(&p), Some("b.ns"));
         let (p, _) = Request::get("/x").body(()).unwrap().into_parts();
         assert_eq!(request_authority(&p), None);
@@ -205,8 +226,11 @@ mod tests {
 
     #[test]
     fn req_view_reads_parts() {
-        let (p, _) =
-            Request::post("/a/b?x=1").header("X-Env", "canary").body(()).unwrap().into_parts();
+        let (p, _) = Request::post("/a/b?x=1")
+            .header("X-Env", "canary")
+            .body(())
+            .unwrap()
+            .into_parts();
         let v = ReqView::new(&p);
         assert_eq!(v.method(), "POST");
         assert_eq!(v.path(), "/a/b");

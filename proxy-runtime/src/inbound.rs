@@ -48,7 +48,11 @@ pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
         let mut first = [0u8; 1];
         match tokio::time::timeout(timeout, tcp.peek(&mut first)).await {
             Ok(Ok(1)) if first[0] != TLS_HANDSHAKE => {
-                let peer = Arc::new(Peer { identity: None, identity_header: None, addr });
+                let peer = Arc::new(Peer {
+                    identity: None,
+                    identity_header: None,
+                    addr,
+                });
                 serve(shared, tcp, peer).await;
                 return;
             }
@@ -71,8 +75,14 @@ pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
         }
     };
     let identity = crate::tls::peer_identity(tls.get_ref().1);
-    let identity_header = identity.as_deref().and_then(|i| HeaderValue::from_str(i).ok());
-    let peer = Arc::new(Peer { identity, identity_header, addr });
+    let identity_header = identity
+        .as_deref()
+        .and_then(|i| HeaderValue::from_str(i).ok());
+    let peer = Arc::new(Peer {
+        identity,
+        identity_header,
+        addr,
+    });
     serve(shared, tls, peer).await;
 }
 
@@ -82,11 +92,18 @@ where
 {
     let builder = shared.inbound_server.clone();
     let shutdown = shared.shutdown_signal();
-    serve_http(io, &builder, shutdown, move |req| handle(shared.clone(), peer.clone(), req)).await;
+    serve_http(io, &builder, shutdown, move |req| {
+        handle(shared.clone(), peer.clone(), req)
+    })
+    .await;
 }
 
 /// Authorize and forward one inbound request.
-pub async fn handle(shared: Arc<Shared>, peer: Arc<Peer>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    peer: Arc<Peer>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     let Some(snap) = shared.live.load_full() else {
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: not ready\n");
@@ -94,7 +111,11 @@ pub async fn handle(shared: Arc<Shared>, peer: Arc<Peer>, req: Request<Incoming>
     let (mut parts, body) = req.into_parts();
     let principal = peer.identity.as_deref().unwrap_or("");
     let route = match peer.identity {
-        Some(_) => parts.headers.get(&ROUTE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or(""),
+        Some(_) => parts
+            .headers
+            .get(&ROUTE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
         None => "",
     };
     let decision = snap.authz.check(principal, &parts, route);
@@ -130,7 +151,9 @@ pub async fn handle(shared: Arc<Shared>, peer: Arc<Peer>, req: Request<Incoming>
     let log = shared.config.access_log.then(|| {
         (
             parts.method.to_string(),
-            crate::http::request_authority(&parts).unwrap_or("").to_string(),
+            crate::http::request_authority(&parts)
+                .unwrap_or("")
+                .to_string(),
             parts.uri.path().to_string(),
         )
     });
@@ -140,8 +163,10 @@ pub async fn handle(shared: Arc<Shared>, peer: Arc<Peer>, req: Request<Incoming>
         local_reply(StatusCode::FORBIDDEN, "forbidden by mesh policy\n")
     } else {
         if !parts.headers.contains_key(header::HOST)
-            && let Some(v) =
-                parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            && let Some(v) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         {
             parts.headers.insert(header::HOST, v);
         }
@@ -158,16 +183,25 @@ pub async fn handle(shared: Arc<Shared>, peer: Arc<Peer>, req: Request<Incoming>
         let mut uri = hyper::http::uri::Parts::default();
         uri.scheme = Some(Scheme::HTTP);
         uri.authority = Some(snap.app.authority.clone());
-        uri.path_and_query =
-            Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        uri.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
         match Uri::from_parts(uri) {
             Ok(u) => parts.uri = u,
-            Err(_) => return local_reply(StatusCode::BAD_REQUEST, "mesh-proxy: bad request target\n"),
+            Err(_) => {
+                return local_reply(StatusCode::BAD_REQUEST, "mesh-proxy: bad request target\n");
+            }
         }
         parts.version = Version::HTTP_11;
         let client = shared.upstreams.app_client(snap.app.h2);
         let t0 = Instant::now();
-        let result = client.request(Request::from_parts(parts, ProxyBody::Incoming(body))).await;
+        let result = client
+            .request(Request::from_parts(parts, ProxyBody::Incoming(body)))
+            .await;
         upstream_time = Some(t0.elapsed());
         match result {
             Ok(resp) => {
@@ -178,7 +212,10 @@ pub async fn handle(shared: Arc<Shared>, peer: Arc<Peer>, req: Request<Incoming>
             Err(e) => {
                 tracing::warn!(app = %snap.app.authority, error = %e, "local application unreachable");
                 if e.is_connect() {
-                    local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: application unavailable\n")
+                    local_reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "mesh-proxy: application unavailable\n",
+                    )
                 } else {
                     local_reply(StatusCode::BAD_GATEWAY, "mesh-proxy: application error\n")
                 }

@@ -27,7 +27,11 @@ pub enum StartError {
     #[error("certificates: {0}")]
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr} ({listener}): {source}")]
-    Bind { listener: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A mutex that shrugs off poisoning (the data it guards stays consistent on every path).
@@ -39,7 +43,9 @@ impl<T> Lock<T> {
         Lock(Mutex::new(v))
     }
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -164,7 +170,11 @@ impl Shared {
         if self.is_draining() {
             return errors;
         }
-        for kind in [ListenerKind::Admin, ListenerKind::Inbound, ListenerKind::Outbound] {
+        for kind in [
+            ListenerKind::Admin,
+            ListenerKind::Inbound,
+            ListenerKind::Outbound,
+        ] {
             if let Some(bound) = self.slot(kind).get() {
                 if let Some(w) = self.wanted(kind)
                     && w.port() != bound.port()
@@ -179,7 +189,9 @@ impl Shared {
                 }
                 continue;
             }
-            let Some(addr) = self.wanted(kind) else { continue };
+            let Some(addr) = self.wanted(kind) else {
+                continue;
+            };
             match bind(addr) {
                 Ok(listener) => {
                     let local = listener.local_addr().unwrap_or(addr);
@@ -193,7 +205,11 @@ impl Shared {
                     }
                 }
                 Err(source) => {
-                    errors.push(StartError::Bind { listener: kind.name(), addr, source });
+                    errors.push(StartError::Bind {
+                        listener: kind.name(),
+                        addr,
+                        source,
+                    });
                 }
             }
         }
@@ -203,9 +219,21 @@ impl Shared {
     fn spawn_accept(self: &Arc<Self>, kind: ListenerKind, listener: TcpListener) -> JoinHandle<()> {
         let shared = self.clone();
         let admin = kind == ListenerKind::Admin;
-        let limit = if admin { self.admin_limit.clone() } else { self.conn_limit.clone() };
-        let active = if admin { self.admin_active.clone() } else { self.active.clone() };
-        let signal = if admin { self.stop_signal() } else { self.shutdown_signal() };
+        let limit = if admin {
+            self.admin_limit.clone()
+        } else {
+            self.conn_limit.clone()
+        };
+        let active = if admin {
+            self.admin_active.clone()
+        } else {
+            self.active.clone()
+        };
+        let signal = if admin {
+            self.stop_signal()
+        } else {
+            self.shutdown_signal()
+        };
         tokio::spawn(accept_loop(
             listener,
             limit,
@@ -231,7 +259,11 @@ impl Shared {
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
@@ -246,7 +278,8 @@ async fn reload_all(shared: &Arc<Shared>) -> ArtifactOutcome {
         loader::reload_artifact(&s)
     })
     .await;
-    let outcome = outcome.unwrap_or_else(|e| ArtifactOutcome::Failed(format!("reload task failed: {e}")));
+    let outcome =
+        outcome.unwrap_or_else(|e| ArtifactOutcome::Failed(format!("reload task failed: {e}")));
     for e in shared.ensure_listeners() {
         tracing::error!(error = %e, "listener not bound; not ready");
     }

@@ -35,7 +35,10 @@ pub enum ArtifactOutcome {
 pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
     let path = &shared.config.artifact;
     let (key, result) = match std::fs::read(path) {
-        Err(e) => (format!("io:{:?}", e.kind()), Err(format!("cannot read `{}`: {e}", path.display()))),
+        Err(e) => (
+            format!("io:{:?}", e.kind()),
+            Err(format!("cannot read `{}`: {e}", path.display())),
+        ),
         Ok(bytes) => {
             let hash = mesh_artifact::codec::sha256_tag(&bytes);
             if shared.loader.lock().last_key.as_deref() == Some(hash.as_str()) {

@@ -152,9 +152,17 @@ impl Metrics {
             artifact_info.clone(),
         );
         let connections = Family::<ListenerLabels, Counter>::default();
-        registry.register("connections", "Connections accepted, by listener", connections.clone());
+        registry.register(
+            "connections",
+            "Connections accepted, by listener",
+            connections.clone(),
+        );
         let active = Family::<ListenerLabels, Gauge>::default();
-        registry.register("connections_active", "Connections open, by listener", active.clone());
+        registry.register(
+            "connections_active",
+            "Connections open, by listener",
+            active.clone(),
+        );
         let tls_failures = Family::<ListenerLabels, Counter>::default();
         registry.register(
             "tls_handshake_failures",
@@ -230,16 +238,27 @@ impl Metrics {
         RouteStats {
             duration: self.request_duration.get_or_create_owned(&labels),
             upstream: self.upstream_duration.get_or_create_owned(&labels),
-            by_class: [class("1xx"), class("2xx"), class("3xx"), class("4xx"), class("5xx")],
+            by_class: [
+                class("1xx"),
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+            ],
         }
     }
 
     /// Handles for one cluster.
     pub fn cluster(&self, cluster: &str) -> ClusterStats {
-        let l = ClusterLabels { cluster: cluster.to_string() };
+        let l = ClusterLabels {
+            cluster: cluster.to_string(),
+        };
         let err = |kind: &'static str| {
             self.upstream_errors
-                .get_or_create_owned(&UpstreamErrorLabels { cluster: cluster.to_string(), kind })
+                .get_or_create_owned(&UpstreamErrorLabels {
+                    cluster: cluster.to_string(),
+                    kind,
+                })
         };
         ClusterStats {
             retries: self.upstream_retries.get_or_create_owned(&l),
@@ -302,7 +321,11 @@ mod tests {
         let m = Metrics::new();
         let a = m.route("outbound", "ns/b", "ns/r");
         let again = m.route("outbound", "ns/b", "ns/r");
-        a.record(200, Duration::from_micros(300), Some(Duration::from_micros(200)));
+        a.record(
+            200,
+            Duration::from_micros(300),
+            Some(Duration::from_micros(200)),
+        );
         again.record(503, Duration::from_millis(2), None);
         let text = m.encode();
         assert!(

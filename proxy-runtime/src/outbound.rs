@@ -13,14 +13,16 @@ use hyper::http::request::Parts;
 use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use mesh_artifact::router::split_authority;
-use mesh_artifact::{Decision, PathMatch, PathModifier, Redirect, RetryPolicy, RouteEntry, RuleAction};
+use mesh_artifact::{
+    Decision, PathMatch, PathModifier, Redirect, RetryPolicy, RouteEntry, RuleAction,
+};
 use tokio::net::TcpStream;
 
 use crate::access::{self, AccessEntry};
 use crate::http::{ProxyBody, ReqView, index_in, local_reply, request_authority, strip_hop_by_hop};
 use crate::inbound::{CALLER_HEADER, ROUTE_HEADER, micros};
-use crate::metrics::RouteStats;
 use crate::lifecycle::Shared;
+use crate::metrics::RouteStats;
 use crate::server::serve_http;
 use crate::snapshot::{ActionRt, ClusterRt, EndpointRt, Snapshot, random_u32};
 
@@ -28,14 +30,26 @@ use crate::snapshot::{ActionRt, ClusterRt, EndpointRt, Snapshot, random_u32};
 pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, _addr: SocketAddr) {
     let builder = shared.outbound_server.clone();
     let shutdown = shared.shutdown_signal();
-    serve_http(tcp, &builder, shutdown, move |req| handle(shared.clone(), req)).await;
+    serve_http(tcp, &builder, shutdown, move |req| {
+        handle(shared.clone(), req)
+    })
+    .await;
 }
 
 /// What the routing decision leads to, with everything borrowed from the snapshot.
 enum Plan<'s> {
-    Reply { status: StatusCode, reason: &'static str },
-    Redirect { status: StatusCode, location: Option<HeaderValue> },
-    Forward { cluster: &'s Arc<ClusterRt>, rule: Option<Rule<'s>> },
+    Reply {
+        status: StatusCode,
+        reason: &'static str,
+    },
+    Redirect {
+        status: StatusCode,
+        location: Option<HeaderValue>,
+    },
+    Forward {
+        cluster: &'s Arc<ClusterRt>,
+        rule: Option<Rule<'s>>,
+    },
 }
 
 /// The matched rule of a forwarded request.
@@ -57,7 +71,10 @@ fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
     let decision = snap.router.decide(authority, &ReqView::new(parts));
     let body = snap.body();
     let unknown = |reason| Routed {
-        plan: Plan::Reply { status: StatusCode::NOT_FOUND, reason },
+        plan: Plan::Reply {
+            status: StatusCode::NOT_FOUND,
+            reason,
+        },
         stats: &snap.unknown_host,
         destination: "",
         route: "",
@@ -76,10 +93,18 @@ fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
         return unknown("mesh-proxy: unknown destination\n");
     };
     let destination = dest.service.as_str();
-    let unrouted = |plan| Routed { plan, stats: &port_rt.unrouted, destination, route: "" };
+    let unrouted = |plan| Routed {
+        plan,
+        stats: &port_rt.unrouted,
+        destination,
+        route: "",
+    };
     match decision {
         Decision::Direct { .. } => match &port_rt.direct {
-            Some(cluster) => unrouted(Plan::Forward { cluster, rule: None }),
+            Some(cluster) => unrouted(Plan::Forward {
+                cluster,
+                rule: None,
+            }),
             None => unrouted(Plan::Reply {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 reason: "mesh-proxy: no backend\n",
@@ -89,18 +114,27 @@ fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
             let table = port.routes.as_ref();
             let e = table.and_then(|t| index_in(&t.entries, entry));
             let a = table.and_then(|t| index_in(&t.actions, action));
-            let (Some(stats), Some(rt)) =
-                (e.and_then(|e| port_rt.entry_stats.get(e)), a.and_then(|a| port_rt.actions.get(a)))
-            else {
+            let (Some(stats), Some(rt)) = (
+                e.and_then(|e| port_rt.entry_stats.get(e)),
+                a.and_then(|a| port_rt.actions.get(a)),
+            ) else {
                 return unrouted(Plan::Reply {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     reason: "mesh-proxy: inconsistent route table\n",
                 });
             };
-            let routed = |plan| Routed { plan, stats, destination, route: entry.route.as_str() };
+            let routed = |plan| Routed {
+                plan,
+                stats,
+                destination,
+                route: entry.route.as_str(),
+            };
             if let Some(s) = action.fixed_status {
                 let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return routed(Plan::Reply { status, reason: "mesh-proxy: no backend for this route\n" });
+                return routed(Plan::Reply {
+                    status,
+                    reason: "mesh-proxy: no backend for this route\n",
+                });
             }
             if let Some(r) = &action.redirect {
                 let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
@@ -213,15 +247,18 @@ impl Failure {
             Failure::NoEndpoint => {
                 local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: no endpoint\n")
             }
-            Failure::Connect => {
-                local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: upstream unavailable\n")
-            }
-            Failure::Timeout => {
-                local_reply(StatusCode::GATEWAY_TIMEOUT, "mesh-proxy: upstream timeout\n")
-            }
-            Failure::Protocol => {
-                local_reply(StatusCode::BAD_GATEWAY, "mesh-proxy: upstream protocol error\n")
-            }
+            Failure::Connect => local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "mesh-proxy: upstream unavailable\n",
+            ),
+            Failure::Timeout => local_reply(
+                StatusCode::GATEWAY_TIMEOUT,
+                "mesh-proxy: upstream timeout\n",
+            ),
+            Failure::Protocol => local_reply(
+                StatusCode::BAD_GATEWAY,
+                "mesh-proxy: upstream protocol error\n",
+            ),
         }
     }
 }
@@ -241,7 +278,11 @@ struct Head {
     path_and_query: PathAndQuery,
 }
 
-fn upstream_request(head: &Head, endpoint: &EndpointRt, body: ProxyBody) -> Option<Request<ProxyBody>> {
+fn upstream_request(
+    head: &Head,
+    endpoint: &EndpointRt,
+    body: ProxyBody,
+) -> Option<Request<ProxyBody>> {
     let mut uri = hyper::http::uri::Parts::default();
     uri.scheme = Some(Scheme::HTTPS);
     uri.authority = Some(endpoint.authority.clone());
@@ -257,7 +298,11 @@ fn upstream_request(head: &Head, endpoint: &EndpointRt, body: ProxyBody) -> Opti
 fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
     let base = policy.backoff_ms.max(1);
     let exp = base.saturating_mul(1u64 << retry.min(20));
-    let capped = if policy.max_backoff_ms > 0 { exp.min(policy.max_backoff_ms) } else { exp };
+    let capped = if policy.max_backoff_ms > 0 {
+        exp.min(policy.max_backoff_ms)
+    } else {
+        exp
+    };
     // Jitter: between half and all of the delay.
     let jittered = capped / 2 + (capped / 2 * u64::from(random_u32() >> 16)) / 65_536;
     Duration::from_millis(jittered)
@@ -275,7 +320,11 @@ async fn forward(
     let replayable = body.is_end_stream();
     let retry = retry.filter(|r| replayable && r.attempts > 0);
     let max_attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
-    let mut body = Some(if replayable { ProxyBody::Empty } else { ProxyBody::Incoming(body) });
+    let mut body = Some(if replayable {
+        ProxyBody::Empty
+    } else {
+        ProxyBody::Incoming(body)
+    });
     let mut out = Forwarded {
         result: Err(Failure::NoEndpoint),
         upstream_time: None,
@@ -289,12 +338,20 @@ async fn forward(
             out.result = Err(Failure::NoEndpoint);
             return out;
         };
-        let req_body = if last { body.take().unwrap_or(ProxyBody::Empty) } else { ProxyBody::Empty };
+        let req_body = if last {
+            body.take().unwrap_or(ProxyBody::Empty)
+        } else {
+            ProxyBody::Empty
+        };
         let Some(mut req) = upstream_request(&head, endpoint, req_body) else {
             out.result = Err(Failure::Protocol);
             return out;
         };
-        *req.headers_mut() = if last { std::mem::take(&mut head.headers) } else { head.headers.clone() };
+        *req.headers_mut() = if last {
+            std::mem::take(&mut head.headers)
+        } else {
+            head.headers.clone()
+        };
         if shared.config.access_log {
             out.endpoint = endpoint.authority.to_string();
         }
@@ -347,7 +404,10 @@ async fn forward(
             }
         }
         let Some(policy) = retry else { return out };
-        if !cluster.budget.try_retry(policy.budget.percent, policy.budget.min_per_second) {
+        if !cluster
+            .budget
+            .try_retry(policy.budget.percent, policy.budget.min_per_second)
+        {
             cluster.stats.budget_exhausted.inc();
             return out;
         }
@@ -384,7 +444,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
     };
     let (mut parts, body) = req.into_parts();
     if parts.method == Method::CONNECT {
-        return local_reply(StatusCode::NOT_IMPLEMENTED, "mesh-proxy: CONNECT is not supported\n");
+        return local_reply(
+            StatusCode::NOT_IMPLEMENTED,
+            "mesh-proxy: CONNECT is not supported\n",
+        );
     }
     let Some(authority) = request_authority(&parts).map(str::to_string) else {
         return local_reply(StatusCode::BAD_REQUEST, "mesh-proxy: request has no host\n");
@@ -401,7 +464,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
     let mut cluster_key = "";
     let response = match routed.plan {
         Plan::Reply { status, reason } => local_reply(status, reason),
-        Plan::Redirect { status, location: Some(location) } => {
+        Plan::Redirect {
+            status,
+            location: Some(location),
+        } => {
             let mut r = Response::new(ProxyBody::Empty);
             *r.status_mut() = status;
             r.headers_mut().insert(header::LOCATION, location);
@@ -414,18 +480,19 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
         Plan::Forward { cluster, rule } => {
             cluster_key = cluster.key.as_str();
             // The head as sent upstream.
-            let path_and_query = match rule.and_then(|r| Some((r, r.action.rewrite.as_ref()?.path.as_ref()?))) {
-                Some((r, m)) => {
-                    let path = modify_path(m, r.entry, parts.uri.path());
-                    let pq = match parts.uri.query() {
-                        Some(q) => format!("{path}?{q}"),
-                        None => path,
-                    };
-                    PathAndQuery::from_maybe_shared(pq).ok()
+            let path_and_query =
+                match rule.and_then(|r| Some((r, r.action.rewrite.as_ref()?.path.as_ref()?))) {
+                    Some((r, m)) => {
+                        let path = modify_path(m, r.entry, parts.uri.path());
+                        let pq = match parts.uri.query() {
+                            Some(q) => format!("{path}?{q}"),
+                            None => path,
+                        };
+                        PathAndQuery::from_maybe_shared(pq).ok()
+                    }
+                    None => parts.uri.path_and_query().cloned(),
                 }
-                None => parts.uri.path_and_query().cloned(),
-            }
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
             strip_hop_by_hop(&mut parts.headers);
             parts.headers.remove(&ROUTE_HEADER);
             parts.headers.remove(&CALLER_HEADER);
@@ -443,7 +510,11 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
                     parts.headers.insert(ROUTE_HEADER, v);
                 }
             }
-            let head = Head { method: parts.method, headers: parts.headers, path_and_query };
+            let head = Head {
+                method: parts.method,
+                headers: parts.headers,
+                path_and_query,
+            };
             let timeouts = rule.map(|r| r.action.timeouts).unwrap_or_default();
             let retry = rule.and_then(|r| r.action.retry.as_ref());
             let per_try = timeouts.backend_request_ms.map(Duration::from_millis);
@@ -513,7 +584,11 @@ mod tests {
             route: "ns/r".into(),
             rule: 0,
             r#match: 0,
-            source: SourcePos { file: "r.yaml".into(), line: 1, column: 1 },
+            source: SourcePos {
+                file: "r.yaml".into(),
+                line: 1,
+                column: 1,
+            },
             path,
             method: None,
             headers: vec![],
@@ -536,10 +611,17 @@ mod tests {
         assert_eq!(r("/bar", "/foo/"), "/bar/");
         let root = entry(PathMatch::PathPrefix("/".into()));
         assert_eq!(
-            modify_path(&PathModifier::ReplacePrefixMatch("/api".into()), &root, "/x/y"),
+            modify_path(
+                &PathModifier::ReplacePrefixMatch("/api".into()),
+                &root,
+                "/x/y"
+            ),
             "/api/x/y"
         );
-        assert_eq!(modify_path(&PathModifier::ReplaceFullPath("/z".into()), &e, "/foo/q"), "/z");
+        assert_eq!(
+            modify_path(&PathModifier::ReplaceFullPath("/z".into()), &e, "/foo/q"),
+            "/z"
+        );
     }
 
     #[test]
@@ -547,12 +629,31 @@ mod tests {
         let e = entry(PathMatch::PathPrefix("/old".into()));
         let (parts, _) = Request::get("/old/page?x=1").body(()).unwrap().into_parts();
         let loc = |r: Redirect, authority: &str| {
-            redirect_location(&r, &e, &parts, authority).unwrap().to_str().unwrap().to_string()
+            redirect_location(&r, &e, &parts, authority)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
         };
-        let base = Redirect { scheme: None, hostname: None, port: None, path: None, status: 302 };
-        assert_eq!(loc(base.clone(), "b.ns:8080"), "http://b.ns:8080/old/page?x=1");
+        let base = Redirect {
+            scheme: None,
+            hostname: None,
+            port: None,
+            path: None,
+            status: 302,
+        };
         assert_eq!(
-            loc(Redirect { scheme: Some("https".into()), ..base.clone() }, "b.ns:8080"),
+            loc(base.clone(), "b.ns:8080"),
+            "http://b.ns:8080/old/page?x=1"
+        );
+        assert_eq!(
+            loc(
+                Redirect {
+                    scheme: Some("https".into()),
+                    ..base.clone()
+                },
+                "b.ns:8080"
+            ),
             "https://b.ns/old/page?x=1"
         );
         assert_eq!(
@@ -568,7 +669,13 @@ mod tests {
             "http://new.example/new/page?x=1"
         );
         assert_eq!(
-            loc(Redirect { port: Some(9000), ..base }, "b.ns"),
+            loc(
+                Redirect {
+                    port: Some(9000),
+                    ..base
+                },
+                "b.ns"
+            ),
             "http://b.ns:9000/old/page?x=1"
         );
     }
@@ -580,7 +687,10 @@ mod tests {
             codes: vec![503],
             backoff_ms: 10,
             max_backoff_ms: 50,
-            budget: mesh_artifact::RetryBudget { percent: 20, min_per_second: 10 },
+            budget: mesh_artifact::RetryBudget {
+                percent: 20,
+                min_per_second: 10,
+            },
         };
         for _ in 0..100 {
             let b0 = backoff(&p, 0).as_millis();

@@ -122,8 +122,8 @@ pub async fn serve_http<I, F, Fut>(
     }
 }
 
-/// Accept connections until shutdown, each holding a slot of `limit`, and hand each to
-/// `on_conn` in its own task.
+/// Accept connections until shutdown, each holding a slot of `limit` (shared between
+/// listeners), and hand each to `on_conn` in its own task.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     limit: Arc<Semaphore>,
@@ -136,13 +136,6 @@ pub async fn accept_loop<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = shutdown.wait() => return,
-        };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -155,11 +148,28 @@ pub async fn accept_loop<F, Fut>(
             },
             _ = shutdown.wait() => return,
         };
+        // The slot is taken after accepting, so that listeners sharing a limit do not hold
+        // slots while idle; at the limit this listener holds one accepted connection and
+        // accepts no more until a slot frees.
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::select! {
+                p = limit.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = shutdown.wait() => return,
+            },
+        };
         let _ = tcp.set_nodelay(true);
         stats.accepted.inc();
         stats.active.inc();
         active.count.fetch_add(1, Ordering::AcqRel);
-        let guard = ConnGuard { _permit: permit, active: active.clone(), stats: stats.clone() };
+        let guard = ConnGuard {
+            _permit: permit,
+            active: active.clone(),
+            stats: stats.clone(),
+        };
         let fut = on_conn(tcp, peer);
         tokio::spawn(async move {
             fut.await;

@@ -27,9 +27,17 @@ pub enum BuildError {
     #[error("route action refers to unknown cluster `{0}`")]
     UnknownCluster(String),
     #[error("destination `{service}` port {port}: default cluster `{cluster}` is unknown")]
-    UnknownDefaultCluster { service: String, port: u16, cluster: String },
+    UnknownDefaultCluster {
+        service: String,
+        port: u16,
+        cluster: String,
+    },
     #[error("cluster `{cluster}`: endpoint `{address}:{port}` is not a valid address")]
-    Endpoint { cluster: String, address: String, port: u16 },
+    Endpoint {
+        cluster: String,
+        address: String,
+        port: u16,
+    },
     #[error("invalid header name `{0}` in a header modifier")]
     HeaderName(String),
     #[error("invalid value for header `{0}` in a header modifier")]
@@ -60,7 +68,11 @@ impl HeaderOps {
         Ok(HeaderOps {
             set: m.set.iter().map(pair).collect::<Result<_, BuildError>>()?,
             add: m.add.iter().map(pair).collect::<Result<_, BuildError>>()?,
-            remove: m.remove.iter().map(|n| name(n)).collect::<Result<_, BuildError>>()?,
+            remove: m
+                .remove
+                .iter()
+                .map(|n| name(n))
+                .collect::<Result<_, BuildError>>()?,
         })
     }
 
@@ -134,7 +146,8 @@ impl EndpointRt {
     }
 
     pub fn eject(&self) {
-        self.ejected_until.store(now_ms() + EJECTION_MS, Ordering::Relaxed);
+        self.ejected_until
+            .store(now_ms() + EJECTION_MS, Ordering::Relaxed);
     }
 }
 
@@ -267,7 +280,10 @@ impl ActionRt {
             1 => self.backends.first().map(|(c, _)| c),
             _ => {
                 let r = (u64::from(random_u32()) * self.total_weight) >> 32;
-                self.backends.iter().find(|(_, cum)| r < *cum).map(|(c, _)| c)
+                self.backends
+                    .iter()
+                    .find(|(_, cum)| r < *cum)
+                    .map(|(c, _)| c)
             }
         }
     }
@@ -368,7 +384,9 @@ fn cluster_rt(
         rr: AtomicUsize::new(0),
         budget: RetryBudgetState::default(),
         stats: ctx.metrics.cluster(key),
-        client: ctx.upstreams.mesh_client(&c.identity, &c.service, c.protocol.is_h2()),
+        client: ctx
+            .upstreams
+            .mesh_client(&c.identity, &c.service, c.protocol.is_h2()),
     }))
 }
 
@@ -379,18 +397,16 @@ fn action_rt(
     let mut backends = Vec::new();
     let mut total = 0u64;
     for b in &a.backends {
-        let c = clusters.get(b.cluster.as_str()).ok_or_else(|| {
-            BuildError::UnknownCluster(b.cluster.clone())
-        })?;
+        let c = clusters
+            .get(b.cluster.as_str())
+            .ok_or_else(|| BuildError::UnknownCluster(b.cluster.clone()))?;
         if b.weight > 0 {
             total += u64::from(b.weight);
             backends.push((c.clone(), total));
         }
     }
     let rewrite_host = match a.rewrite.as_ref().and_then(|r| r.hostname.as_deref()) {
-        Some(h) => {
-            Some(HeaderValue::from_str(h).map_err(|_| BuildError::Hostname(h.to_string()))?)
-        }
+        Some(h) => Some(HeaderValue::from_str(h).map_err(|_| BuildError::Hostname(h.to_string()))?),
         None => None,
     };
     Ok(ActionRt {
@@ -421,13 +437,14 @@ pub fn build(
             let unrouted = ctx.metrics.route("outbound", &dest.service, "");
             let (direct, entry_stats, actions) = match &p.routes {
                 None => {
-                    let c = clusters.get(p.default_cluster.as_str()).cloned().ok_or_else(|| {
-                        BuildError::UnknownDefaultCluster {
+                    let c = clusters
+                        .get(p.default_cluster.as_str())
+                        .cloned()
+                        .ok_or_else(|| BuildError::UnknownDefaultCluster {
                             service: dest.service.clone(),
                             port: p.port,
                             cluster: p.default_cluster.clone(),
-                        }
-                    })?;
+                        })?;
                     (Some(c), Vec::new(), Vec::new())
                 }
                 Some(table) => {
@@ -453,7 +470,12 @@ pub fn build(
                     (None, entry_stats, actions)
                 }
             };
-            per_port.push(PortRt { direct, unrouted, entry_stats, actions });
+            per_port.push(PortRt {
+                direct,
+                unrouted,
+                entry_stats,
+                actions,
+            });
         }
         ports.push(per_port);
     }
@@ -533,7 +555,10 @@ mod tests {
         assert_eq!(h.get_all("x-a").iter().collect::<Vec<_>>(), ["1"]);
         assert_eq!(h.get_all("x-b").iter().collect::<Vec<_>>(), ["1", "2"]);
         assert!(h.get("x-c").is_none());
-        let bad = HeaderModifier { set: vec![("bad name".into(), "v".into())], ..Default::default() };
+        let bad = HeaderModifier {
+            set: vec![("bad name".into(), "v".into())],
+            ..Default::default()
+        };
         assert!(HeaderOps::parse(&bad).is_err());
     }
 }

@@ -36,7 +36,10 @@ pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read `{path}`: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("`{path}` is not valid PEM: {message}")]
     Pem { path: PathBuf, message: String },
     #[error("`{path}` holds no certificate")]
@@ -94,7 +97,9 @@ pub fn spiffe_id(cert: &[u8]) -> Option<String> {
 
 /// The SPIFFE ID a connected peer presented, if any.
 pub fn peer_identity(conn: &rustls::CommonState) -> Option<String> {
-    conn.peer_certificates().and_then(|c| c.first()).and_then(|c| spiffe_id(c))
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| spiffe_id(c))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,11 +135,13 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         if spiffe_id(end_entity).is_none() {
-            return Err(Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
-                MissingSpiffeId,
-            )))));
+            return Err(Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(MissingSpiffeId)),
+            )));
         }
         Ok(verified)
     }
@@ -189,12 +196,12 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         )?;
         match spiffe_id(end_entity) {
             Some(id) if id == self.expected => Ok(ServerCertVerified::assertion()),
-            other => Err(Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
-                IdentityMismatch {
+            other => Err(Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(IdentityMismatch {
                     expected: self.expected.clone(),
                     presented: other.unwrap_or_else(|| "no SPIFFE ID".to_string()),
-                },
-            ))))),
+                })),
+            ))),
         }
     }
     fn verify_tls12_signature(
@@ -243,11 +250,45 @@ impl std::fmt::Debug for TlsState {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The three files' contents and their joint fingerprint.
+struct PemFiles {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    ca: Vec<u8>,
+    fingerprint: String,
+}
+
+impl PemFiles {
+    fn read(files: &TlsFiles) -> Result<Self, TlsError> {
+        let cert = read(&files.cert)?;
+        let key = read(&files.key)?;
+        let ca = read(&files.trust_bundle)?;
+        let mut all = Vec::with_capacity(cert.len() + key.len() + ca.len() + 3);
+        for b in [&cert, &key, &ca] {
+            all.extend_from_slice(b);
+            all.push(0);
+        }
+        let fingerprint = mesh_artifact::codec::sha256_tag(&all);
+        Ok(PemFiles {
+            cert,
+            key,
+            ca,
+            fingerprint,
+        })
+    }
 }
 
 fn pem_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
-    TlsError::Pem { path: path.to_path_buf(), message: e.to_string() }
+    TlsError::Pem {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 fn certs(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -255,7 +296,9 @@ fn certs(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsE
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_err(path, e))?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate { path: path.to_path_buf() });
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
 }
@@ -263,38 +306,33 @@ fn certs(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsE
 impl TlsState {
     /// Read and check the three files.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
-        let cert_bytes = read(&files.cert)?;
-        let key_bytes = read(&files.key)?;
-        let ca_bytes = read(&files.trust_bundle)?;
-        let mut all = Vec::with_capacity(cert_bytes.len() + key_bytes.len() + ca_bytes.len() + 2);
-        for b in [&cert_bytes, &key_bytes, &ca_bytes] {
-            all.extend_from_slice(b);
-            all.push(0);
-        }
-        let fingerprint = mesh_artifact::codec::sha256_tag(&all);
-        Self::from_pem(files, &cert_bytes, &key_bytes, &ca_bytes, fingerprint)
+        let pem = PemFiles::read(files)?;
+        Self::from_pem(files, pem)
     }
 
-    fn from_pem(
-        files: &TlsFiles,
-        cert_pem: &[u8],
-        key_pem: &[u8],
-        ca_pem: &[u8],
-        fingerprint: String,
-    ) -> Result<Self, TlsError> {
-        let chain = certs(&files.cert, cert_pem)?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
-            rustls::pki_types::pem::Error::NoItemsFound => {
-                TlsError::NoKey { path: files.key.clone() }
-            }
+    fn from_pem(files: &TlsFiles, pem: PemFiles) -> Result<Self, TlsError> {
+        let PemFiles {
+            cert: cert_pem,
+            key: key_pem,
+            ca: ca_pem,
+            fingerprint,
+        } = pem;
+        let chain = certs(&files.cert, &cert_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoKey {
+                path: files.key.clone(),
+            },
             other => pem_err(&files.key, other),
         })?;
-        let identity = chain
-            .first()
-            .and_then(|c| spiffe_id(c))
-            .ok_or_else(|| TlsError::NoSpiffeId { path: files.cert.clone() })?;
+        let identity =
+            chain
+                .first()
+                .and_then(|c| spiffe_id(c))
+                .ok_or_else(|| TlsError::NoSpiffeId {
+                    path: files.cert.clone(),
+                })?;
         let mut roots = RootCertStore::empty();
-        for ca in certs(&files.trust_bundle, ca_pem)? {
+        for ca in certs(&files.trust_bundle, &ca_pem)? {
             roots.add(ca).map_err(|e| TlsError::TrustBundle {
                 path: files.trust_bundle.clone(),
                 message: e.to_string(),
@@ -311,7 +349,9 @@ impl TlsState {
                 })?;
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(Arc::new(SpiffeClientVerifier { inner: client_verifier }))
+            .with_client_cert_verifier(Arc::new(SpiffeClientVerifier {
+                inner: client_verifier,
+            }))
             .with_single_cert(chain.clone(), key.clone_key())?;
         server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
         server.session_storage = ServerSessionMemoryCache::new(4096);
@@ -341,12 +381,13 @@ impl TlsState {
         {
             return Ok(c.clone());
         }
-        let inner = WebPkiServerVerifier::builder_with_provider(
-            self.roots.clone(),
-            self.provider.clone(),
-        )
-        .build()
-        .map_err(|e| TlsError::TrustBundle { path: PathBuf::new(), message: e.to_string() })?;
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
+                .build()
+                .map_err(|e| TlsError::TrustBundle {
+                    path: PathBuf::new(),
+                    message: e.to_string(),
+                })?;
         let verifier = Arc::new(SpiffeServerVerifier {
             expected: identity.to_string(),
             roots: self.roots.clone(),
@@ -358,8 +399,11 @@ impl TlsState {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
-        cfg.alpn_protocols =
-            if h2 { vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()] } else { vec![ALPN_HTTP11.to_vec()] };
+        cfg.alpn_protocols = if h2 {
+            vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()]
+        } else {
+            vec![ALPN_HTTP11.to_vec()]
+        };
         let cfg = Arc::new(cfg);
         if let Ok(mut map) = self.clients.lock() {
             map.insert(key, cfg.clone());
@@ -378,7 +422,10 @@ impl TlsLive {
     /// Load the files; fails when they are missing or invalid.
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         let state = TlsState::load(&files)?;
-        Ok(TlsLive { files, current: ArcSwap::from_pointee(state) })
+        Ok(TlsLive {
+            files,
+            current: ArcSwap::from_pointee(state),
+        })
     }
 
     pub fn current(&self) -> Arc<TlsState> {
@@ -392,19 +439,11 @@ impl TlsLive {
     /// Re-read the files. `Ok(true)` when a new state was swapped in, `Ok(false)` when nothing
     /// changed; on error the current state stays.
     pub fn reload(&self) -> Result<bool, TlsError> {
-        let cert = read(&self.files.cert)?;
-        let key = read(&self.files.key)?;
-        let ca = read(&self.files.trust_bundle)?;
-        let mut all = Vec::with_capacity(cert.len() + key.len() + ca.len() + 3);
-        for b in [&cert, &key, &ca] {
-            all.extend_from_slice(b);
-            all.push(0);
-        }
-        let fingerprint = mesh_artifact::codec::sha256_tag(&all);
-        if fingerprint == self.current.load().fingerprint {
+        let pem = PemFiles::read(&self.files)?;
+        if pem.fingerprint == self.current.load().fingerprint {
             return Ok(false);
         }
-        let state = TlsState::from_pem(&self.files, &cert, &key, &ca, fingerprint)?;
+        let state = TlsState::from_pem(&self.files, pem)?;
         self.current.store(Arc::new(state));
         Ok(true)
     }

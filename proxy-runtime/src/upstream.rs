@@ -113,23 +113,38 @@ impl tower_service::Service<Uri> for MeshConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let addr = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+            let addr = uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default();
             let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else {
                 return Err(ConnectError::Address(addr));
             };
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             let connect = async {
                 let tcp = TcpStream::connect((host.as_str(), port))
                     .await
-                    .map_err(|source| ConnectError::Io { addr: addr.clone(), source })?;
+                    .map_err(|source| ConnectError::Io {
+                        addr: addr.clone(),
+                        source,
+                    })?;
                 let _ = tcp.set_nodelay(true);
                 let cfg = this.tls.current().client_config(&this.identity, this.h2)?;
                 let tls = TlsConnector::from(cfg)
                     .connect(this.server_name.clone(), tcp)
                     .await
-                    .map_err(|source| ConnectError::Tls { addr: addr.clone(), source })?;
+                    .map_err(|source| ConnectError::Tls {
+                        addr: addr.clone(),
+                        source,
+                    })?;
                 let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
-                Ok(MeshStream { io: TokioIo::new(tls), h2 })
+                Ok(MeshStream {
+                    io: TokioIo::new(tls),
+                    h2,
+                })
             };
             match tokio::time::timeout(this.connect_timeout, connect).await {
                 Ok(r) => r,
@@ -167,10 +182,10 @@ fn server_name(service: &str) -> ServerName<'static> {
         Some((ns, name)) => format!("{name}.{ns}.svc.cluster.local"),
         None => format!("{service}.svc.cluster.local"),
     };
-    ServerName::try_from(dns)
-        .unwrap_or_else(|_| ServerName::try_from("mesh.invalid").unwrap_or(ServerName::IpAddress(
-            std::net::Ipv4Addr::LOCALHOST.into(),
-        )))
+    ServerName::try_from(dns).unwrap_or_else(|_| {
+        ServerName::try_from("mesh.invalid")
+            .unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()))
+    })
 }
 
 impl Upstreams {
@@ -223,6 +238,10 @@ impl Upstreams {
 
     /// The client to the local application (HTTP/1.1, or h2c when the app speaks HTTP/2).
     pub fn app_client(&self, h2: bool) -> AppClient {
-        if h2 { self.app_h2.clone() } else { self.app_h1.clone() }
+        if h2 {
+            self.app_h2.clone()
+        } else {
+            self.app_h1.clone()
+        }
     }
 }

@@ -18,7 +18,8 @@ fn v1(app: &App) -> Body {
 
 fn v2(app: &App) -> Body {
     let mut body = v1(app);
-    body.clusters.insert("default/b:80".into(), cluster("b", None, &[]));
+    body.clusters
+        .insert("default/b:80".into(), cluster("b", None, &[]));
     let mut broken = action(vec![]);
     broken.fixed_status = Some(500);
     let table = RouteTable {
@@ -30,11 +31,15 @@ fn v2(app: &App) -> Body {
 }
 
 fn body_hash(text: &str) -> String {
-    mesh_artifact::codec::decode_header(text.as_bytes()).unwrap().body_hash
+    mesh_artifact::codec::decode_header(text.as_bytes())
+        .unwrap()
+        .body_hash
 }
 
 async fn config_hash(p: &Proxy) -> Option<String> {
-    admin(p, "/config").await.json()["artifact"]["body_hash"].as_str().map(str::to_string)
+    admin(p, "/config").await.json()["artifact"]["body_hash"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// Lay out a folder the way the kubelet mounts a ConfigMap.
@@ -60,10 +65,22 @@ async fn configmap_symlink_swap_takes_effect_within_a_second() {
     std::fs::create_dir(&mount).unwrap();
     let (t1, t2) = (encode(&v1(&app)), encode(&v2(&app)));
     configmap(&mount, "2026_01_01_00_00_01.1", &t1);
-    let config = config_for(dir.path(), &mount.join("artifact.json"), &ca, &ca.workload("a"));
-    assert!(config.reload_interval.is_none(), "only the watcher may notice the change");
+    let config = config_for(
+        dir.path(),
+        &mount.join("artifact.json"),
+        &ca,
+        &ca.workload("a"),
+    );
+    assert!(
+        config.reload_interval.is_none(),
+        "only the watcher may notice the change"
+    );
     let handle = mesh_proxy::start(config).await.unwrap();
-    let p = Proxy { handle, dir, artifact: mount.join("artifact.json") };
+    let p = Proxy {
+        handle,
+        dir,
+        artifact: mount.join("artifact.json"),
+    };
     assert_eq!(config_hash(&p).await, Some(body_hash(&t1)));
     assert_eq!(get(p.outbound(), "b", "/").await.status, 404);
 
@@ -77,8 +94,15 @@ async fn configmap_symlink_swap_takes_effect_within_a_second() {
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert_eq!(config_hash(&p).await, Some(body_hash(&t2)));
     let m = metrics(&p).await;
-    assert_eq!(metric(&m, r#"mesh_proxy_artifact_reloads_total{result="success"}"#), Some(2.0), "{m}");
-    assert!(m.contains(&format!(r#"body_hash="{}""#, body_hash(&t2))), "{m}");
+    assert_eq!(
+        metric(&m, r#"mesh_proxy_artifact_reloads_total{result="success"}"#),
+        Some(2.0),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(r#"body_hash="{}""#, body_hash(&t2))),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,28 +124,48 @@ async fn a_refused_artifact_leaves_the_last_good_one_serving() {
     let tampered = encode(&v2(&app)).replacen("\"fixed_status\": 500", "\"fixed_status\": 200", 1);
     assert_ne!(tampered, encode(&v2(&app)));
     write_atomic(&p.artifact, tampered.as_bytes());
-    eventually(Duration::from_secs(3), || async { failures(&p).await == 1.0 })
-        .await
-        .expect("the tampered artifact was not counted as a failure");
+    eventually(Duration::from_secs(3), || async {
+        failures(&p).await == 1.0
+    })
+    .await
+    .expect("the tampered artifact was not counted as a failure");
     assert_eq!(config_hash(&p).await, Some(body_hash(&t1)));
-    assert_eq!(get(p.outbound(), "b", "/").await.status, 404, "still serving v1");
+    assert_eq!(
+        get(p.outbound(), "b", "/").await.status,
+        404,
+        "still serving v1"
+    );
     assert_eq!(admin(&p, "/ready").await.status, 200);
     let cfg = admin(&p, "/config").await.json();
-    assert!(cfg["last_error"].as_str().unwrap().contains("hash mismatch"), "{cfg}");
+    assert!(
+        cfg["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("hash mismatch"),
+        "{cfg}"
+    );
 
     // A truncated file.
     let t2 = encode(&v2(&app));
     write_atomic(&p.artifact, &t2.as_bytes()[..t2.len() / 2]);
-    eventually(Duration::from_secs(3), || async { failures(&p).await == 2.0 })
-        .await
-        .expect("the truncated artifact was not counted as a failure");
-    assert_eq!(get(p.outbound(), "b", "/").await.status, 404, "still serving v1");
+    eventually(Duration::from_secs(3), || async {
+        failures(&p).await == 2.0
+    })
+    .await
+    .expect("the truncated artifact was not counted as a failure");
+    assert_eq!(
+        get(p.outbound(), "b", "/").await.status,
+        404,
+        "still serving v1"
+    );
 
     // Then a good one is taken.
     write_atomic(&p.artifact, t2.as_bytes());
-    eventually(Duration::from_secs(3), || async { get(p.outbound(), "b", "/").await.status == 500 })
-        .await
-        .expect("the valid artifact was not applied");
+    eventually(Duration::from_secs(3), || async {
+        get(p.outbound(), "b", "/").await.status == 500
+    })
+    .await
+    .expect("the valid artifact was not applied");
     assert_eq!(failures(&p).await, 2.0);
 }
 
@@ -135,7 +179,11 @@ async fn not_ready_until_a_first_valid_artifact_arrives() {
     write_atomic(&artifact, b"{\"header\": {\"format\": \"something else\"}}");
     let config = config_for(dir.path(), &artifact, &ca, &ca.workload("a"));
     let handle = mesh_proxy::start(config).await.unwrap();
-    let p = Proxy { handle, dir, artifact };
+    let p = Proxy {
+        handle,
+        dir,
+        artifact,
+    };
     let r = admin(&p, "/ready").await;
     assert_eq!(r.status, 503);
     assert!(r.body.contains("no valid artifact"), "{}", r.body);
@@ -143,9 +191,11 @@ async fn not_ready_until_a_first_valid_artifact_arrives() {
     assert_eq!(admin(&p, "/config").await.json()["loaded"], false);
 
     write_atomic(&p.artifact, encode(&v2(&app)).as_bytes());
-    eventually(Duration::from_secs(3), || async { admin(&p, "/ready").await.status == 200 })
-        .await
-        .expect("never became ready");
+    eventually(Duration::from_secs(3), || async {
+        admin(&p, "/ready").await.status == 200
+    })
+    .await
+    .expect("never became ready");
     assert_eq!(get(p.outbound(), "b", "/").await.status, 500);
 }
 
@@ -160,7 +210,9 @@ async fn rotated_certificates_apply_to_new_handshakes() {
     let p = start_proxy(&old_ca, "b", &sidecar("b", app.addr, &[PERMIT_ALL])).await;
     let handshake = |ca: &Ca, leaf: &Leaf| {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap()).unwrap();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+            .unwrap();
         let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -177,11 +229,17 @@ async fn rotated_certificates_apply_to_new_handshakes() {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
             let name = ServerName::try_from("b.default.svc.cluster.local").unwrap();
-            let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await
+            let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+                .connect(name, tcp)
+                .await
             else {
                 return false;
             };
-            if tls.write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").await.is_err() {
+            if tls
+                .write_all(b"GET / HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                .await
+                .is_err()
+            {
                 return false;
             }
             let mut out = Vec::new();
@@ -196,9 +254,15 @@ async fn rotated_certificates_apply_to_new_handshakes() {
     eventually(Duration::from_secs(3), || handshake(&new_ca, &new_client))
         .await
         .expect("rotated certificates were not applied");
-    assert!(!handshake(&old_ca, &old_client).await, "the old trust bundle must be gone");
+    assert!(
+        !handshake(&old_ca, &old_client).await,
+        "the old trust bundle must be gone"
+    );
     let m = metrics(&p).await;
-    assert!(metric(&m, r#"mesh_proxy_cert_reloads_total{result="success"}"#).unwrap() >= 1.0, "{m}");
+    assert!(
+        metric(&m, r#"mesh_proxy_cert_reloads_total{result="success"}"#).unwrap() >= 1.0,
+        "{m}"
+    );
     let cfg = admin(&p, "/config").await.json();
     assert_eq!(cfg["certificate"]["identity"], spiffe("b").as_str());
 }

@@ -29,8 +29,11 @@ const V2: &str = "default/b:80@v2";
 
 fn route_table() -> RouteTable {
     let mut canary = entry(PathMatch::PathPrefix("/api".into()), 2);
-    canary.headers =
-        vec![ValueMatch { name: "x-env".into(), kind: MatchKind::Exact, value: "canary".into() }];
+    canary.headers = vec![ValueMatch {
+        name: "x-env".into(),
+        kind: MatchKind::Exact,
+        value: "canary".into(),
+    }];
     let mut redirect = action(vec![]);
     redirect.redirect = Some(Redirect {
         scheme: Some("https".into()),
@@ -54,10 +57,16 @@ fn route_table() -> RouteTable {
         codes: vec![503],
         backoff_ms: 5,
         max_backoff_ms: 20,
-        budget: RetryBudget { percent: 20, min_per_second: 10 },
+        budget: RetryBudget {
+            percent: 20,
+            min_per_second: 10,
+        },
     });
     let mut timeout = action(vec![to(V1, 1)]);
-    timeout.timeouts = Timeouts { request_ms: Some(2000), backend_request_ms: Some(200) };
+    timeout.timeouts = Timeouts {
+        request_ms: Some(2000),
+        backend_request_ms: Some(200),
+    };
     RouteTable {
         entries: vec![
             entry(PathMatch::PathPrefix("/old".into()), 1),
@@ -92,24 +101,45 @@ async fn world() -> World {
         l.local_addr().unwrap()
     };
     let mut a: Body = sidecar("a", app_v1.addr, &[PERMIT_ALL]);
-    a.clusters.insert(V1.into(), cluster("b", Some("v1"), &[b1.inbound()]));
-    a.clusters.insert(V2.into(), cluster("b", Some("v2"), &[b2.inbound()]));
-    a.clusters.insert(cluster_key("default/b", 80, None), cluster("b", None, &[b1.inbound()]));
+    a.clusters
+        .insert(V1.into(), cluster("b", Some("v1"), &[b1.inbound()]));
+    a.clusters
+        .insert(V2.into(), cluster("b", Some("v2"), &[b2.inbound()]));
+    a.clusters.insert(
+        cluster_key("default/b", 80, None),
+        cluster("b", None, &[b1.inbound()]),
+    );
     // `c` is served at b1's address, which presents b's identity, not c's.
-    a.clusters.insert("default/c:80".into(), cluster("c", None, &[b1.inbound()]));
-    a.clusters.insert("default/d:80".into(), cluster("d", None, &[closed]));
+    a.clusters
+        .insert("default/c:80".into(), cluster("c", None, &[b1.inbound()]));
+    a.clusters
+        .insert("default/d:80".into(), cluster("d", None, &[closed]));
     add_destination(&mut a, "b", Some(route_table()), "default/b:80");
     add_destination(&mut a, "c", None, "default/c:80");
     add_destination(&mut a, "d", None, "default/d:80");
     let a = start_proxy(&ca, "a", &a).await;
     assert!(a.handle.is_ready() && b1.handle.is_ready() && b2.handle.is_ready());
-    World { ca, app_v1, app_v2, b1, b2, a }
+    World {
+        ca,
+        app_v1,
+        app_v2,
+        b1,
+        b2,
+        a,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_path_reaches_the_app_with_the_caller_identity() {
     let w = world().await;
-    let r = send(w.a.outbound(), "GET", "b", "/api/items?x=1", &[("x-mesh-route", "forged")]).await;
+    let r = send(
+        w.a.outbound(),
+        "GET",
+        "b",
+        "/api/items?x=1",
+        &[("x-mesh-route", "forged")],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let j = r.json();
     assert_eq!(j["app"], "b-v1");
@@ -123,8 +153,15 @@ async fn full_path_reaches_the_app_with_the_caller_identity() {
     assert_eq!(w.app_v1.hits(), 1);
     assert_eq!(w.app_v2.hits(), 0);
     assert_eq!(r.headers.get("x-app").unwrap(), "b-v1");
-    // Keep-alive: a second request on the same client works too.
-    let r = send(w.a.outbound(), "GET", "b.default.svc.cluster.local:80", "/api/two", &[]).await;
+    // A second request reuses the pooled mutual-TLS connection to b1.
+    let r = send(
+        w.a.outbound(),
+        "GET",
+        "b.default.svc.cluster.local:80",
+        "/api/two",
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(w.app_v1.hits(), 2);
 }
@@ -165,14 +202,24 @@ async fn redirect_is_answered_by_the_proxy() {
     let w = world().await;
     let r = get(w.a.outbound(), "b.default", "/old/page?x=1").await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.headers.get("location").unwrap(), "https://b.default/new/page?x=1");
+    assert_eq!(
+        r.headers.get("location").unwrap(),
+        "https://b.default/new/page?x=1"
+    );
     assert_eq!(w.app_v1.hits() + w.app_v2.hits(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_match_rewrite_and_header_modifiers() {
     let w = world().await;
-    let r = send(w.a.outbound(), "GET", "b", "/api/items", &[("x-env", "canary")]).await;
+    let r = send(
+        w.a.outbound(),
+        "GET",
+        "b",
+        "/api/items",
+        &[("x-env", "canary")],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let j = r.json();
     assert_eq!(j["app"], "b-v2");
@@ -180,7 +227,14 @@ async fn header_match_rewrite_and_header_modifiers() {
     assert_eq!(j["added"], "yes");
     assert_eq!(r.headers.get("x-resp").unwrap(), "yes");
     // Without the header: the plain /api rule, no rewrite, no modifiers.
-    let r = send(w.a.outbound(), "GET", "b", "/api/items", &[("x-env", "prod")]).await;
+    let r = send(
+        w.a.outbound(),
+        "GET",
+        "b",
+        "/api/items",
+        &[("x-env", "prod")],
+    )
+    .await;
     let j = r.json();
     assert_eq!(j["app"], "b-v1");
     assert_eq!(j["path"], "/api/items");
@@ -206,8 +260,14 @@ async fn absolute_form_requests_are_routed_like_a_proxy() {
     .await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains(r#""path":"/api/abs""#), "{text}");
-    assert!(text.contains(r#""host":"b.default.svc.cluster.local""#), "{text}");
-    assert!(!text.contains(r#""connection":"close""#), "hop-by-hop header forwarded: {text}");
+    assert!(
+        text.contains(r#""host":"b.default.svc.cluster.local""#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#""connection":"close""#),
+        "hop-by-hop header forwarded: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +277,14 @@ async fn listed_statuses_are_retried() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(w.app_v1.hits(), 2, "one 503, then one retry");
     let m = metrics(&w.a).await;
-    assert_eq!(metric(&m, r#"mesh_proxy_upstream_retries_total{cluster="default/b:80@v1"}"#), Some(1.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            r#"mesh_proxy_upstream_retries_total{cluster="default/b:80@v1"}"#
+        ),
+        Some(1.0),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +293,11 @@ async fn per_try_timeout_answers_504() {
     let start = Instant::now();
     let r = get(w.a.outbound(), "b", "/timeout/slow").await;
     assert_eq!(r.status, 504, "{}", r.body);
-    assert!(start.elapsed() < Duration::from_millis(550), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(550),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,7 +308,10 @@ async fn destination_with_the_wrong_identity_is_refused() {
     assert_eq!(w.app_v1.hits(), 0, "the request must not reach an impostor");
     let m = metrics(&w.a).await;
     assert_eq!(
-        metric(&m, r#"mesh_proxy_upstream_errors_total{cluster="default/c:80",kind="connect"}"#),
+        metric(
+            &m,
+            r#"mesh_proxy_upstream_errors_total{cluster="default/c:80",kind="connect"}"#
+        ),
         Some(1.0),
         "{m}"
     );
@@ -253,14 +327,20 @@ async fn unreachable_endpoint_answers_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_from_the_application() {
     let w = world().await;
-    let tcp = tokio::net::TcpStream::connect(w.a.outbound()).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
+    let tcp = tokio::net::TcpStream::connect(w.a.outbound())
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
     tokio::spawn(conn);
     for i in 0..3 {
-        let req = hyper::Request::get(format!("http://b/api/h2/{i}")).body(Empty::new()).unwrap();
+        let req = hyper::Request::get(format!("http://b/api/h2/{i}"))
+            .body(Empty::new())
+            .unwrap();
         let resp = sender.send_request(req).await.unwrap();
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -289,6 +369,11 @@ async fn http2_between_sidecars_and_to_an_h2c_application() {
         let r = get(a.outbound(), "b", "/x").await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["version"], "HTTP/2.0", "the app speaks h2c");
+        assert_eq!(
+            r.json()["host"],
+            "b",
+            "the authority survives both HTTP/2 hops"
+        );
         assert_eq!(r.json()["caller"], spiffe("a").as_str());
     }
 }

@@ -20,7 +20,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn roots(ca: &Ca) -> rustls::RootCertStore {
     let mut r = rustls::RootCertStore::empty();
-    r.add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap()).unwrap();
+    r.add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
     r
 }
 
@@ -56,7 +57,9 @@ async fn try_request(addr: SocketAddr, cfg: rustls::ClientConfig) -> Result<u16,
         .await
         .map_err(|e| format!("write: {e}"))?;
     let mut out = Vec::new();
-    tls.read_to_end(&mut out).await.map_err(|e| format!("read: {e}"))?;
+    tls.read_to_end(&mut out)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
     let text = String::from_utf8_lossy(&out);
     text.strip_prefix("HTTP/1.1 ")
         .and_then(|r| r.get(..3))
@@ -73,7 +76,10 @@ async fn inbound_requires_mutual_tls_13_with_a_trusted_spiffe_certificate() {
 
     // A trusted workload gets through: the refusals below are about the certificate alone.
     let good = ca.workload("a");
-    assert_eq!(try_request(b.inbound(), client(&ca, Some(&good), tls13)).await, Ok(200));
+    assert_eq!(
+        try_request(b.inbound(), client(&ca, Some(&good), tls13)).await,
+        Ok(200)
+    );
     assert_eq!(app.hits(), 1);
 
     let no_cert = try_request(b.inbound(), client(&ca, None, tls13)).await;
@@ -82,7 +88,10 @@ async fn inbound_requires_mutual_tls_13_with_a_trusted_spiffe_certificate() {
     let other_ca = Ca::new("someone else's CA");
     let foreign = other_ca.workload("a");
     let wrong_ca = try_request(b.inbound(), client(&ca, Some(&foreign), tls13)).await;
-    assert!(wrong_ca.is_err(), "certificate from another CA: {wrong_ca:?}");
+    assert!(
+        wrong_ca.is_err(),
+        "certificate from another CA: {wrong_ca:?}"
+    );
 
     let expired = ca.leaf(Some(&spiffe("a")), "a.default.svc.cluster.local", true);
     let r = try_request(b.inbound(), client(&ca, Some(&expired), tls13)).await;
@@ -92,9 +101,16 @@ async fn inbound_requires_mutual_tls_13_with_a_trusted_spiffe_certificate() {
     let r = try_request(b.inbound(), client(&ca, Some(&anonymous), tls13)).await;
     assert!(r.is_err(), "certificate without a SPIFFE ID: {r:?}");
 
-    let tls12 = try_request(b.inbound(), client(&ca, Some(&good), &[&rustls::version::TLS12])).await;
+    let tls12 = try_request(
+        b.inbound(),
+        client(&ca, Some(&good), &[&rustls::version::TLS12]),
+    )
+    .await;
     assert!(tls12.is_err(), "TLS 1.2: {tls12:?}");
-    assert!(tls12.unwrap_err().starts_with("handshake"), "TLS 1.2 must fail in the handshake");
+    assert!(
+        tls12.unwrap_err().starts_with("handshake"),
+        "TLS 1.2 must fail in the handshake"
+    );
 
     // Plaintext HTTP on the mutual-TLS port (strict mode) gets no HTTP answer.
     let text = raw(b.inbound(), "GET / HTTP/1.1\r\nHost: b\r\n\r\n").await;
@@ -103,7 +119,10 @@ async fn inbound_requires_mutual_tls_13_with_a_trusted_spiffe_certificate() {
     assert_eq!(app.hits(), 1, "no refused client reached the application");
     let m = metrics(&b).await;
     assert_eq!(
-        metric(&m, r#"mesh_proxy_tls_handshake_failures_total{listener="inbound"}"#),
+        metric(
+            &m,
+            r#"mesh_proxy_tls_handshake_failures_total{listener="inbound"}"#
+        ),
         Some(6.0),
         "{m}"
     );
@@ -118,7 +137,13 @@ async fn inbound_offers_h2_by_alpn() {
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let tcp = TcpStream::connect(b.inbound()).await.unwrap();
     let name = ServerName::try_from("b.default.svc.cluster.local").unwrap();
-    let tls = TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap();
+    let tls = TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    assert_eq!(tls.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
 }

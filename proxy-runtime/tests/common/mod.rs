@@ -59,11 +59,16 @@ impl Ca {
     pub fn new(name: &str) -> Ca {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key).unwrap();
-        Ca { pem: cert.pem(), issuer: Issuer::new(params, key) }
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
     }
 
     /// A leaf with a SPIFFE URI SAN (when `spiffe` is given) and a DNS SAN.
@@ -71,21 +76,32 @@ impl Ca {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec![dns.to_string()]).unwrap();
         if let Some(id) = spiffe {
-            params.subject_alt_names.push(SanType::URI(id.try_into().unwrap()));
+            params
+                .subject_alt_names
+                .push(SanType::URI(id.try_into().unwrap()));
         }
-        params.extended_key_usages =
-            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         if expired {
             params.not_before = rcgen::date_time_ymd(2000, 1, 1);
             params.not_after = rcgen::date_time_ymd(2001, 1, 1);
         }
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
     }
 
     pub fn workload(&self, name: &str) -> Leaf {
-        self.leaf(Some(&spiffe(name)), &format!("{name}.default.svc.cluster.local"), false)
+        self.leaf(
+            Some(&spiffe(name)),
+            &format!("{name}.default.svc.cluster.local"),
+            false,
+        )
     }
 }
 
@@ -118,7 +134,9 @@ impl App {
         let (h, f) = (hits.clone(), flaky.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let (h, f) = (h.clone(), f.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -147,7 +165,12 @@ async fn app_answer(
 ) -> Response<Full<Bytes>> {
     hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
-    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let info = serde_json::json!({
         "app": name,
         "method": req.method().as_str(),
@@ -160,7 +183,12 @@ async fn app_answer(
         "added": header("x-added"),
         "connection": header("connection"),
     });
-    let body = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
     let mut status = StatusCode::OK;
     if path.contains("slow") {
         tokio::time::sleep(Duration::from_millis(600)).await;
@@ -168,7 +196,7 @@ async fn app_answer(
     if let Some(code) = path.strip_prefix("/status/") {
         status = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
     }
-    if path.contains("flaky") && flaky.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+    if path.contains("flaky") && flaky.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
         status = StatusCode::SERVICE_UNAVAILABLE;
     }
     let mut info = info;
@@ -183,14 +211,21 @@ async fn app_answer(
 // Artifacts
 
 pub fn source() -> SourcePos {
-    SourcePos { file: "mesh/routes.yaml".into(), line: 1, column: 1 }
+    SourcePos {
+        file: "mesh/routes.yaml".into(),
+        line: 1,
+        column: 1,
+    }
 }
 
 /// An authorization bundle for the `default` namespace's services, with policy texts.
 pub fn authz_bundle(services: &[&str], policies: &[&str]) -> AuthzBundle {
     let model = PolicyModel {
         trust_domain: TD.into(),
-        services: services.iter().map(|s| ServiceEntry::new("default", *s)).collect(),
+        services: services
+            .iter()
+            .map(|s| ServiceEntry::new("default", *s))
+            .collect(),
         context_headers: vec!["x-user".into()],
     };
     AuthzBundle {
@@ -198,7 +233,11 @@ pub fn authz_bundle(services: &[&str], policies: &[&str]) -> AuthzBundle {
         policies: policies
             .iter()
             .enumerate()
-            .map(|(i, t)| PolicyText { id: format!("p{i}"), source: source(), text: t.to_string() })
+            .map(|(i, t)| PolicyText {
+                id: format!("p{i}"),
+                source: source(),
+                text: t.to_string(),
+            })
             .collect(),
         entities: entities_json(&model),
         context_headers: vec!["x-user".into()],
@@ -211,7 +250,11 @@ pub const PERMIT_ALL: &str = "permit (principal, action, resource);";
 /// A sidecar body with no destinations.
 pub fn sidecar(name: &str, app: SocketAddr, policies: &[&str]) -> Body {
     Body {
-        mesh: MeshInfo { name: "test".into(), trust_domain: TD.into(), mtls: MtlsMode::Strict },
+        mesh: MeshInfo {
+            name: "test".into(),
+            trust_domain: TD.into(),
+            mtls: MtlsMode::Strict,
+        },
         sidecar: SidecarInfo {
             service: format!("default/{name}"),
             namespace: "default".into(),
@@ -247,7 +290,10 @@ pub fn cluster(service: &str, version: Option<&str>, endpoints: &[SocketAddr]) -
         identity: spiffe(service),
         endpoints: endpoints
             .iter()
-            .map(|e| Endpoint { address: e.ip().to_string(), port: e.port() })
+            .map(|e| Endpoint {
+                address: e.ip().to_string(),
+                port: e.port(),
+            })
             .collect(),
     }
 }
@@ -267,11 +313,19 @@ pub fn entry(path: PathMatch, action: u32) -> RouteEntry {
 }
 
 pub fn to(cluster: &str, weight: u32) -> WeightedCluster {
-    WeightedCluster { cluster: cluster.into(), weight }
+    WeightedCluster {
+        cluster: cluster.into(),
+        weight,
+    }
 }
 
 /// Add destination `service` (port 80) with the given route table, or direct to `default_cluster`.
-pub fn add_destination(body: &mut Body, service: &str, routes: Option<RouteTable>, default_cluster: &str) {
+pub fn add_destination(
+    body: &mut Body,
+    service: &str,
+    routes: Option<RouteTable>,
+    default_cluster: &str,
+) {
     body.destinations.push(Destination {
         service: format!("default/{service}"),
         hosts: hosts(service),
@@ -286,7 +340,10 @@ pub fn add_destination(body: &mut Body, service: &str, routes: Option<RouteTable
 }
 
 pub fn action(backends: Vec<WeightedCluster>) -> RuleAction {
-    RuleAction { backends, ..Default::default() }
+    RuleAction {
+        backends,
+        ..Default::default()
+    }
 }
 
 pub fn encode(body: &Body) -> String {
@@ -316,7 +373,11 @@ impl Proxy {
 }
 
 pub fn write_certs(dir: &Path, ca: &Ca, leaf: &Leaf) -> (PathBuf, PathBuf, PathBuf) {
-    let (cert, key, bundle) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
+    let (cert, key, bundle) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
     write_atomic(&cert, leaf.cert_pem.as_bytes());
     write_atomic(&key, leaf.key_pem.as_bytes());
     write_atomic(&bundle, ca.pem.as_bytes());
@@ -355,7 +416,11 @@ pub async fn start_proxy_with(
     let mut config = config_for(dir.path(), &artifact, ca, &ca.workload(name));
     tweak(&mut config);
     let handle = mesh_proxy::start(config).await.unwrap();
-    Proxy { handle, dir, artifact }
+    Proxy {
+        handle,
+        dir,
+        artifact,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,20 +440,38 @@ impl Reply {
 }
 
 /// One HTTP/1.1 request on a fresh connection to `addr`, with `Host: host`.
-pub async fn send(addr: SocketAddr, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await.unwrap();
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+            .await
+            .unwrap();
     tokio::spawn(conn);
-    let mut req = Request::builder().method(method).uri(path).header("host", host);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
     for (n, v) in headers {
         req = req.header(*n, *v);
     }
-    let resp = sender.send_request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let resp = sender
+        .send_request(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
@@ -411,7 +494,10 @@ pub async fn admin(p: &Proxy, path: &str) -> Reply {
 /// The value of one metric series in `/metrics` text (`name{labels}` exactly as printed).
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
         .and_then(|v| v.trim().parse().ok())
 }
 

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# mesh-proxy against nginx and haproxy, the method of shared/REFERENCE.md ("Proxy cost: measured").
+#
+#   scripts/bench-proxy.sh            DURATION=5s ROUNDS=3 RATES="1000 5000" (environment overrides)
+#
+# - backend: nginx `return 200` (Debian package) on 127.0.0.1:18080;
+# - targets, each routing every request to that backend, each with one worker / thread:
+#     direct      oha -> backend
+#     nginx       reverse proxy, upstream keepalive + proxy_http_version 1.1 + empty Connection
+#     haproxy     `http-reuse always`, nbthread 1
+#     mesh        one mesh-proxy, plaintext: the backend's sidecar inbound listener in a
+#                 `permissive` mesh (plaintext accepted), Cedar evaluated on every request
+#     mesh-mtls   a pair: client sidecar outbound (routes with a 10,001-route artifact) ->
+#                 mutual TLS 1.3 -> backend sidecar inbound -> backend
+# - proxies and backend pinned to CPU 0, the load generator to CPU 1;
+# - oha -z DURATION -q RATE --latency-correction -c 16 -w --worker-threads 1 --output-format json;
+# - added latency = target minus direct in the same round, median over rounds;
+# - CPU per request from the proxies' CPU time (sum over threads of /proc/PID/task/*/schedstat,
+#   nanoseconds; /proc/PID/stat's ticks are too coarse for 5 s runs) before and after each run;
+# - peak RSS = VmHWM at the end;
+# - full TLS 1.3 handshakes: `openssl s_time -new -tls1_3` (client on CPU 1) against the backend
+#   sidecar's inbound, with the sidecar's CPU per handshake -> handshakes per second of one core.
+# Results: $OUT (default target/bench-proxy/) results.tsv, summary.md.
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
+RATES=${RATES:-"1000 5000"}
+OUT=${OUT:-$ROOT/target/bench-proxy}
+W=$(mktemp -d /tmp/mesh-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+mkdir -p "$OUT"
+PCPU=0
+LCPU=1
+[ "$(nproc)" -ge 2 ] || LCPU=0
+
+# ---------------------------------------------------------------- tools
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || exit 2
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
+if ! [ -x "$OHA" ]; then
+    echo "installing oha (cargo install oha --locked; takes minutes)"
+    cargo install oha --locked -q || exit 2
+    OHA="$HOME/.cargo/bin/oha"
+fi
+BIN=${MESH_BENCH_BIN:-$ROOT/target/release} # MESH_BENCH_BIN: use prebuilt binaries (no build)
+MESHC="$BIN/meshc"
+if [ -n "${MESH_BENCH_BIN:-}" ]; then
+    :
+elif echo "building mesh-proxy and meshc (release)" && ! (cd "$ROOT" && cargo build -q --release -p mesh-proxy); then
+    exit 2
+# meshc only writes the artifact: its profile does not matter; use a debug one if release fails
+elif ! (cd "$ROOT" && cargo build -q --release -p meshc); then
+    (cd "$ROOT" && cargo build -q -p meshc) || [ -x "$ROOT/target/debug/meshc" ] || exit 2
+    MESHC="$ROOT/target/debug/meshc"
+fi
+
+# ---------------------------------------------------------------- the bench mesh: 10,001 routes
+mkdir -p "$W/mesh"
+cat >"$W/mesh/mesh.yaml" <<'EOF'
+apiVersion: meshc.dev/v1alpha1
+kind: Mesh
+metadata:
+  name: bench
+spec:
+  trustDomain: bench.local
+  mtls:
+    mode: permissive
+  authorization:
+    mode: enforce
+EOF
+cat >"$W/mesh/services.yaml" <<'EOF'
+apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata:
+  name: backend
+spec:
+  ports:
+    - {name: http, port: 80, protocol: http}
+  endpoints:
+    - {address: 127.0.0.1, port: 18111}
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata:
+  name: client
+spec:
+  ports:
+    - {name: http, port: 80, protocol: http}
+  endpoints:
+    - {address: 127.0.0.1, port: 18121}
+---
+apiVersion: meshc.dev/v1alpha1
+kind: Sidecar
+metadata:
+  name: backend
+spec:
+  service: backend
+  listeners: {inbound: 18111, outbound: 18112, admin: 18113}
+  app: {port: 18080}
+  egress: []
+---
+apiVersion: meshc.dev/v1alpha1
+kind: Sidecar
+metadata:
+  name: client
+spec:
+  service: client
+  listeners: {inbound: 18121, outbound: 18122, admin: 18123}
+  app: {port: 18120}
+  egress: [backend]
+EOF
+cat >"$W/mesh/policies.cedar" <<'EOF'
+@id("anyone-reads-backend")
+permit (principal, action, resource == Service::"default/backend");
+EOF
+# 100 routes x 100 Exact rules, and a catch-all route that the benchmark's requests hit
+python3 - "$W/mesh/routes.yaml" <<'EOF'
+import sys
+with open(sys.argv[1], "w") as f:
+    for r in range(100):
+        f.write(f"---\napiVersion: meshc.dev/v1alpha1\nkind: MeshRoute\nmetadata:\n  name: r{r:03d}\n"
+                "spec:\n  parentRefs:\n    - name: backend\n      port: 80\n  rules:\n")
+        for j in range(100):
+            f.write(f"    - matches:\n        - path: {{type: Exact, value: /api/{r}/{j}}}\n"
+                    "      backendRefs:\n        - {name: backend, port: 80}\n")
+    f.write("---\napiVersion: meshc.dev/v1alpha1\nkind: MeshRoute\nmetadata:\n  name: zz-default\n"
+            "spec:\n  parentRefs:\n    - name: backend\n      port: 80\n  rules:\n"
+            "    - backendRefs:\n        - {name: backend, port: 80}\n")
+EOF
+"$MESHC" build "$W/mesh" --out "$W/art" >/dev/null 2>&1 || { echo "meshc build failed"; exit 2; }
+"$MESHC" certs "$W/mesh" --out "$W/certs" >/dev/null 2>&1 || exit 2
+ROUTES=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["body"]; print(sum(len((p.get("routes") or {}).get("entries", [])) for x in d["destinations"] for p in x["ports"]))' "$W/art/default.client.json" 2>/dev/null || echo "?")
+
+# ---------------------------------------------------------------- servers, pinned to CPU 0
+ngx_conf() { # DIR BODY
+    mkdir -p "$1"
+    cat >"$1/nginx.conf" <<EOF
+daemon off; worker_processes 1; pid $1/nginx.pid; error_log $1/error.log;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1;
+  uwsgi_temp_path $1; scgi_temp_path $1; keepalive_requests 10000000; keepalive_timeout 300s;
+  $2 }
+EOF
+}
+ngx_conf "$W/backend" "server { listen 127.0.0.1:18080 backlog=4096; location / { return 200 'ok\n'; } }"
+ngx_conf "$W/nginxproxy" "upstream b { server 127.0.0.1:18080; keepalive 64; keepalive_requests 10000000; }
+  server { listen 127.0.0.1:18081 backlog=4096; location / { proxy_pass http://b; proxy_http_version 1.1;
+    proxy_set_header Connection \"\"; } }"
+cat >"$W/haproxy.cfg" <<'EOF'
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend f
+    bind 127.0.0.1:18082
+    default_backend b
+backend b
+    server s1 127.0.0.1:18080
+EOF
+taskset -c $PCPU "$NGINX" -c "$W/backend/nginx.conf" -p "$W/backend" & PIDS+=($!)
+taskset -c $PCPU "$NGINX" -c "$W/nginxproxy/nginx.conf" -p "$W/nginxproxy" & PIDS+=($!)
+NGINXPROXY_MASTER=$!
+taskset -c $PCPU "$HAPROXY" -f "$W/haproxy.cfg" -db & PIDS+=($!)
+HAPROXY_PID=$!
+sidecar() { # NAME INBOUND
+    taskset -c $PCPU "$BIN/mesh-proxy" --artifact "$W/art/default.$1.json" --cert "$W/certs/default/$1/cert.pem" \
+        --key "$W/certs/default/$1/key.pem" --trust-bundle "$W/certs/ca.pem" --inbound-addr "127.0.0.1:$2" \
+        --workers 1 >"$W/proxy.$1.log" 2>&1 &
+    PIDS+=($!)
+}
+sidecar backend 18111
+MESH_B=$!
+sidecar client 18121
+MESH_C=$!
+for u in http://127.0.0.1:18080/ http://127.0.0.1:18081/ http://127.0.0.1:18082/ http://127.0.0.1:18113/ready http://127.0.0.1:18123/ready; do
+    for _ in $(seq 1 100); do curl -sf -o /dev/null "$u" && break; sleep 0.1; done
+    curl -sf -o /dev/null "$u" || { echo "$u is not answering"; cat "$W"/proxy.*.log; exit 2; }
+done
+curl -sf -o /dev/null -H 'Host: backend' http://127.0.0.1:18122/ || { echo "mTLS pair not answering"; exit 2; }
+NGINXPROXY_WORKER=$(pgrep -P "$NGINXPROXY_MASTER" | head -1)
+
+cpu_ns() { # PIDS...: CPU time of every thread, ns
+    local p t s=0
+    for p in "$@"; do for t in /proc/"$p"/task/*/schedstat; do read -r c _ <"$t" && s=$((s + c)); done; done
+    echo $s
+}
+declare -A URL HOSTHDR TPIDS
+URL[direct]=http://127.0.0.1:18080/;  TPIDS[direct]=""
+URL[nginx]=http://127.0.0.1:18081/;   TPIDS[nginx]="$NGINXPROXY_WORKER"
+URL[haproxy]=http://127.0.0.1:18082/; TPIDS[haproxy]="$HAPROXY_PID"
+URL[mesh]=http://127.0.0.1:18111/;    TPIDS[mesh]="$MESH_B"
+URL[mesh-mtls]=http://127.0.0.1:18122/; TPIDS[mesh-mtls]="$MESH_C $MESH_B"
+TARGETS="direct nginx haproxy mesh mesh-mtls"
+
+run_oha() { # TARGET RATE DURATION FILE
+    taskset -c $LCPU "$OHA" --no-tui -z "$3" -q "$2" --latency-correction -c 16 -w --worker-threads 1 \
+        --host backend --output-format json -o "$4" "${URL[$1]}" >/dev/null 2>&1
+}
+echo "warm-up"
+for t in $TARGETS; do run_oha "$t" 1000 1s "$W/warm.json"; done
+
+RES="$OUT/results.tsv"
+printf 'round\trate\ttarget\tp50_us\tp99_us\trps\tsuccess\trequests\tcpu_us_per_req\n' >"$RES"
+for round in $(seq 1 "$ROUNDS"); do
+    for rate in $RATES; do
+        for t in $TARGETS; do
+            # shellcheck disable=SC2086
+            c0=$(cpu_ns ${TPIDS[$t]})
+            run_oha "$t" "$rate" "$DURATION" "$W/o.json"
+            # shellcheck disable=SC2086
+            c1=$(cpu_ns ${TPIDS[$t]})
+            python3 - "$W/o.json" "$round" "$rate" "$t" "$((c1 - c0))" >>"$RES" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+lp = d["latencyPercentiles"]
+n = sum(d.get("statusCodeDistribution", {}).values())
+cpu = int(sys.argv[5]) / 1000 / n if n else 0
+print(f"{sys.argv[2]}\t{sys.argv[3]}\t{sys.argv[4]}\t{lp['p50'] * 1e6:.1f}\t{lp['p99'] * 1e6:.1f}\t"
+      f"{d['summary']['requestsPerSec']:.0f}\t{d['summary']['successRate']:.4f}\t{n}\t{cpu:.1f}")
+EOF
+            tail -1 "$RES"
+        done
+    done
+done
+
+# ---------------------------------------------------------------- RSS and handshakes
+rss() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' /proc/"$1"/status; }
+RSS_NGINX=$(rss "$NGINXPROXY_WORKER")
+RSS_HAPROXY=$(rss "$HAPROXY_PID")
+RSS_MB=$(rss "$MESH_B")
+RSS_MC=$(rss "$MESH_C")
+c0=$(cpu_ns "$MESH_B")
+HS=$(taskset -c $LCPU openssl s_time -connect 127.0.0.1:18111 -new -tls1_3 -time 5 \
+    -cert "$W/certs/default/client/cert.pem" -key "$W/certs/default/client/key.pem" -CAfile "$W/certs/ca.pem" 2>/dev/null |
+    awk '/connections in [0-9.]+ real seconds/ {print $1, $4}' | head -1)
+c1=$(cpu_ns "$MESH_B")
+HS_N=${HS%% *}
+HS_REAL=${HS##* }
+HS_FAIL=$(curl -s http://127.0.0.1:18113/metrics | awk '/^mesh_proxy_tls_handshake_failures_total\{listener="inbound"\}/ {print $2}')
+
+python3 - "$RES" "$OUT/summary.md" "$RSS_NGINX" "$RSS_HAPROXY" "$RSS_MB" "$RSS_MC" "${HS_N:-0}" "${HS_REAL:-1}" \
+    "$((c1 - c0))" "$ROUTES" "${HS_FAIL:-?}" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+out = open(sys.argv[2], "w")
+rss = {"nginx": sys.argv[3], "haproxy": sys.argv[4], "mesh": sys.argv[5],
+       "mesh-mtls": f"{sys.argv[6]} + {sys.argv[5]}"}
+hs_n, hs_real, hs_cpu = int(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9]) / 1e9
+def p(*a):
+    print(*a); print(*a, file=out)
+by = {}
+for r in rows:
+    by.setdefault((r["round"], r["rate"]), {})[r["target"]] = r
+rates = sorted({r["rate"] for r in rows}, key=int)
+targets = ["nginx", "haproxy", "mesh", "mesh-mtls"]
+p("| target | " + " | ".join(f"added p50 @{int(x)//1000}k | added p99 @{int(x)//1000}k" for x in rates)
+  + " | " + " | ".join(f"CPU µs/req @{int(x)//1000}k" for x in rates) + " | peak RSS MB |")
+p("| --- " * (1 + 3 * len(rates) + 1) + "|")
+direct = []
+for rate in rates:
+    ds = [by[k]["direct"] for k in by if k[1] == rate and "direct" in by[k]]
+    direct.append(f"@{int(rate)//1000}k p50 {statistics.median(float(d['p50_us']) for d in ds):.0f} µs, "
+                  f"p99 {statistics.median(float(d['p99_us']) for d in ds):.0f} µs")
+for t in targets:
+    cells, cpus = [], []
+    for rate in rates:
+        a50, a99, cpu = [], [], []
+        for k, v in by.items():
+            if k[1] == rate and t in v and "direct" in v:
+                a50.append(float(v[t]["p50_us"]) - float(v["direct"]["p50_us"]))
+                a99.append(float(v[t]["p99_us"]) - float(v["direct"]["p99_us"]))
+                cpu.append(float(v[t]["cpu_us_per_req"]))
+        rng = lambda xs: f"{statistics.median(xs):+.0f} ({min(xs):+.0f}..{max(xs):+.0f})"
+        cells += [rng(a50), rng(a99)]
+        cpus.append(f"{statistics.median(cpu):.1f}")
+    p(f"| {t} | " + " | ".join(cells) + " | " + " | ".join(cpus) + f" | {rss[t]} |")
+p("")
+p("direct (backend alone): " + "; ".join(direct))
+low = min(float(r["success"]) for r in rows)
+p(f"lowest success rate of any run: {low:.4f}; routes in the client sidecar's artifact: {sys.argv[10]}")
+if hs_n:
+    p(f"TLS 1.3 full handshakes (openssl s_time -new, one client): {hs_n / hs_real:.0f}/s; "
+      f"mesh-proxy CPU {hs_cpu / hs_n * 1e6:.0f} µs per handshake = {hs_n / hs_cpu:.0f} handshakes per second of one core"
+      f" (inbound handshake failures counted: {sys.argv[11]})")
+EOF
+echo "results: $RES, $OUT/summary.md"

@@ -3,24 +3,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::render::{self, Format, HumanOptions};
-use crate::{LoadOptions, Severity};
+use crate::LoadOptions;
+use crate::render::HumanOptions;
 
 pub fn run(dir: &Path, opts: &LoadOptions, out: &Path, human: HumanOptions) -> ExitCode {
-    let loaded = crate::load::load_dir(dir, opts);
-    let errors: Vec<_> = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .cloned()
-        .collect();
-    if !errors.is_empty() {
-        eprint!(
-            "{}",
-            render::render(Format::Human, &loaded.sources, &errors, human)
-        );
-        return ExitCode::from(if loaded.io_error { 2 } else { 1 });
-    }
+    let loaded = match crate::load_or_report(dir, opts, human) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let services: Vec<(String, String)> = loaded
         .model
         .services

@@ -1292,36 +1292,14 @@ impl<'a> Decoder<'a> {
                 None
             }
         });
-        let mut headers = Vec::new();
-        if let Some(h) = o.take("headers") {
-            for item in self.seq(h, "matches[].headers") {
-                if let Some(v) = self.value_match(item, "matches[].headers[]", true) {
-                    if headers.iter().any(|x: &S<ValueMatch>| x.v.name == v.v.name) {
-                        let d = Diagnostic::new(Code::SloppyValue, format!("header `{}` is matched twice in one match; only the first counts", v.v.name))
-                            .at(v.loc, "repeated header name")
-                            .help("Gateway API considers only the first entry of an equivalent header name (names are case-insensitive); remove the later one");
-                        self.report(d);
-                        continue;
-                    }
-                    headers.push(v);
-                }
-            }
-        }
-        let mut query = Vec::new();
-        if let Some(q) = o.take("queryParams") {
-            for item in self.seq(q, "matches[].queryParams") {
-                if let Some(v) = self.value_match(item, "matches[].queryParams[]", false) {
-                    if query.iter().any(|x: &S<ValueMatch>| x.v.name == v.v.name) {
-                        let d = Diagnostic::new(Code::SloppyValue, format!("query parameter `{}` is matched twice in one match; only the first counts", v.v.name))
-                            .at(v.loc, "repeated query parameter")
-                            .help("Gateway API considers only the first entry of a query parameter name; remove the later one");
-                        self.report(d);
-                        continue;
-                    }
-                    query.push(v);
-                }
-            }
-        }
+        let headers = match o.take("headers") {
+            Some(h) => self.value_matches(h, "headers", true),
+            None => Vec::new(),
+        };
+        let query = match o.take("queryParams") {
+            Some(q) => self.value_matches(q, "queryParams", false),
+            None => Vec::new(),
+        };
         self.finish(o, fields::MATCH, "`spec.rules[].matches[]`");
         Some(Match {
             loc,
@@ -1405,6 +1383,39 @@ impl<'a> Decoder<'a> {
             .help("header names are HTTP tokens: letters, digits and ``!#$%&'*+-.^_`|~``, no spaces or `:`");
         self.report(d);
         false
+    }
+
+    /// A match's `headers` or `queryParams`: a later entry with the same name (header names
+    /// compare case-insensitively, and are stored lower case) is reported and ignored, as
+    /// Gateway API considers only the first.
+    fn value_matches(&mut self, list: &Node, field: &str, header: bool) -> Vec<S<ValueMatch>> {
+        let what = format!("matches[].{field}");
+        let (kind, name_rule) = if header {
+            (
+                "header",
+                "an equivalent header name (names are case-insensitive)",
+            )
+        } else {
+            ("query parameter", "a query parameter name")
+        };
+        let mut out: Vec<S<ValueMatch>> = Vec::new();
+        for item in self.seq(list, &what) {
+            let Some(v) = self.value_match(item, &format!("{what}[]"), header) else {
+                continue;
+            };
+            if out.iter().any(|x| x.v.name == v.v.name) {
+                let d = Diagnostic::new(
+                    Code::SloppyValue,
+                    format!("{kind} `{}` is matched twice in one match; only the first counts", v.v.name),
+                )
+                .at(v.loc, format!("repeated {kind}"))
+                .help(format!("Gateway API considers only the first entry of {name_rule}; remove the later one"));
+                self.report(d);
+                continue;
+            }
+            out.push(v);
+        }
+        out
     }
 
     fn value_match(&mut self, n: &Node, what: &str, header: bool) -> Option<S<ValueMatch>> {

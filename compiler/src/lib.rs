@@ -93,6 +93,34 @@ pub fn check_loaded(loaded: Loaded) -> Checked {
     }
 }
 
+/// Load a directory for a command that needs a model without errors (certs, the Cedar schema):
+/// on errors, print them and return the exit code to use.
+pub fn load_or_report(
+    dir: &Path,
+    opts: &LoadOptions,
+    human: render::HumanOptions,
+) -> Result<Loaded, std::process::ExitCode> {
+    let loaded = with_stack(|| load::load_dir(dir, opts));
+    let errors: Vec<_> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .cloned()
+        .collect();
+    if errors.is_empty() {
+        return Ok(loaded);
+    }
+    eprint!(
+        "{}",
+        render::render(render::Format::Human, &loaded.sources, &errors, human)
+    );
+    Err(std::process::ExitCode::from(if loaded.io_error {
+        2
+    } else {
+        1
+    }))
+}
+
 /// Run `f` on a thread with a large stack: the YAML parser and Cedar recurse on nested input,
 /// and the depth budgets must be what stops deep input, not the caller's stack size.
 fn with_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {

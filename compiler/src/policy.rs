@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::diag::{Code, Diagnostic, Severity};
 use crate::model::{Model, Service};
-use crate::render::{self, Format, HumanOptions};
+use crate::render::HumanOptions;
 use crate::source::{FileId, Loc, SourceMap, Span};
 use crate::{Checked, LoadOptions};
 
@@ -235,20 +235,10 @@ pub fn explain_authz(
 
 /// `meshc schema --cedar DIR`.
 pub fn print_cedar_schema(dir: &Path, opts: &LoadOptions, human: HumanOptions) -> ExitCode {
-    let loaded = crate::load::load_dir(dir, opts);
-    let errors: Vec<_> = loaded
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .cloned()
-        .collect();
-    if !errors.is_empty() {
-        eprint!(
-            "{}",
-            render::render(Format::Human, &loaded.sources, &errors, human)
-        );
-        return ExitCode::from(if loaded.io_error { 2 } else { 1 });
-    }
+    let loaded = match crate::load_or_report(dir, opts, human) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     print!(
         "{}",
         mesh_policy::model::schema_text(&policy_model(&loaded.model))

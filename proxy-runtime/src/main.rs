@@ -1,5 +1,6 @@
 //! The `mesh-proxy` binary: flags, logging, runtime, signals. Everything else is in the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -9,9 +10,11 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -41,7 +44,6 @@ fn main() -> ExitCode {
         let handle = match mesh_proxy::start(config).await {
             Ok(h) => h,
             Err(e) => {
-                tracing::error!(error = %e, "cannot start");
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }

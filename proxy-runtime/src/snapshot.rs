@@ -211,52 +211,50 @@ impl ClusterRt {
     /// Choose an endpoint, skipping recently failed ones unless all have failed. `None` when
     /// the cluster has no endpoint.
     pub fn pick(&self, lb: LoadBalancer) -> Option<&EndpointRt> {
-        let n = self.endpoints.len();
-        match n {
-            0 => None,
-            1 => self.endpoints.first(),
-            _ => {
-                let now = now_ms();
-                match lb {
-                    LoadBalancer::RoundRobin => {
-                        let start = self.rr.fetch_add(1, Ordering::Relaxed);
-                        (0..n)
-                            .map(|i| &self.endpoints[(start + i) % n])
-                            .find(|e| e.available(now))
-                            .or_else(|| self.endpoints.get(start % n))
-                    }
-                    LoadBalancer::P2c => {
-                        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
-                        let a = random_below(n32) as usize;
-                        let mut b = random_below(n32 - 1) as usize;
-                        if b >= a {
-                            b += 1;
-                        }
-                        let (ea, eb) = (&self.endpoints[a], &self.endpoints[b]);
-                        let pick = match (ea.available(now), eb.available(now)) {
-                            (true, false) => ea,
-                            (false, true) => eb,
-                            (false, false) => {
-                                return self
-                                    .endpoints
-                                    .iter()
-                                    .find(|e| e.available(now))
-                                    .or(Some(ea));
-                            }
-                            (true, true) => {
-                                if eb.in_flight.load(Ordering::Relaxed)
-                                    < ea.in_flight.load(Ordering::Relaxed)
-                                {
-                                    eb
-                                } else {
-                                    ea
-                                }
-                            }
-                        };
-                        Some(pick)
+        pick_endpoint(&self.endpoints, &self.rr, lb)
+    }
+}
+
+/// Endpoint choice: round robin, or the less loaded of two drawn at random; endpoints ejected
+/// after a connection failure are skipped while any other is available.
+pub fn pick_endpoint<'a>(
+    endpoints: &'a [EndpointRt],
+    rr: &AtomicUsize,
+    lb: LoadBalancer,
+) -> Option<&'a EndpointRt> {
+    let n = endpoints.len();
+    if n <= 1 {
+        return endpoints.first();
+    }
+    let now = now_ms();
+    match lb {
+        LoadBalancer::RoundRobin => {
+            let start = rr.fetch_add(1, Ordering::Relaxed);
+            (0..n)
+                .map(|i| &endpoints[(start + i) % n])
+                .find(|e| e.available(now))
+                .or_else(|| endpoints.get(start % n))
+        }
+        LoadBalancer::P2c => {
+            let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+            let a = random_below(n32) as usize;
+            let mut b = random_below(n32 - 1) as usize;
+            if b >= a {
+                b += 1;
+            }
+            let (ea, eb) = (&endpoints[a], &endpoints[b]);
+            Some(match (ea.available(now), eb.available(now)) {
+                (true, false) => ea,
+                (false, true) => eb,
+                (false, false) => endpoints.iter().find(|e| e.available(now)).unwrap_or(ea),
+                (true, true) => {
+                    if eb.in_flight.load(Ordering::Relaxed) < ea.in_flight.load(Ordering::Relaxed) {
+                        eb
+                    } else {
+                        ea
                     }
                 }
-            }
+            })
         }
     }
 }
@@ -511,6 +509,81 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn endpoints(n: usize) -> Vec<EndpointRt> {
+        (0..n)
+            .map(|i| EndpointRt {
+                authority: Authority::from_str(&format!("10.0.0.{i}:15006")).unwrap(),
+                in_flight: AtomicUsize::new(0),
+                ejected_until: AtomicU64::new(0),
+            })
+            .collect()
+    }
+
+    fn index(eps: &[EndpointRt], e: &EndpointRt) -> usize {
+        eps.iter().position(|x| std::ptr::eq(x, e)).unwrap()
+    }
+
+    #[test]
+    fn round_robin_cycles_and_skips_ejected_endpoints() {
+        let eps = endpoints(3);
+        let rr = AtomicUsize::new(0);
+        let picks: Vec<usize> = (0..6)
+            .map(|_| {
+                index(
+                    &eps,
+                    pick_endpoint(&eps, &rr, LoadBalancer::RoundRobin).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+        eps[1].eject();
+        let picks: Vec<usize> = (0..4)
+            .map(|_| {
+                index(
+                    &eps,
+                    pick_endpoint(&eps, &rr, LoadBalancer::RoundRobin).unwrap(),
+                )
+            })
+            .collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        for e in &eps {
+            e.eject();
+        }
+        assert!(
+            pick_endpoint(&eps, &rr, LoadBalancer::RoundRobin).is_some(),
+            "all ejected: still pick one"
+        );
+        assert!(pick_endpoint(&[], &rr, LoadBalancer::P2c).is_none());
+    }
+
+    #[test]
+    fn p2c_prefers_the_less_loaded_and_avoids_ejected_endpoints() {
+        let eps = endpoints(2);
+        let rr = AtomicUsize::new(0);
+        eps[0].in_flight.store(5, Ordering::Relaxed);
+        for _ in 0..50 {
+            assert_eq!(
+                index(&eps, pick_endpoint(&eps, &rr, LoadBalancer::P2c).unwrap()),
+                1
+            );
+        }
+        eps[0].in_flight.store(0, Ordering::Relaxed);
+        eps[1].eject();
+        for _ in 0..50 {
+            assert_eq!(
+                index(&eps, pick_endpoint(&eps, &rr, LoadBalancer::P2c).unwrap()),
+                0
+            );
+        }
+        // With equal load, both get traffic.
+        let eps = endpoints(4);
+        let mut seen = [0; 4];
+        for _ in 0..400 {
+            seen[index(&eps, pick_endpoint(&eps, &rr, LoadBalancer::P2c).unwrap())] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 40), "{seen:?}");
+    }
 
     #[test]
     fn retry_budget_floor_and_percent() {

@@ -117,6 +117,11 @@ async fn world() -> World {
     add_destination(&mut a, "b", Some(route_table()), "default/b:80");
     add_destination(&mut a, "c", None, "default/c:80");
     add_destination(&mut a, "d", None, "default/d:80");
+    // `e` is served by both b1 and b2, which present b's identity.
+    let mut e = cluster("b", None, &[b1.inbound(), b2.inbound()]);
+    e.service = "default/e".into();
+    a.clusters.insert("default/e:80".into(), e);
+    add_destination(&mut a, "e", None, "default/e:80");
     let a = start_proxy(&ca, "a", &a).await;
     assert!(a.handle.is_ready() && b1.handle.is_ready() && b2.handle.is_ready());
     World {
@@ -376,4 +381,15 @@ async fn http2_between_sidecars_and_to_an_h2c_application() {
         );
         assert_eq!(r.json()["caller"], spiffe("a").as_str());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_of_a_cluster_share_the_traffic() {
+    let w = world().await;
+    for i in 0..10 {
+        let r = get(w.a.outbound(), "e", &format!("/{i}")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // The test proxies balance round robin.
+    assert_eq!((w.app_v1.hits(), w.app_v2.hits()), (5, 5));
 }

@@ -47,7 +47,7 @@ if [ "$PROFILE" = release ]; then
 else
     (cd "$ROOT" && cargo build -q -p meshc -p mesh-proxy) || exit 2
 fi
-BIN="$ROOT/target/$PROFILE"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 MESHC="$BIN/meshc"
 PROXY="$BIN/mesh-proxy"
 MESH="$ROOT/examples/meshes/bookinfo"

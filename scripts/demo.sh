@@ -39,7 +39,7 @@ if [ "$PROFILE" = release ]; then
 else
     (cd "$ROOT" && cargo build -q -p meshc -p mesh-proxy) || exit 2
 fi
-BIN="$ROOT/target/$PROFILE"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
 MESH="$ROOT/examples/meshes/bookinfo"
 
 say "meshc build examples/meshes/bookinfo; meshc certs (development CA, SPIFFE IDs)"

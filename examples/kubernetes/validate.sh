@@ -20,7 +20,7 @@ fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 (cd "$ROOT" && cargo build -q -p meshc)
-"$ROOT/target/debug/meshc" build "$HERE/mesh" --out "$T/out" --configmap mesh-artifacts --configmap-namespace shop >/dev/null 2>&1
+"${CARGO_TARGET_DIR:-$ROOT/target}/debug/meshc" build "$HERE/mesh" --out "$T/out" --configmap mesh-artifacts --configmap-namespace shop >/dev/null 2>&1
 if [ "${1:-}" = --update ]; then
     mkdir -p "$HERE/generated"
     cp "$T/out/configmap.yaml" "$HERE/generated/configmap.yaml"

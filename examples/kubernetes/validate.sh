@@ -19,8 +19,10 @@ fi
 
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-(cd "$ROOT" && cargo build -q -p meshc)
-"${CARGO_TARGET_DIR:-$ROOT/target}/debug/meshc" build "$HERE/mesh" --out "$T/out" --configmap mesh-artifacts --configmap-namespace shop >/dev/null 2>&1
+MESHC="${CARGO_TARGET_DIR:-$ROOT/target}/debug/meshc"
+# Reuse the binary the tests or e2e/run.sh built; build it only when missing.
+[ -x "$MESHC" ] || (cd "$ROOT" && cargo build -q -p meshc -p mesh-proxy)
+"$MESHC" build "$HERE/mesh" --out "$T/out" --configmap mesh-artifacts --configmap-namespace shop >/dev/null 2>&1
 if [ "${1:-}" = --update ]; then
     mkdir -p "$HERE/generated"
     cp "$T/out/configmap.yaml" "$HERE/generated/configmap.yaml"

@@ -13,9 +13,7 @@ use hyper::http::request::Parts;
 use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use mesh_artifact::router::split_authority;
-use mesh_artifact::{
-    Decision, PathMatch, PathModifier, Redirect, RetryPolicy, RouteEntry, RuleAction,
-};
+use mesh_artifact::{Decision, PathModifier, Redirect, RetryPolicy, RouteEntry, RuleAction};
 use tokio::net::TcpStream;
 
 use crate::access::{self, AccessEntry};
@@ -159,38 +157,13 @@ fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
     }
 }
 
-/// Apply a path modifier. `ReplacePrefixMatch` replaces the part of the path that the entry's
-/// prefix matched, by whole segments.
+/// Apply a path modifier: the shared implementation `meshc explain` also uses.
 pub fn modify_path(m: &PathModifier, entry: &RouteEntry, path: &str) -> String {
-    match m {
-        PathModifier::ReplaceFullPath(p) => {
-            if p.is_empty() {
-                "/".to_string()
-            } else {
-                p.clone()
-            }
-        }
-        PathModifier::ReplacePrefixMatch(replacement) => {
-            let matched = match &entry.path {
-                PathMatch::PathPrefix(p) | PathMatch::Exact(p) => p.trim_end_matches('/'),
-                PathMatch::RegularExpression(_) => "",
-            };
-            let rest = path.strip_prefix(matched).unwrap_or(path);
-            let mut out = replacement.trim_end_matches('/').to_string();
-            if !rest.is_empty() && !rest.starts_with('/') {
-                out.push('/');
-            }
-            out.push_str(rest);
-            if out.is_empty() {
-                out.push('/');
-            }
-            out
-        }
-    }
+    mesh_artifact::filters::modify_path(m, &entry.path, path)
 }
 
-/// `Location` of a redirect: scheme, host, port and path from the filter where it sets them,
-/// else from the request; the query is kept.
+/// `Location` of a redirect (the shared implementation `meshc explain` also uses); the request
+/// scheme on the outbound listener is `http`.
 pub fn redirect_location(
     r: &Redirect,
     entry: &RouteEntry,
@@ -198,37 +171,15 @@ pub fn redirect_location(
     authority: &str,
 ) -> Option<HeaderValue> {
     let (req_host, req_port) = split_authority(authority);
-    let scheme = r.scheme.as_deref().unwrap_or("http");
-    let host = r.hostname.as_deref().unwrap_or(&req_host);
-    // Gateway API: an explicit port wins; a changed scheme without a port uses the scheme's
-    // well-known port; otherwise the request's port is kept.
-    let port = match (r.port, &r.scheme) {
-        (Some(p), _) => Some(p),
-        (None, Some(_)) => None,
-        (None, None) => req_port,
-    };
-    let port = port.filter(|p| !matches!((scheme, p), ("http", 80) | ("https", 443)));
-    let path = match &r.path {
-        Some(m) => modify_path(m, entry, parts.uri.path()),
-        None => parts.uri.path().to_string(),
-    };
-    let mut loc = format!("{scheme}://");
-    if host.contains(':') {
-        loc.push('[');
-        loc.push_str(host);
-        loc.push(']');
-    } else {
-        loc.push_str(host);
-    }
-    if let Some(p) = port {
-        loc.push(':');
-        loc.push_str(&p.to_string());
-    }
-    loc.push_str(&path);
-    if let Some(q) = parts.uri.query() {
-        loc.push('?');
-        loc.push_str(q);
-    }
+    let loc = mesh_artifact::filters::redirect_location(
+        r,
+        &entry.path,
+        "http",
+        &req_host,
+        req_port,
+        parts.uri.path(),
+        parts.uri.query(),
+    );
     HeaderValue::from_str(&loc).ok()
 }
 
@@ -577,7 +528,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mesh_artifact::SourcePos;
+    use mesh_artifact::{PathMatch, SourcePos};
 
     fn entry(path: PathMatch) -> RouteEntry {
         RouteEntry {

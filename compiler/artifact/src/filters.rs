@@ -4,34 +4,35 @@
 use crate::types::{PathMatch, PathModifier, Redirect};
 
 /// Apply a path modifier. `ReplacePrefixMatch` replaces the part of `path` matched by the
-/// entry's `PathPrefix` (whole segments), keeping the rest; with any other match it replaces the
-/// whole path.
+/// entry's `PathPrefix` (or `Exact`) path, by whole segments, keeping the rest; after a regex
+/// match it replaces the whole path. An empty result is `/`.
 pub fn modify_path(modifier: &PathModifier, matched: &PathMatch, path: &str) -> String {
     match modifier {
+        PathModifier::ReplaceFullPath(p) if p.is_empty() => "/".to_string(),
         PathModifier::ReplaceFullPath(p) => p.clone(),
         PathModifier::ReplacePrefixMatch(replacement) => {
             let prefix = match matched {
-                PathMatch::PathPrefix(p) => p.trim_end_matches('/'),
-                _ => return replacement.clone(),
+                PathMatch::PathPrefix(p) | PathMatch::Exact(p) => p.trim_end_matches('/'),
+                PathMatch::RegularExpression(_) => "",
             };
-            let rest = path.strip_prefix(prefix).unwrap_or("");
-            let base = replacement.trim_end_matches('/');
-            if rest.is_empty() || rest == "/" {
-                if base.is_empty() {
-                    "/".to_string()
-                } else if rest == "/" {
-                    format!("{base}/")
-                } else {
-                    base.to_string()
-                }
-            } else {
-                format!("{base}{rest}")
+            let rest = path.strip_prefix(prefix).unwrap_or(path);
+            let mut out = replacement.trim_end_matches('/').to_string();
+            if !rest.is_empty() && !rest.starts_with('/') {
+                out.push('/');
             }
+            out.push_str(rest);
+            if out.is_empty() {
+                out.push('/');
+            }
+            out
         }
     }
 }
 
 /// The `Location` of a redirect, from the request's scheme, host, port, path and query.
+///
+/// Gateway API: an explicit port wins; when the filter sets a scheme but no port, the scheme's
+/// well-known port applies; otherwise the request's port is kept. A well-known port is left out.
 pub fn redirect_location(
     redirect: &Redirect,
     matched: &PathMatch,
@@ -43,20 +44,25 @@ pub fn redirect_location(
 ) -> String {
     let scheme_out = redirect.scheme.as_deref().unwrap_or(scheme);
     let host_out = redirect.hostname.as_deref().unwrap_or(host);
-    // Gateway API: when the scheme changes and no port is given, use the new scheme's default
-    // (and omit it); otherwise keep the request's port.
-    let port_out = match (redirect.port, redirect.scheme.as_deref()) {
+    let port_out = match (redirect.port, &redirect.scheme) {
         (Some(p), _) => Some(p),
-        (None, Some(s)) if s != scheme => None,
-        (None, _) => port,
+        (None, Some(_)) => None,
+        (None, None) => port,
     };
-    let default_port = if scheme_out == "https" { 443 } else { 80 };
+    let port_out = port_out.filter(|p| !matches!((scheme_out, p), ("http", 80) | ("https", 443)));
     let path_out = match &redirect.path {
         Some(m) => modify_path(m, matched, path),
         None => path.to_string(),
     };
-    let mut s = format!("{scheme_out}://{host_out}");
-    if let Some(p) = port_out.filter(|p| *p != default_port) {
+    let mut s = format!("{scheme_out}://");
+    if host_out.contains(':') {
+        s.push('[');
+        s.push_str(host_out);
+        s.push(']');
+    } else {
+        s.push_str(host_out);
+    }
+    if let Some(p) = port_out {
         s.push_str(&format!(":{p}"));
     }
     s.push_str(&path_out);

@@ -3,12 +3,17 @@
 
 use std::time::Instant;
 
+// The same allocator as the `meshc` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
     let files = meshc::synth::generate(meshc::synth::SynthSpec::new(n));
+    hwm("generated");
     let bytes: usize = files.iter().map(|(_, t)| t.len()).sum();
     let opts = meshc::LoadOptions::default();
     if std::env::var_os("RAW").is_some() {
@@ -49,11 +54,47 @@ fn main() {
         sources.files().count(),
         d.len()
     );
-    let t = Instant::now();
-    let v = meshc::validate::validate(&model);
-    eprintln!("validate     {:?} ({} diagnostics)", t.elapsed(), v.len());
-    let t = Instant::now();
-    let (_p, pd) = meshc::policy::check(&model, &sources);
-    eprintln!("policy       {:?} ({} diagnostics)", t.elapsed(), pd.len());
+    hwm("parsed");
+    if std::env::var_os("SERIAL").is_some() {
+        // Each check phase alone, one after the other.
+        let t = Instant::now();
+        let v = meshc::validate::validate(&model);
+        eprintln!("validate     {:?} ({} diagnostics)", t.elapsed(), v.len());
+        let t = Instant::now();
+        let (_p, pd) = meshc::policy::check(&model, &sources);
+        eprintln!("policy       {:?} ({} diagnostics)", t.elapsed(), pd.len());
+    } else {
+        // As `meshc check` runs them: the semantic checks beside Cedar validation.
+        let t = Instant::now();
+        let checked = meshc::check_loaded(meshc::Loaded {
+            sources,
+            model,
+            diagnostics: d,
+            io_error: false,
+        });
+        eprintln!(
+            "validate+policy {:?} ({} diagnostics)",
+            t.elapsed(),
+            checked.diagnostics.len()
+        );
+    }
     eprintln!("total        {:?}", total.elapsed());
+    hwm("end");
+}
+
+/// Print the peak resident memory so far (Linux; silent elsewhere).
+fn hwm(after: &str) {
+    if let Some(line) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .map(str::to_string)
+        })
+    {
+        eprintln!(
+            "peak memory after {after}: {}",
+            line.trim_start_matches("VmHWM:").trim()
+        );
+    }
 }

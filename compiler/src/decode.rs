@@ -170,6 +170,9 @@ pub struct Decoder<'a> {
     pub text: &'a str,
     pub default_namespace: &'a str,
     pub diags: Vec<Diagnostic>,
+    /// Patterns already checked in this file, with the error of each bad one: generated and
+    /// hand-written meshes repeat the same few patterns in many rules.
+    regexes: std::collections::HashMap<String, Option<String>>,
 }
 
 /// A mapping being decoded: tracks which keys were read.
@@ -216,7 +219,18 @@ impl<'a> Decoder<'a> {
             text,
             default_namespace,
             diags: Vec::new(),
+            regexes: std::collections::HashMap::new(),
         }
+    }
+
+    /// [`mesh_artifact::matcher::check_regex`], remembered per pattern.
+    fn regex_error(&mut self, pattern: &str) -> Option<String> {
+        if let Some(known) = self.regexes.get(pattern) {
+            return known.clone();
+        }
+        let error = mesh_artifact::matcher::check_regex(pattern).err();
+        self.regexes.insert(pattern.to_string(), error.clone());
+        error
     }
 
     pub fn loc(&self, n: &Node) -> Loc {
@@ -1337,7 +1351,7 @@ impl<'a> Decoder<'a> {
         self.finish(o, fields::PATH, "`matches[].path`");
         let pm = match kind {
             K::Regex => {
-                if let Err(e) = mesh_artifact::matcher::full_match_regex(&value.v) {
+                if let Some(e) = self.regex_error(&value.v) {
                     self.bad_regex(&value, &e);
                     return None;
                 }
@@ -1361,8 +1375,7 @@ impl<'a> Decoder<'a> {
         Some(S::new(pm, value.loc))
     }
 
-    fn bad_regex(&mut self, value: &S<String>, e: &regex::Error) {
-        let msg = e.to_string();
+    fn bad_regex(&mut self, value: &S<String>, msg: &str) {
         let detail = msg
             .lines()
             .rev()
@@ -1445,7 +1458,7 @@ impl<'a> Decoder<'a> {
             return None;
         }
         if kind == MatchKind::RegularExpression {
-            if let Err(e) = mesh_artifact::matcher::full_match_regex(&value.v) {
+            if let Some(e) = self.regex_error(&value.v) {
                 self.bad_regex(&value, &e);
                 return None;
             }

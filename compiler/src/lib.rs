@@ -18,6 +18,7 @@ pub mod graph;
 pub mod load;
 pub mod lower;
 pub mod model;
+pub mod par;
 pub mod policy;
 pub mod render;
 pub mod schema;

@@ -24,6 +24,9 @@ pub struct LoadOptions {
     /// Most files read from one directory tree.
     pub max_files: usize,
     pub limits: Limits,
+    /// Hash every document for the artifacts' source hash ([`Model::document_hashes`]);
+    /// `meshc check`, which writes no artifact, skips it.
+    pub hash_documents: bool,
 }
 
 impl Default for LoadOptions {
@@ -33,6 +36,7 @@ impl Default for LoadOptions {
             max_file_bytes: 8 * 1024 * 1024,
             max_files: 100_000,
             limits: Limits::default(),
+            hash_documents: true,
         }
     }
 }
@@ -410,68 +414,25 @@ fn decode_file(sources: &SourceMap, id: FileId, opts: &LoadOptions) -> DecodedFi
     };
     let mut dec = Decoder::new(id, text, &opts.default_namespace);
     for doc in &docs {
-        // Hash the document's content, so that comments, formatting and position do not
-        // change the source hash.
-        let mut h = sha2::Sha256::new();
-        doc.digest(&mut h);
-        out.hashes
-            .push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
+        if opts.hash_documents {
+            // Hash the document's content, so that comments, formatting and position do not
+            // change the source hash.
+            let mut h = sha2::Sha256::new();
+            doc.digest(&mut h);
+            out.hashes
+                .push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
+        }
         out.resources.push(dec.document(doc));
     }
     out.diags.append(&mut dec.diags);
     out
 }
 
-/// Decode files on up to `available_parallelism` threads (each with a large stack: the parser
-/// recurses on nested input), returning results in the order of `ids`.
+/// Decode files on every core, returning results in the order of `ids`.
 fn decode_files(sources: &SourceMap, ids: &[FileId], opts: &LoadOptions) -> Vec<DecodedFile> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(ids.len())
-        .max(1);
-    if workers == 1 {
-        return ids
-            .iter()
-            .map(|id| decode_file(sources, *id, opts))
-            .collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<Option<DecodedFile>> = (0..ids.len()).map(|_| None).collect();
-    let collected = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .filter_map(|_| {
-                std::thread::Builder::new()
-                    .stack_size(256 << 20)
-                    .spawn_scoped(s, || {
-                        let mut mine = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(id) = ids.get(i) else { break };
-                            mine.push((i, decode_file(sources, *id, opts)));
-                        }
-                        mine
-                    })
-                    .ok()
-            })
-            .collect();
-        let mut all = Vec::new();
-        for h in handles {
-            match h.join() {
-                Ok(v) => all.extend(v),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        all
-    });
-    for (i, d) in collected {
-        results[i] = Some(d);
-    }
-    // A file no worker reached (a thread could not be spawned) is decoded here.
-    results
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| r.unwrap_or_else(|| decode_file(sources, ids[i], opts)))
-        .collect()
+    crate::par::map(ids, crate::par::cpus(), |id| {
+        decode_file(sources, *id, opts)
+    })
 }
 
 /// Relative file id helper for diagnostics without a file.

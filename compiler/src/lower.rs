@@ -5,7 +5,7 @@
 //! replace the producer routes when any exist — the choice Istio makes for GAMMA), entries ranked
 //! by Gateway API precedence, and the clusters the actions name. Pure and deterministic.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use mesh_artifact::{
     Body, Cluster, Destination, DestinationPort, Endpoint, MeshInfo, RetryPolicy, RouteTable,
@@ -292,20 +292,24 @@ impl Lowerer<'_> {
         }
         ranked.sort_by(|a, b| a.0.cmp(&b.0));
         let entries: Vec<_> = ranked.into_iter().map(|(_, e)| e).collect();
-        // Renumber actions in order of first use so the table is canonical.
-        let mut order: Vec<u32> = Vec::new();
-        for e in &entries {
-            if !order.contains(&e.action) {
-                order.push(e.action);
-            }
-        }
-        let new_actions: Vec<RuleAction> =
-            order.iter().map(|&i| actions[i as usize].clone()).collect();
+        // Renumber actions in order of first use so the table is canonical, sharing one action
+        // among rules that do the same thing (a table of thousands of rules that all forward to
+        // one backend holds that action once).
+        let mut renumbered: HashMap<u32, u32> = HashMap::new();
+        let mut distinct: HashMap<String, u32> = HashMap::new();
+        let mut new_actions: Vec<RuleAction> = Vec::new();
         let entries = entries
             .into_iter()
             .map(|mut e| {
-                e.action = u32::try_from(order.iter().position(|&x| x == e.action).unwrap_or(0))
-                    .unwrap_or(0);
+                e.action = *renumbered.entry(e.action).or_insert_with(|| {
+                    let action = actions.get(e.action as usize).cloned().unwrap_or_default();
+                    // Actions are plain data: equal encodings are equal actions.
+                    let key = serde_json::to_string(&action).unwrap_or_default();
+                    *distinct.entry(key).or_insert_with(|| {
+                        new_actions.push(action);
+                        u32::try_from(new_actions.len() - 1).unwrap_or(u32::MAX)
+                    })
+                });
                 e
             })
             .collect();

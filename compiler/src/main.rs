@@ -8,6 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use meshc::render::{self, Format, HumanOptions};
 use meshc::{LoadOptions, Severity};
 
+/// mimalloc rather than the system allocator: parsing a large mesh allocates millions of small
+/// nodes on several threads, where glibc's allocator costs a fifth of the run (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "meshc",
@@ -172,7 +177,11 @@ fn main() -> ExitCode {
             format,
             fail_on,
         } => {
-            let checked = meshc::check_dir(&input.dir, &input.options());
+            let opts = LoadOptions {
+                hash_documents: false,
+                ..input.options()
+            };
+            let checked = meshc::check_dir(&input.dir, &opts);
             let text = render::render(format, &checked.sources, &checked.diagnostics, human_opts());
             if print(&text) != ExitCode::SUCCESS {
                 return ExitCode::from(2);

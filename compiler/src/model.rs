@@ -291,9 +291,13 @@ impl Model {
     }
 
     pub fn sidecar_for(&self, namespace: &str, name: &str) -> Option<&Sidecar> {
+        // Sorted by (namespace, service, loc) in `load::build_model`: the first one wins.
+        let i = self
+            .sidecars
+            .partition_point(|s| (s.namespace.as_str(), s.service.v.as_str()) < (namespace, name));
         self.sidecars
-            .iter()
-            .find(|s| s.namespace == namespace && s.service.v == name)
+            .get(i)
+            .filter(|s| s.namespace == namespace && s.service.v == name)
     }
 
     /// Fill [`Model::routes_by_parent`] (after `routes` is sorted).

@@ -134,6 +134,8 @@ pub fn bundle_with(
 ) -> AuthzBundle {
     let p = &checked.policies;
     let key = svc.key();
+    // The slicer hands out entities with their keys sorted (canonical), so encoding the
+    // artifact does not copy the body to sort them.
     slicer.bundle(&key, &p.file_names, Some(&p.callers_of(&key)))
 }
 

@@ -412,8 +412,79 @@ fn malformed_inputs_get_diagnostics_not_panics() {
     }
 }
 
-/// The compiled artifacts of every example, snapshotted so that a change in compiled output
-/// shows up in review.
+/// JSON text laid out with two-space indentation, keys and values exactly as written (artifacts
+/// are compact: this is only for reading their snapshots).
+fn reindent(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    let mut chars = json.trim_end().chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                let close = if c == '{' { '}' } else { ']' };
+                if chars.peek() == Some(&close) {
+                    out.push(close);
+                    chars.next();
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('\n');
+    out
+}
+
+#[test]
+fn reindent_keeps_the_json_value() {
+    let compact = r#"{"a":[1,{"b":"x,\\\"y:{"}],"c":{},"d":[]}"#;
+    let pretty = reindent(compact);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&pretty).expect("valid"),
+        serde_json::from_str::<serde_json::Value>(compact).expect("valid")
+    );
+    assert!(
+        pretty.contains("\n    {\n      \"b\": \"x,\\\\\\\"y:{\"\n"),
+        "{pretty}"
+    );
+}
+
+/// The compiled artifacts of every example (laid out for reading), snapshotted so that a change
+/// in compiled output shows up in review.
 #[test]
 fn example_artifacts_snapshots() {
     for dir in examples() {
@@ -431,7 +502,7 @@ fn example_artifacts_snapshots() {
             for f in &files {
                 insta::assert_snapshot!(
                     format!("{example}__{}", f.name.trim_end_matches(".json")),
-                    f.text
+                    reindent(&f.text)
                 );
             }
         });

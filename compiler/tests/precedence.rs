@@ -1446,3 +1446,53 @@ spec:
         ],
     );
 }
+
+/// Rules that do the same thing share one action in the compiled table, and each entry still
+/// leads to what its own rule says.
+#[test]
+fn identical_actions_are_stored_once() {
+    let checked = native(
+        r#"
+apiVersion: meshc.dev/v1alpha1
+kind: MeshRoute
+metadata: {name: shop}
+spec:
+  parentRefs: [{name: shop}]
+  rules:
+  - matches: [{path: {type: Exact, value: /a}}]
+    backendRefs: [{name: shop, port: 9080, version: v1}]
+  - matches: [{path: {type: Exact, value: /b}}]
+    backendRefs: [{name: shop, port: 9080, version: v2}]
+  - matches: [{path: {type: Exact, value: /c}}]
+    backendRefs: [{name: shop, port: 9080, version: v1}]
+  - matches: [{path: {type: Exact, value: /d}}]
+    backendRefs: [{name: shop, port: 9080, version: v1}]
+"#,
+    );
+    let client = checked
+        .model
+        .services
+        .iter()
+        .find(|s| s.name == "client")
+        .expect("client");
+    let body = meshc::lower::lower_sidecar(&checked, client);
+    let dest = body
+        .destinations
+        .iter()
+        .find(|d| d.service == "default/shop")
+        .expect("shop");
+    let table = dest.ports[0].routes.as_ref().expect("routes");
+    assert_eq!(table.actions.len(), 2, "{:#?}", table.actions);
+    let cluster_of = |path: &str| {
+        let e = table
+            .entries
+            .iter()
+            .find(|e| matches!(&e.path, mesh_artifact::PathMatch::Exact(p) if p == path))
+            .expect("entry");
+        table.actions[e.action as usize].backends[0].cluster.clone()
+    };
+    assert_eq!(cluster_of("/a"), "default/shop:9080@v1");
+    assert_eq!(cluster_of("/b"), "default/shop:9080@v2");
+    assert_eq!(cluster_of("/c"), "default/shop:9080@v1");
+    assert_eq!(cluster_of("/d"), "default/shop:9080@v1");
+}

@@ -141,7 +141,9 @@ impl SliceIndex {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct MeshEntities {
     model: PolicyModel,
+    /// Namespace entities, sorted by name, and the position of each.
     namespaces: Vec<Value>,
+    namespace_index: HashMap<String, usize>,
     /// `(namespace/name, entity)`, sorted by key.
     workloads: Vec<(String, Value)>,
     /// Position of each workload in `workloads`.
@@ -150,14 +152,21 @@ pub(crate) struct MeshEntities {
 }
 
 impl MeshEntities {
+    /// Every entity JSON object is stored with its keys sorted (the artifact's canonical form),
+    /// so bundles copy them as they are.
     pub(crate) fn build(model: &PolicyModel) -> Self {
         let services = model.sorted_services();
+        let namespaces = model.namespaces();
         MeshEntities {
             model: model.clone(),
-            namespaces: model
-                .namespaces()
+            namespace_index: namespaces
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| (ns.to_string(), i))
+                .collect(),
+            namespaces: namespaces
                 .into_iter()
-                .map(namespace_entity)
+                .map(|ns| sorted_keys(namespace_entity(ns)))
                 .collect(),
             workload_index: services
                 .iter()
@@ -166,14 +175,25 @@ impl MeshEntities {
                 .collect(),
             workloads: services
                 .iter()
-                .map(|s| (s.key(), workload_entity(&model.trust_domain, s)))
+                .map(|s| {
+                    (
+                        s.key(),
+                        sorted_keys(workload_entity(&model.trust_domain, s)),
+                    )
+                })
                 .collect(),
             services: services
                 .iter()
-                .map(|s| (s.key(), service_entity(s)))
+                .map(|s| (s.key(), sorted_keys(service_entity(s))))
                 .collect(),
         }
     }
+}
+
+/// `v` with the keys of every object inside it in sorted order.
+fn sorted_keys(mut v: Value) -> Value {
+    v.sort_all_objects();
+    v
 }
 
 /// The ids of the policies of `set` that can apply to `service`'s inbound side, sorted.
@@ -226,7 +246,6 @@ pub fn bundle_for_callers(
 pub struct Slicer<'a> {
     set: &'a PolicySet,
     mesh: std::borrow::Cow<'a, MeshEntities>,
-    namespaces: BTreeSet<String>,
     schema: String,
     headers: Vec<String>,
 }
@@ -240,7 +259,6 @@ impl<'a> Slicer<'a> {
         Slicer {
             set,
             mesh,
-            namespaces: model.namespaces().into_iter().map(str::to_string).collect(),
             schema: schema_text(model),
             headers: model.policy_headers(),
         }
@@ -282,14 +300,7 @@ impl<'a> Slicer<'a> {
             })
             .collect();
         let mesh = &self.mesh;
-        let mut namespaces = mesh.namespaces.clone();
         let own = service.split_once('/');
-        if let Some((ns, _)) = own
-            && !ns.is_empty()
-            && !self.namespaces.contains(ns)
-        {
-            namespaces.push(namespace_entity(ns));
-        }
         let mut services: Vec<Value> = referenced
             .iter()
             .filter_map(|k| mesh.services.get(k).cloned())
@@ -300,22 +311,46 @@ impl<'a> Slicer<'a> {
             && !name.is_empty()
             && !name.contains('/')
         {
-            services.push(service_entity(&ServiceEntry::new(ns, name)));
+            services.push(sorted_keys(service_entity(&ServiceEntry::new(ns, name))));
         }
-        let mut entities = namespaces;
+        let workloads: Vec<Value> = match callers {
+            None => mesh.workloads.iter().map(|(_, w)| w.clone()).collect(),
+            Some(keep) => keep
+                .iter()
+                .filter_map(|k| {
+                    mesh.workload_index
+                        .get(k)
+                        .and_then(|&i| mesh.workloads.get(i))
+                })
+                .map(|(_, w)| w.clone())
+                .collect(),
+        };
+        // The namespaces the bundle's entities sit in (namespace entities carry no attributes:
+        // only their membership matters, and it is written in each child's `parents`), plus the
+        // service's own namespace even when the mesh has no service there yet.
+        let mut wanted: BTreeSet<&str> = services
+            .iter()
+            .chain(&workloads)
+            .filter_map(|e| e.get("attrs")?.get("namespace")?.as_str())
+            .collect();
+        if let Some((ns, _)) = own
+            && !ns.is_empty()
+        {
+            wanted.insert(ns);
+        }
+        let mut entities: Vec<Value> = wanted
+            .into_iter()
+            .map(|ns| match mesh.namespace_index.get(ns) {
+                Some(&i) => mesh
+                    .namespaces
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| sorted_keys(namespace_entity(ns))),
+                None => sorted_keys(namespace_entity(ns)),
+            })
+            .collect();
         entities.extend(services);
-        match callers {
-            None => entities.extend(mesh.workloads.iter().map(|(_, w)| w.clone())),
-            Some(keep) => entities.extend(
-                keep.iter()
-                    .filter_map(|k| {
-                        mesh.workload_index
-                            .get(k)
-                            .and_then(|&i| mesh.workloads.get(i))
-                    })
-                    .map(|(_, w)| w.clone()),
-            ),
-        }
+        entities.extend(workloads);
         sort_entities(&mut entities);
         AuthzBundle {
             schema: self.schema.clone(),

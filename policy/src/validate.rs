@@ -263,9 +263,13 @@ pub fn validate(
     let mut policies: Vec<cedar_policy::Policy> = Vec::new();
     let mut by_id: HashMap<String, usize> = HashMap::new();
 
-    for (file, (name, text)) in sources.iter().enumerate() {
+    // Parsing is independent per file: do it on every core.
+    let parsed_files = on_threads(sources, |(_, text)| {
+        cedar_policy::PolicySet::from_str(text).map_err(Box::new)
+    });
+    for (file, ((name, text), parsed)) in sources.iter().zip(parsed_files).enumerate() {
         let lines = LineIndex::new(text);
-        let parsed = match cedar_policy::PolicySet::from_str(text) {
+        let parsed = match parsed {
             Ok(parsed) => parsed,
             Err(errs) => {
                 for err in errs.iter() {
@@ -388,8 +392,23 @@ pub fn validate(
 
     if let Some(schema) = schema {
         let validator = Validator::new(schema);
-        let result = validator.validate(&cedar, ValidationMode::Strict);
-        for err in result.validation_errors() {
+        // Policies type-check independently: split the set into one part per core. Each
+        // part's result holds the errors and warnings of its own policies.
+        let parts: Vec<Vec<cedar_policy::Policy>> = {
+            let all: Vec<cedar_policy::Policy> = cedar.policies().cloned().collect();
+            let per = all.len().div_ceil(threads()).max(PARALLEL_MIN);
+            all.chunks(per)
+                .map(<[cedar_policy::Policy]>::to_vec)
+                .collect()
+        };
+        let results = on_threads(&parts, |part| {
+            // The ids are unique (checked above), so assembling a part cannot fail.
+            cedar_policy::PolicySet::from_policies(part.iter().cloned())
+                .ok()
+                .map(|set| validator.validate(&set, ValidationMode::Strict))
+        });
+        let results: Vec<cedar_policy::ValidationResult> = results.into_iter().flatten().collect();
+        for err in results.iter().flat_map(|r| r.validation_errors()) {
             let Some(entry) = by_id
                 .get(AsRef::<str>::as_ref(err.policy_id()))
                 .and_then(|&i| entries.get(i))
@@ -430,13 +449,15 @@ pub fn validate(
         // Warnings about a policy that already has a validation error are consequences of it
         // (an unknown type makes a policy "impossible"): keep only the error. "No action
         // applies" already says the policy is impossible: keep only that one.
-        let mut with_errors: BTreeSet<String> = result
-            .validation_errors()
+        let mut with_errors: BTreeSet<String> = results
+            .iter()
+            .flat_map(|r| r.validation_errors())
             .map(|e| AsRef::<str>::as_ref(e.policy_id()).to_string())
             .collect();
         with_errors.extend(own_errors);
-        let no_action: BTreeSet<String> = result
-            .validation_warnings()
+        let no_action: BTreeSet<String> = results
+            .iter()
+            .flat_map(|r| r.validation_warnings())
             .filter(|w| {
                 matches!(
                     w,
@@ -445,7 +466,7 @@ pub fn validate(
             })
             .map(|w| AsRef::<str>::as_ref(w.policy_id()).to_string())
             .collect();
-        for warning in result.validation_warnings() {
+        for warning in results.iter().flat_map(|r| r.validation_warnings()) {
             let pid = AsRef::<str>::as_ref(warning.policy_id());
             if with_errors.contains(pid) {
                 continue;
@@ -509,6 +530,46 @@ pub fn validate(
         mesh,
     };
     (set, diags)
+}
+
+/// Fewest items worth a thread of their own.
+const PARALLEL_MIN: usize = 64;
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `f` over `items`, in order, the items split into contiguous runs, one per core, each on a
+/// thread with a large stack (Cedar's parser and validator recurse on nested input). Few items
+/// stay on the calling thread; so does any run whose thread cannot be spawned.
+fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let per = items.len().div_ceil(threads()).max(1);
+    if items.len() < PARALLEL_MIN || per >= items.len() {
+        return items.iter().map(&f).collect();
+    }
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|run| {
+                let spawned = std::thread::Builder::new()
+                    .stack_size(256 << 20)
+                    .spawn_scoped(s, move || run.iter().map(f).collect::<Vec<R>>());
+                (run, spawned)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for (run, handle) in handles {
+            match handle {
+                Ok(h) => match h.join() {
+                    Ok(v) => out.extend(v),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(_) => out.extend(run.iter().map(f)),
+            }
+        }
+        out
+    })
 }
 
 /// `MC0608` for `context.headers has "x"` (or `context has headers.x`) where the mesh does not

@@ -265,3 +265,36 @@ fn bundle_uses_the_model_it_is_given() {
     sorted.sort();
     assert_eq!(ids, sorted);
 }
+
+/// A bundle carries the namespace entities its services and workloads sit in, not every
+/// namespace of the mesh, and every entity object has its keys in sorted (canonical) order.
+#[test]
+fn bundles_carry_only_the_namespaces_they_use() {
+    let model = bookinfo();
+    let sources = sources();
+    let (set, _) = validate(&model, &sources);
+    let namespaces = |callers: &[&str]| -> Vec<String> {
+        let keep: std::collections::BTreeSet<String> =
+            callers.iter().map(|c| c.to_string()).collect();
+        let b = mesh_policy::bundle_for_callers(
+            &model,
+            &set,
+            "default/details",
+            &file_names(&sources),
+            Some(&keep),
+        );
+        let all = b.entities.as_array().expect("array").clone();
+        for e in &all {
+            let keys: Vec<&String> = e.as_object().expect("object").keys().collect();
+            let mut sorted = keys.clone();
+            sorted.sort();
+            assert_eq!(keys, sorted, "{e}");
+        }
+        all.iter()
+            .filter(|e| e["uid"]["type"] == "Namespace")
+            .map(|e| e["uid"]["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    assert_eq!(namespaces(&["default/productpage"]), ["default"]);
+    assert_eq!(namespaces(&["shop/cart"]), ["default", "shop"]);
+}

@@ -152,19 +152,6 @@ pub fn request_authority(parts: &Parts) -> Option<&str> {
         .filter(|h| !h.is_empty())
 }
 
-/// Index of `item` within `slice`, when `item` is a reference into it. Used to map the
-/// references in a routing decision back to the per-route tables built at load time.
-pub fn index_in<T>(slice: &[T], item: &T) -> Option<usize> {
-    let size = std::mem::size_of::<T>();
-    if size == 0 {
-        return None;
-    }
-    let start = slice.as_ptr() as usize;
-    let offset = (item as *const T as usize).checked_sub(start)?;
-    let i = offset / size;
-    (offset % size == 0 && i < slice.len()).then_some(i)
-}
-
 /// Status class label, `1xx` to `5xx`, as an index 0..=4.
 pub fn status_class(status: u16) -> usize {
     match status {
@@ -237,16 +224,6 @@ mod tests {
         assert_eq!(v.query(), Some("x=1"));
         assert_eq!(v.header("x-env"), Some("canary"));
         assert_eq!(v.header("x-other"), None);
-    }
-
-    #[test]
-    fn index_in_finds_only_members() {
-        let v = vec![10u64, 20, 30];
-        assert_eq!(index_in(&v, &v[2]), Some(2));
-        assert_eq!(index_in(&v, &v[0]), Some(0));
-        let other = 20u64;
-        assert_eq!(index_in(&v, &other), None);
-        assert_eq!(index_in(&v[1..], &v[0]), None);
     }
 
     #[test]

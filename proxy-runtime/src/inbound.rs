@@ -43,7 +43,7 @@ pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, addr: SocketAddr) {
         .live
         .load()
         .as_ref()
-        .is_some_and(|s| s.body().mesh.mtls == MtlsMode::Permissive);
+        .is_some_and(|s| s.mesh.mtls == MtlsMode::Permissive);
     if permissive {
         let mut first = [0u8; 1];
         match tokio::time::timeout(timeout, tcp.peek(&mut first)).await {
@@ -232,7 +232,7 @@ pub async fn handle(
             authority: &authority,
             path: &path,
             status,
-            destination: &snap.body().sidecar.service,
+            destination: &snap.sidecar.service,
             route: "",
             cluster: "",
             endpoint: "",

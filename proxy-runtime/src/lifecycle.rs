@@ -156,7 +156,7 @@ impl Shared {
             return flag;
         }
         let snap = self.live.load();
-        let sidecar = &snap.as_ref()?.body().sidecar;
+        let sidecar = &snap.as_ref()?.sidecar;
         Some(match kind {
             ListenerKind::Admin => SocketAddr::from(([127, 0, 0, 1], sidecar.admin_port)),
             ListenerKind::Inbound => SocketAddr::from(([0, 0, 0, 0], sidecar.inbound_port)),

@@ -30,21 +30,57 @@ pub enum ArtifactOutcome {
     Failed(String),
 }
 
+/// `sha256:<hex>` of a file's content, read in small pieces: the same text
+/// [`mesh_artifact::codec::sha256_tag`] gives for the whole content, without holding it.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
 /// Read, verify, build and publish the artifact if its bytes changed. Blocking (file read,
 /// Cedar parsing): run it off the request threads.
+///
+/// Memory: an unchanged file is only hashed, piece by piece, never held whole. A changed one is
+/// read whole, decoded, and its bytes freed before the runtime tables are built; the decoded
+/// body is consumed by the build, so the new snapshot keeps only what the request path reads.
 pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
     let path = &shared.config.artifact;
-    let (key, result) = match std::fs::read(path) {
-        Err(e) => (
+    let io_error = |e: std::io::Error| {
+        (
             format!("io:{:?}", e.kind()),
             Err(format!("cannot read `{}`: {e}", path.display())),
-        ),
-        Ok(bytes) => {
+        )
+    };
+    let unchanged = |key: &str| shared.loader.lock().last_key.as_deref() == Some(key);
+    let (key, result) = match hash_file(path).and_then(|h| {
+        if unchanged(&h) {
+            return Ok(None);
+        }
+        std::fs::read(path).map(Some)
+    }) {
+        Err(e) => io_error(e),
+        Ok(None) => return ArtifactOutcome::Unchanged,
+        Ok(Some(bytes)) => {
+            // The file may have changed between hashing and reading: the bytes read decide.
             let hash = mesh_artifact::codec::sha256_tag(&bytes);
-            if shared.loader.lock().last_key.as_deref() == Some(hash.as_str()) {
+            if unchanged(&hash) {
                 return ArtifactOutcome::Unchanged;
             }
-            let result = mesh_artifact::decode(&bytes)
+            let decoded = mesh_artifact::decode(&bytes);
+            drop(bytes);
+            let result = decoded
                 .map_err(|e| format!("artifact `{}` refused: {e}", path.display()))
                 .and_then(|artifact| {
                     let ctx = BuildContext {
@@ -67,20 +103,20 @@ pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
         Ok(snapshot) => {
             let body_hash = snapshot.header.body_hash.clone();
             let tls_identity = shared.tls.current().identity.clone();
-            if snapshot.body().sidecar.identity != tls_identity {
+            if snapshot.sidecar.identity != tls_identity {
                 tracing::warn!(
-                    artifact_identity = %snapshot.body().sidecar.identity,
+                    artifact_identity = %snapshot.sidecar.identity,
                     certificate_identity = %tls_identity,
                     "the certificate's SPIFFE ID differs from the identity in the artifact"
                 );
             }
             shared.metrics.set_artifact_info(snapshot.info());
             tracing::info!(
-                service = %snapshot.body().sidecar.service,
+                service = %snapshot.sidecar.service,
                 body_hash = %body_hash,
                 source_hash = %snapshot.header.source_hash,
-                destinations = snapshot.body().destinations.len(),
-                clusters = snapshot.body().clusters.len(),
+                destinations = snapshot.counts.destinations,
+                clusters = snapshot.counts.clusters,
                 "artifact loaded"
             );
             shared.live.store(Some(Arc::new(snapshot)));

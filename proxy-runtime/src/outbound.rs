@@ -1,5 +1,6 @@
 //! The outbound side: the local application's requests (origin-form with `Host`, or
-//! absolute-form as an HTTP proxy), routed by [`mesh_artifact::Router::decide`] and sent over
+//! absolute-form as an HTTP proxy), routed by [`mesh_artifact::router::RouterIndex::resolve`]
+//! (the procedure behind `Router::decide`) and sent over
 //! mutual TLS to a destination sidecar, with timeouts, retries and a retry budget.
 
 use std::net::SocketAddr;
@@ -12,17 +13,17 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use mesh_artifact::router::split_authority;
-use mesh_artifact::{Decision, PathModifier, Redirect, RetryPolicy, RouteEntry, RuleAction};
+use mesh_artifact::router::{Resolution, split_authority};
+use mesh_artifact::{PathMatch, PathModifier, Redirect, RetryPolicy, RuleAction};
 use tokio::net::TcpStream;
 
 use crate::access::{self, AccessEntry};
-use crate::http::{ProxyBody, ReqView, index_in, local_reply, request_authority, strip_hop_by_hop};
+use crate::http::{ProxyBody, ReqView, local_reply, request_authority, strip_hop_by_hop};
 use crate::inbound::{CALLER_HEADER, ROUTE_HEADER, micros};
 use crate::lifecycle::Shared;
 use crate::metrics::RouteStats;
 use crate::server::serve_http;
-use crate::snapshot::{ActionRt, ClusterRt, EndpointRt, Snapshot, random_u32};
+use crate::snapshot::{ActionRt, ClusterRt, EndpointRt, EntryRt, RouteRt, Snapshot, random_u32};
 
 /// Handle one connection from the local application (HTTP/1.1 or h2c).
 pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, _addr: SocketAddr) {
@@ -53,9 +54,19 @@ enum Plan<'s> {
 /// The matched rule of a forwarded request.
 #[derive(Clone, Copy)]
 struct Rule<'s> {
-    entry: &'s RouteEntry,
+    entry: &'s EntryRt,
+    route: &'s RouteRt,
     action: &'s RuleAction,
     rt: &'s ActionRt,
+}
+
+/// Stands for the path match of an entry whose action never looks at it.
+static NO_PATH: PathMatch = PathMatch::PathPrefix(String::new());
+
+impl Rule<'_> {
+    fn path(&self) -> &PathMatch {
+        self.entry.path.as_deref().unwrap_or(&NO_PATH)
+    }
 }
 
 struct Routed<'s> {
@@ -66,8 +77,7 @@ struct Routed<'s> {
 }
 
 fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
-    let decision = snap.router.decide(authority, &ReqView::new(parts));
-    let body = snap.body();
+    let resolution = snap.router.resolve(authority, &ReqView::new(parts));
     let unknown = |reason| Routed {
         plan: Plan::Reply {
             status: StatusCode::NOT_FOUND,
@@ -77,28 +87,31 @@ fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
         destination: "",
         route: "",
     };
-    let (dest, port) = match decision {
-        Decision::UnknownHost => return unknown("mesh-proxy: unknown destination\n"),
-        Decision::UnknownPort { .. } => return unknown("mesh-proxy: unknown destination port\n"),
-        Decision::Direct { dest, port }
-        | Decision::NoMatch { dest, port }
-        | Decision::Matched { dest, port, .. } => (dest, port),
+    let (dest, port) = match resolution {
+        Resolution::UnknownHost => return unknown("mesh-proxy: unknown destination\n"),
+        Resolution::UnknownPort { .. } => {
+            return unknown("mesh-proxy: unknown destination port\n");
+        }
+        Resolution::Direct { dest, port }
+        | Resolution::NoMatch { dest, port }
+        | Resolution::Matched { dest, port, .. } => (dest, port),
     };
-    let Some(port_rt) = index_in(&body.destinations, dest)
-        .and_then(|d| Some((d, index_in(&dest.ports, port)?)))
-        .and_then(|(d, p)| snap.ports.get(d)?.get(p))
+    let Some((dest_rt, port_rt)) = snap
+        .dests
+        .get(dest)
+        .and_then(|d| Some((d, d.ports.get(port)?)))
     else {
         return unknown("mesh-proxy: unknown destination\n");
     };
-    let destination = dest.service.as_str();
+    let destination = &*dest_rt.service;
     let unrouted = |plan| Routed {
         plan,
         stats: &port_rt.unrouted,
         destination,
         route: "",
     };
-    match decision {
-        Decision::Direct { .. } => match &port_rt.direct {
+    match resolution {
+        Resolution::Direct { .. } => match &port_rt.direct {
             Some(cluster) => unrouted(Plan::Forward {
                 cluster,
                 rule: None,
@@ -108,14 +121,16 @@ fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
                 reason: "mesh-proxy: no backend\n",
             }),
         },
-        Decision::Matched { entry, action, .. } => {
-            let table = port.routes.as_ref();
-            let e = table.and_then(|t| index_in(&t.entries, entry));
-            let a = table.and_then(|t| index_in(&t.actions, action));
-            let (Some(stats), Some(rt)) = (
-                e.and_then(|e| port_rt.entry_stats.get(e)),
-                a.and_then(|a| port_rt.actions.get(a)),
-            ) else {
+        Resolution::Matched { entry, .. } => {
+            let Some(rule) = port_rt.entries.get(entry).and_then(|e| {
+                let rt = port_rt.actions.get(e.action as usize)?;
+                Some(Rule {
+                    entry: e,
+                    route: port_rt.routes.get(e.route as usize)?,
+                    action: &rt.action,
+                    rt,
+                })
+            }) else {
                 return unrouted(Plan::Reply {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     reason: "mesh-proxy: inconsistent route table\n",
@@ -123,10 +138,11 @@ fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
             };
             let routed = |plan| Routed {
                 plan,
-                stats,
+                stats: &rule.route.stats,
                 destination,
-                route: entry.route.as_str(),
+                route: &rule.route.name,
             };
+            let action = rule.action;
             if let Some(s) = action.fixed_status {
                 let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 return routed(Plan::Reply {
@@ -136,13 +152,13 @@ fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
             }
             if let Some(r) = &action.redirect {
                 let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
-                let location = redirect_location(r, entry, parts, authority);
+                let location = redirect_location(r, rule.path(), parts, authority);
                 return routed(Plan::Redirect { status, location });
             }
-            match rt.pick_backend() {
+            match rule.rt.pick_backend() {
                 Some(cluster) => routed(Plan::Forward {
                     cluster,
-                    rule: Some(Rule { entry, action, rt }),
+                    rule: Some(rule),
                 }),
                 None => routed(Plan::Reply {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -150,30 +166,32 @@ fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
                 }),
             }
         }
-        _ => unrouted(Plan::Reply {
-            status: StatusCode::NOT_FOUND,
-            reason: "mesh-proxy: no route matches\n",
-        }),
+        Resolution::NoMatch { .. } | Resolution::UnknownHost | Resolution::UnknownPort { .. } => {
+            unrouted(Plan::Reply {
+                status: StatusCode::NOT_FOUND,
+                reason: "mesh-proxy: no route matches\n",
+            })
+        }
     }
 }
 
 /// Apply a path modifier: the shared implementation `meshc explain` also uses.
-pub fn modify_path(m: &PathModifier, entry: &RouteEntry, path: &str) -> String {
-    mesh_artifact::filters::modify_path(m, &entry.path, path)
+pub fn modify_path(m: &PathModifier, matched: &PathMatch, path: &str) -> String {
+    mesh_artifact::filters::modify_path(m, matched, path)
 }
 
 /// `Location` of a redirect (the shared implementation `meshc explain` also uses); the request
 /// scheme on the outbound listener is `http`.
 pub fn redirect_location(
     r: &Redirect,
-    entry: &RouteEntry,
+    matched: &PathMatch,
     parts: &Parts,
     authority: &str,
 ) -> Option<HeaderValue> {
     let (req_host, req_port) = split_authority(authority);
     let loc = mesh_artifact::filters::redirect_location(
         r,
-        &entry.path,
+        matched,
         "http",
         &req_host,
         req_port,
@@ -434,7 +452,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
             let path_and_query =
                 match rule.and_then(|r| Some((r, r.action.rewrite.as_ref()?.path.as_ref()?))) {
                     Some((r, m)) => {
-                        let path = modify_path(m, r.entry, parts.uri.path());
+                        let path = modify_path(m, r.path(), parts.uri.path());
                         let pq = match parts.uri.query() {
                             Some(q) => format!("{path}?{q}"),
                             None => path,
@@ -457,8 +475,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
                     parts.headers.insert(header::HOST, h.clone());
                 }
                 r.rt.request_headers.apply(&mut parts.headers);
-                if let Ok(v) = HeaderValue::from_str(&r.entry.route) {
-                    parts.headers.insert(ROUTE_HEADER, v);
+                if let Some(v) = &r.route.header {
+                    parts.headers.insert(ROUTE_HEADER, v.clone());
                 }
             }
             let head = Head {
@@ -528,24 +546,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mesh_artifact::{PathMatch, SourcePos};
 
-    fn entry(path: PathMatch) -> RouteEntry {
-        RouteEntry {
-            route: "ns/r".into(),
-            rule: 0,
-            r#match: 0,
-            source: SourcePos {
-                file: "r.yaml".into(),
-                line: 1,
-                column: 1,
-            },
-            path,
-            method: None,
-            headers: vec![],
-            query: vec![],
-            action: 0,
-        }
+    fn entry(path: PathMatch) -> PathMatch {
+        path
     }
 
     #[test]

@@ -10,7 +10,11 @@ use std::time::{Instant, SystemTime};
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::Authority;
-use mesh_artifact::{Artifact, Body, Cluster, HeaderModifier, Router, RuleAction};
+use mesh_artifact::router::RouterIndex;
+use mesh_artifact::{
+    Artifact, Body, Cluster, HeaderModifier, MeshInfo, PathMatch, RouteTable, RuleAction,
+    SidecarInfo,
+};
 
 use crate::authz::Authz;
 use crate::config::LoadBalancer;
@@ -259,9 +263,12 @@ pub fn pick_endpoint<'a>(
     }
 }
 
-/// A rule action with its clusters resolved and headers parsed.
+/// A rule action with its clusters resolved and headers parsed. Identical actions of one route
+/// table share one `ActionRt`.
 #[derive(Debug)]
 pub struct ActionRt {
+    /// The action as the artifact states it (timeouts, retry, redirect, rewrite, status).
+    pub action: RuleAction,
     /// Backends with weight > 0 and their cumulative weights.
     backends: Vec<(Arc<ClusterRt>, u64)>,
     total_weight: u64,
@@ -287,6 +294,28 @@ impl ActionRt {
     }
 }
 
+/// One route table entry, as the request path needs it once the artifact is dropped.
+#[derive(Debug)]
+pub struct EntryRt {
+    /// Index into the port's [`PortRt::routes`].
+    pub route: u32,
+    /// Index into the port's [`PortRt::actions`].
+    pub action: u32,
+    /// The entry's path match, kept only when its action modifies the path (a redirect, or a
+    /// rewrite with a path), which is when the matched prefix is needed again.
+    pub path: Option<Box<PathMatch>>,
+}
+
+/// One route (`namespace/name`) of a port's table: its name and metric handles, shared by all
+/// of its entries.
+#[derive(Debug)]
+pub struct RouteRt {
+    pub name: Box<str>,
+    /// `x-mesh-route` value sent upstream; `None` when the name is not a valid header value.
+    pub header: Option<HeaderValue>,
+    pub stats: RouteStats,
+}
+
 /// Runtime tables of one destination port.
 #[derive(Debug)]
 pub struct PortRt {
@@ -295,9 +324,29 @@ pub struct PortRt {
     /// Metrics of requests that matched no route (direct traffic or 404).
     pub unrouted: RouteStats,
     /// Per route entry, parallel to the route table's entries.
-    pub entry_stats: Vec<RouteStats>,
-    /// Per rule action, parallel to the route table's actions.
-    pub actions: Vec<ActionRt>,
+    pub entries: Box<[EntryRt]>,
+    /// Distinct routes of the table, in order of first appearance.
+    pub routes: Box<[RouteRt]>,
+    /// Distinct actions of the table.
+    pub actions: Box<[ActionRt]>,
+}
+
+/// Runtime tables of one destination.
+#[derive(Debug)]
+pub struct DestRt {
+    /// `namespace/name`.
+    pub service: Box<str>,
+    /// Parallel to the destination's ports.
+    pub ports: Box<[PortRt]>,
+}
+
+/// Sizes of the artifact, for `/config` and the log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub destinations: usize,
+    pub clusters: usize,
+    pub policies: usize,
+    pub entries: usize,
 }
 
 /// Where inbound requests go.
@@ -307,16 +356,21 @@ pub struct AppTarget {
     pub h2: bool,
 }
 
-/// Everything one artifact serves with.
+/// Everything one artifact serves with. The decoded body itself is not kept: only the router's
+/// indexes and the runtime tables built from it, so that a large route table costs what the
+/// request path reads, not what the artifact spells out.
 #[derive(Debug)]
 pub struct Snapshot {
     /// `sha256:` of the artifact file as read.
     pub file_hash: String,
     pub header: mesh_artifact::Header,
-    pub router: Router,
+    pub router: RouterIndex,
     pub authz: Authz,
-    /// `[destination][port]`, parallel to the artifact's destinations and their ports.
-    pub ports: Vec<Vec<PortRt>>,
+    pub mesh: MeshInfo,
+    pub sidecar: SidecarInfo,
+    pub counts: Counts,
+    /// Parallel to the artifact's destinations.
+    pub dests: Box<[DestRt]>,
     /// Requests for hosts no destination declares.
     pub unknown_host: RouteStats,
     /// Inbound requests.
@@ -326,14 +380,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn body(&self) -> &Body {
-        self.router.body()
-    }
-
     /// The artifact info labels.
     pub fn info(&self) -> InfoLabels {
         InfoLabels {
-            service: self.body().sidecar.service.clone(),
+            service: self.sidecar.service.clone(),
             body_hash: self.header.body_hash.clone(),
             source_hash: self.header.source_hash.clone(),
             meshc_version: self.header.meshc_version.clone(),
@@ -389,7 +439,7 @@ fn cluster_rt(
 }
 
 fn action_rt(
-    a: &RuleAction,
+    a: RuleAction,
     clusters: &std::collections::HashMap<&str, Arc<ClusterRt>>,
 ) -> Result<ActionRt, BuildError> {
     let mut backends = Vec::new();
@@ -407,16 +457,115 @@ fn action_rt(
         Some(h) => Some(HeaderValue::from_str(h).map_err(|_| BuildError::Hostname(h.to_string()))?),
         None => None,
     };
+    backends.shrink_to_fit();
     Ok(ActionRt {
         backends,
         total_weight: total,
         request_headers: HeaderOps::parse(&a.request_headers)?,
         response_headers: HeaderOps::parse(&a.response_headers)?,
         rewrite_host,
+        action: a,
     })
 }
 
-/// Build the runtime tables of a decoded artifact.
+/// A hash of an action's full content (its `Debug` form, hashed as it is written, without
+/// building the text), to find identical actions quickly; equality is still checked with `==`.
+fn action_fingerprint(a: &RuleAction) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    struct HashWriter<H>(H);
+    impl<H: Hasher> std::fmt::Write for HashWriter<H> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.write(s.as_bytes());
+            Ok(())
+        }
+    }
+    static STATE: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut w = HashWriter(STATE.get_or_init(Default::default).build_hasher());
+    // Writing into a hasher cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut w, format_args!("{a:?}"));
+    w.0.finish()
+}
+
+/// Merge identical actions (the compiler writes one per rule, and most rules of a mesh share
+/// their backends and filters): the distinct actions in order of first appearance, and for each
+/// action given, the index of its equal among them.
+fn merge_actions(actions: Vec<RuleAction>) -> (Vec<RuleAction>, Vec<u32>) {
+    let mut distinct: Vec<RuleAction> = Vec::new();
+    let mut by_hash: std::collections::HashMap<u64, Vec<u32>> = Default::default();
+    let mut remap = Vec::with_capacity(actions.len());
+    for a in actions {
+        let same = by_hash.entry(action_fingerprint(&a)).or_default();
+        match same.iter().find(|&&i| distinct[i as usize] == a) {
+            Some(&i) => remap.push(i),
+            None => {
+                let i = u32::try_from(distinct.len()).unwrap_or(u32::MAX);
+                same.push(i);
+                remap.push(i);
+                distinct.push(a);
+            }
+        }
+    }
+    (distinct, remap)
+}
+
+/// The runtime tables of one route table, consuming it: identical actions are merged, each
+/// route gets one set of metric handles, and each entry keeps three small fields.
+fn table_rt(
+    table: RouteTable,
+    unrouted: RouteStats,
+    service: &str,
+    clusters: &std::collections::HashMap<&str, Arc<ClusterRt>>,
+    ctx: &BuildContext<'_>,
+) -> Result<PortRt, BuildError> {
+    use std::collections::HashMap;
+    let RouteTable {
+        entries: table_entries,
+        actions: table_actions,
+    } = table;
+    let (distinct, remap) = merge_actions(table_actions);
+    let mut routes: Vec<RouteRt> = Vec::new();
+    let mut route_ids: HashMap<String, u32> = HashMap::new();
+    let mut entries = Vec::with_capacity(table_entries.len());
+    for e in table_entries {
+        // RouterIndex::new checked every action index.
+        let action = remap.get(e.action as usize).copied().unwrap_or(0);
+        let route = match route_ids.get(e.route.as_str()) {
+            Some(&r) => r,
+            None => {
+                let r = u32::try_from(routes.len()).unwrap_or(u32::MAX);
+                routes.push(RouteRt {
+                    header: HeaderValue::from_str(&e.route).ok(),
+                    stats: ctx.metrics.route("outbound", service, &e.route),
+                    name: e.route.as_str().into(),
+                });
+                route_ids.insert(e.route, r);
+                r
+            }
+        };
+        let needs_path = distinct.get(action as usize).is_some_and(|a| {
+            a.redirect.is_some() || a.rewrite.as_ref().is_some_and(|r| r.path.is_some())
+        });
+        entries.push(EntryRt {
+            route,
+            action,
+            path: needs_path.then(|| Box::new(e.path)),
+        });
+    }
+    let actions = distinct
+        .into_iter()
+        .map(|a| action_rt(a, clusters))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PortRt {
+        direct: None,
+        unrouted,
+        entries: entries.into_boxed_slice(),
+        routes: routes.into_boxed_slice(),
+        actions: actions.into_boxed_slice(),
+    })
+}
+
+/// Build the runtime tables of a decoded artifact, consuming it.
 pub fn build(
     artifact: Artifact,
     file_hash: String,
@@ -424,16 +573,36 @@ pub fn build(
 ) -> Result<Snapshot, BuildError> {
     let Artifact { header, body } = artifact;
     let authz = Authz::new(&body)?;
+    let router = RouterIndex::new(&body)?;
+    let Body {
+        mesh,
+        sidecar,
+        destinations,
+        clusters: cluster_defs,
+        authz: bundle,
+    } = body;
+    let counts = Counts {
+        destinations: destinations.len(),
+        clusters: cluster_defs.len(),
+        policies: bundle.policies.len(),
+        entries: destinations
+            .iter()
+            .flat_map(|d| &d.ports)
+            .filter_map(|p| p.routes.as_ref())
+            .map(|t| t.entries.len())
+            .sum(),
+    };
+    drop(bundle);
     let mut clusters = std::collections::HashMap::new();
-    for (key, c) in &body.clusters {
+    for (key, c) in &cluster_defs {
         clusters.insert(key.as_str(), cluster_rt(key, c, ctx)?);
     }
-    let mut ports = Vec::with_capacity(body.destinations.len());
-    for dest in &body.destinations {
-        let mut per_port = Vec::with_capacity(dest.ports.len());
-        for p in &dest.ports {
+    let mut dests = Vec::with_capacity(destinations.len());
+    for dest in destinations {
+        let mut ports = Vec::with_capacity(dest.ports.len());
+        for p in dest.ports {
             let unrouted = ctx.metrics.route("outbound", &dest.service, "");
-            let (direct, entry_stats, actions) = match &p.routes {
+            let port_rt = match p.routes {
                 None => {
                     let c = clusters
                         .get(p.default_cluster.as_str())
@@ -443,43 +612,26 @@ pub fn build(
                             port: p.port,
                             cluster: p.default_cluster.clone(),
                         })?;
-                    (Some(c), Vec::new(), Vec::new())
+                    PortRt {
+                        direct: Some(c),
+                        unrouted,
+                        entries: Box::default(),
+                        routes: Box::default(),
+                        actions: Box::default(),
+                    }
                 }
-                Some(table) => {
-                    let mut by_route: std::collections::HashMap<&str, RouteStats> =
-                        std::collections::HashMap::new();
-                    let entry_stats = table
-                        .entries
-                        .iter()
-                        .map(|e| {
-                            by_route
-                                .entry(e.route.as_str())
-                                .or_insert_with(|| {
-                                    ctx.metrics.route("outbound", &dest.service, &e.route)
-                                })
-                                .clone()
-                        })
-                        .collect();
-                    let actions = table
-                        .actions
-                        .iter()
-                        .map(|a| action_rt(a, &clusters))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    (None, entry_stats, actions)
-                }
+                Some(table) => table_rt(table, unrouted, &dest.service, &clusters, ctx)?,
             };
-            per_port.push(PortRt {
-                direct,
-                unrouted,
-                entry_stats,
-                actions,
-            });
+            ports.push(port_rt);
         }
-        ports.push(per_port);
+        dests.push(DestRt {
+            service: dest.service.into_boxed_str(),
+            ports: ports.into_boxed_slice(),
+        });
     }
     let app_addr = ctx
         .app_addr
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], body.sidecar.app_port)));
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], sidecar.app_port)));
     let app = AppTarget {
         authority: Authority::from_str(&app_addr.to_string()).map_err(|_| {
             BuildError::Endpoint {
@@ -488,17 +640,19 @@ pub fn build(
                 port: app_addr.port(),
             }
         })?,
-        h2: body.sidecar.app_protocol.is_h2(),
+        h2: sidecar.app_protocol.is_h2(),
     };
     let unknown_host = ctx.metrics.route("outbound", "unknown", "");
-    let inbound = ctx.metrics.route("inbound", &body.sidecar.service, "");
-    let router = Router::new(body)?;
+    let inbound = ctx.metrics.route("inbound", &sidecar.service, "");
     Ok(Snapshot {
         file_hash,
         header,
         router,
         authz,
-        ports,
+        mesh,
+        sidecar,
+        counts,
+        dests: dests.into_boxed_slice(),
         unknown_host,
         inbound,
         app,
@@ -610,6 +764,29 @@ mod tests {
             seen[r as usize] += 1;
         }
         assert!(seen.iter().all(|&c| c > 800), "{seen:?}");
+    }
+
+    #[test]
+    fn identical_actions_are_merged_and_entries_remapped() {
+        use mesh_artifact::WeightedCluster;
+        let to = |c: &str| RuleAction {
+            backends: vec![WeightedCluster {
+                cluster: c.into(),
+                weight: 1,
+            }],
+            ..RuleAction::default()
+        };
+        let mut slow = to("a");
+        slow.timeouts.request_ms = Some(5);
+        let (distinct, remap) =
+            merge_actions(vec![to("a"), to("b"), to("a"), slow.clone(), to("b"), slow]);
+        assert_eq!(remap, [0, 1, 0, 2, 1, 2]);
+        assert_eq!(distinct.len(), 3);
+        assert_eq!(distinct[0], to("a"));
+        assert_eq!(distinct[1], to("b"));
+        assert_eq!(distinct[2].timeouts.request_ms, Some(5));
+        let (none, remap) = merge_actions(Vec::new());
+        assert!(none.is_empty() && remap.is_empty());
     }
 
     #[test]

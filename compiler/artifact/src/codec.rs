@@ -1,7 +1,7 @@
 //! Canonical encoding and verified decoding of artifact files.
 //!
 //! An artifact file is one JSON object, `{"header": {..}, "body": {..}}`. The body is written in
-//! a canonical form (struct fields in declaration order, maps sorted, two-space indentation) and
+//! a canonical form (compact, struct fields in declaration order, maps sorted) and
 //! `header.body_hash` is the SHA-256 of the body's bytes exactly as they stand in the file, so a
 //! loader verifies integrity without re-encoding anything.
 
@@ -51,26 +51,47 @@ pub fn sha256_tag(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(digest))
 }
 
-/// Canonical text of a body: pretty JSON with two-space indentation, struct fields in
-/// declaration order, every map sorted by key.
+/// Canonical text of a body: compact JSON on one line, struct fields in declaration order,
+/// every map sorted by key.
+///
+/// Compact rather than indented: the artifacts of a large mesh are half the size (they ship in
+/// ConfigMaps, which Kubernetes caps at 1 MiB, and every sidecar parses its own at load), and
+/// `jq .` or `meshc diff` show them to people.
 ///
 /// The free-form JSON (`authz.entities`) is sorted here too: when another crate in the build
 /// enables serde_json's `preserve_order` feature (cedar-policy does), `serde_json::Value` objects
-/// keep insertion order, and the encoding must not depend on which crates were linked.
+/// keep insertion order, and the encoding must not depend on which crates were linked. A body
+/// whose entities are already sorted (the compiler sorts them once per bundle) is not copied.
 pub fn encode_body(body: &Body) -> String {
-    let mut canonical = body.clone();
-    canonical.authz.entities.sort_all_objects();
     // Serialising plain-data types into a String cannot fail: no maps with non-string keys,
     // no fallible Serialize impls.
-    serde_json::to_string_pretty(&canonical).unwrap_or_else(|e| format!("\"unencodable: {e}\""))
+    let text = if is_sorted_deep(&body.authz.entities) {
+        serde_json::to_string(body)
+    } else {
+        let mut canonical = body.clone();
+        canonical.authz.entities.sort_all_objects();
+        serde_json::to_string(&canonical)
+    };
+    text.unwrap_or_else(|e| format!("\"unencodable: {e}\""))
 }
 
-/// Encode a whole artifact file; returns the file text and the body hash.
-///
-/// The body sits inside the outer object indented by two spaces; the hash is taken over exactly
-/// the bytes that end up in the file, which is what [`decode`] verifies.
+/// Whether every object inside `v` has its keys in sorted order.
+fn is_sorted_deep(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Array(items) => items.iter().all(is_sorted_deep),
+        serde_json::Value::Object(map) => {
+            map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b)
+                && map.values().all(is_sorted_deep)
+        }
+        _ => true,
+    }
+}
+
+/// Encode a whole artifact file (`{"header":{..},"body":{..}}` and a newline); returns the file
+/// text and the body hash, which is taken over exactly the body bytes that end up in the file
+/// and is what [`decode`] verifies.
 pub fn encode(body: &Body, meshc_version: &str, source_hash: &str) -> (String, String) {
-    let body_text = encode_body(body).replace('\n', "\n  ");
+    let body_text = encode_body(body);
     let body_hash = sha256_tag(body_text.as_bytes());
     let header = Header {
         format: FORMAT_NAME.to_string(),
@@ -79,13 +100,15 @@ pub fn encode(body: &Body, meshc_version: &str, source_hash: &str) -> (String, S
         source_hash: source_hash.to_string(),
         body_hash: body_hash.clone(),
     };
-    let header_text = serde_json::to_string_pretty(&header)
-        .unwrap_or_else(|e| format!("\"unencodable: {e}\""))
-        .replace('\n', "\n  ");
-    (
-        format!("{{\n  \"header\": {header_text},\n  \"body\": {body_text}\n}}\n"),
-        body_hash,
-    )
+    let header_text =
+        serde_json::to_string(&header).unwrap_or_else(|e| format!("\"unencodable: {e}\""));
+    let mut file = String::with_capacity(body_text.len() + header_text.len() + 24);
+    file.push_str("{\"header\":");
+    file.push_str(&header_text);
+    file.push_str(",\"body\":");
+    file.push_str(&body_text);
+    file.push_str("}\n");
+    (file, body_hash)
 }
 
 #[derive(Deserialize)]

@@ -141,11 +141,36 @@ pub enum IndexError {
     TooManyHosts { count: usize },
 }
 
+/// The size limit of a compiled pattern, in bytes (the `regex` crate's own measure).
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
 /// Compile a pattern with full-match semantics, as Envoy does for Gateway API regexes.
 pub fn full_match_regex(pattern: &str) -> Result<Regex, regex::Error> {
     regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(1 << 20)
+        .size_limit(REGEX_SIZE_LIMIT)
         .build()
+}
+
+/// Check that [`full_match_regex`] accepts a pattern, without building the matcher: parse it
+/// with the `regex` crate's own parser and compile only its automaton under the same size limit,
+/// which is where `regex::RegexBuilder::build` reports its errors. A fraction of the cost of a
+/// full build, for `meshc check`, which sees thousands of patterns and matches none of them.
+///
+/// The error is the message `regex::Error` would display.
+pub fn check_regex(pattern: &str) -> Result<(), String> {
+    let full = format!("^(?:{pattern})$");
+    let hir = regex_syntax::Parser::new()
+        .parse(&full)
+        .map_err(|e| e.to_string())?;
+    regex_automata::nfa::thompson::Compiler::new()
+        .configure(
+            regex_automata::nfa::thompson::Config::new()
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .shrink(false),
+        )
+        .build_from_hir(&hir)
+        .map(drop)
+        .map_err(|_| regex::Error::CompiledTooBig(REGEX_SIZE_LIMIT).to_string())
 }
 
 /// A literal that every string a pattern fully matches starts with (possibly empty): the
@@ -326,6 +351,8 @@ pub fn effective_query(entry: &RouteEntry) -> impl Iterator<Item = &ValueMatch> 
 
 #[derive(Debug, Clone)]
 struct CompiledEntry {
+    /// Index of the entry in the table.
+    entry: u32,
     /// A `RegularExpression` path, with a literal every match starts with.
     regex_path: Option<(Regex, Box<str>)>,
     method: Option<Box<str>>,
@@ -357,6 +384,7 @@ impl CompiledEntry {
             _ => None,
         };
         Ok(CompiledEntry {
+            entry: 0,
             regex_path,
             method: e.method.as_deref().map(Into::into),
             headers: effective_headers(e)
@@ -425,11 +453,12 @@ pub fn entry_matches<R: RequestParts + ?Sized>(
     Ok(compiled.path_matches(&entry.path, req.path()) && compiled.matches_rest(req))
 }
 
-/// Flag set in a candidate when its entry has a method, header or query condition.
+/// Flag set in a candidate when its entry has a method, header or query condition: the
+/// candidate then holds the index of the entry's compiled conditions, not of the entry.
 const CONDITIONAL: u32 = 1 << 31;
 /// Flag set in a candidate filed under its `Exact` path (the others are prefixes).
 const EXACT: u32 = 1 << 30;
-/// The entry index in a candidate.
+/// The entry (or compiled conditions) index in a candidate.
 const ENTRY: u32 = EXACT - 1;
 /// The largest entry count an index holds (candidates keep two bits for flags).
 const MAX_ENTRIES: usize = ENTRY as usize;
@@ -438,12 +467,17 @@ const NONE: u32 = u32::MAX;
 /// An indexed route table: finds the first matching entry without scanning every entry.
 #[derive(Debug, Clone)]
 pub struct RouteIndex {
+    /// Compiled conditions of the entries that have more to check than an exact or prefix
+    /// path (a method, a header, a query parameter, a regex path), in table order. Entries
+    /// matched by their path alone take no room here.
     compiled: Vec<CompiledEntry>,
-    /// Path text (an exact path, or a normalised prefix) to its candidates: entry indexes in
-    /// table order, those filed under an `Exact` path first (flagged [`EXACT`]), each flagged
-    /// [`CONDITIONAL`] when the entry has more to check than its path.
+    /// Number of entries in the table.
+    len: usize,
+    /// Path text (an exact path, or a normalised prefix) to its candidates, in table order,
+    /// those filed under an `Exact` path first (flagged [`EXACT`]): the entry index, or, flagged
+    /// [`CONDITIONAL`], the index of the entry's compiled conditions.
     paths: StrTable,
-    /// Regex entries in table order.
+    /// Regex entries in table order, as indexes into `compiled`.
     regex: Vec<u32>,
     /// Longest `Exact` path and longest normalised prefix, in bytes: longer keys are not
     /// probed, so a path of many segments costs no more hashing than the table can use.
@@ -474,7 +508,7 @@ impl RouteIndex {
         if table.entries.len() > MAX_ENTRIES {
             return Err(too_many());
         }
-        let mut compiled = Vec::with_capacity(table.entries.len());
+        let mut compiled = Vec::new();
         // Per path text: exact candidates, prefix candidates. A BTreeMap keeps the build
         // deterministic (the order records are laid out in).
         let mut buckets: BTreeMap<&str, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
@@ -492,14 +526,19 @@ impl RouteIndex {
             if i > 0 && path_rank(&table.entries[i - 1].path) > path_rank(&e.path) {
                 ordered = false;
             }
-            let c = CompiledEntry::compile(e)?;
+            let mut c = CompiledEntry::compile(e)?;
             let idx = u32::try_from(i).map_err(|_| too_many())?;
+            c.entry = idx;
+            let slot = u32::try_from(compiled.len()).map_err(|_| too_many())?;
+            let keep = !c.is_unconditional() || c.regex_path.is_some();
             let cand = if c.is_unconditional() {
                 idx
             } else {
-                idx | CONDITIONAL
+                slot | CONDITIONAL
             };
-            compiled.push(c);
+            if keep {
+                compiled.push(c);
+            }
             match &e.path {
                 PathMatch::Exact(p) => {
                     max_exact = max_exact.max(p.len());
@@ -510,7 +549,7 @@ impl RouteIndex {
                     max_prefix = max_prefix.max(key.len());
                     buckets.entry(key).or_default().1.push(cand);
                 }
-                PathMatch::RegularExpression(_) => regex.push(idx),
+                PathMatch::RegularExpression(_) => regex.push(slot),
             }
         }
         let records = buckets.into_iter().map(|(key, (exact, prefix))| {
@@ -518,8 +557,11 @@ impl RouteIndex {
             (key, exact.chain(prefix).collect())
         });
         let paths = StrTable::build(records).map_err(|_| too_many())?;
+        compiled.shrink_to_fit();
+        regex.shrink_to_fit();
         Ok(RouteIndex {
             compiled,
+            len: table.entries.len(),
             paths,
             regex,
             max_exact,
@@ -537,17 +579,19 @@ impl RouteIndex {
         req: &R,
     ) -> u32 {
         for c in cands {
-            let i = c & ENTRY;
-            if i >= best {
+            if c & CONDITIONAL == 0 {
+                let i = c & ENTRY;
+                // Candidates are in table order: nothing after this one can be smaller.
+                return if i < best { i } else { NONE };
+            }
+            let Some(e) = self.compiled.get((c & ENTRY) as usize) else {
+                return NONE;
+            };
+            if e.entry >= best {
                 break;
             }
-            if c & CONDITIONAL == 0
-                || self
-                    .compiled
-                    .get(i as usize)
-                    .is_some_and(|e| e.matches_rest(req))
-            {
-                return i;
+            if e.matches_rest(req) {
+                return e.entry;
             }
         }
         NONE
@@ -600,15 +644,15 @@ impl RouteIndex {
                 None
             };
         }
-        for &i in &self.regex {
-            if i >= best {
-                break;
-            }
-            let Some(e) = self.compiled.get(i as usize) else {
+        for &slot in &self.regex {
+            let Some(e) = self.compiled.get(slot as usize) else {
                 break;
             };
+            if e.entry >= best {
+                break;
+            }
             if e.regex_path_matches(path) && e.matches_rest(req) {
-                best = i;
+                best = e.entry;
                 break;
             }
         }
@@ -622,7 +666,7 @@ impl RouteIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.compiled.len()
+        self.len
     }
 
     /// Bytes taken by the path hash table (exact paths and prefixes), for capacity planning.
@@ -631,6 +675,6 @@ impl RouteIndex {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.compiled.is_empty()
+        self.len == 0
     }
 }

@@ -106,17 +106,45 @@ pub fn split_authority(authority: &str) -> (String, Option<u16>) {
     (host.to_ascii_lowercase(), port)
 }
 
-/// Indexed view of an artifact's destinations.
+/// Where a request goes, as indexes into the [`Body`] the [`RouterIndex`] was built from: the
+/// same decision as [`Decision`], for a caller (the proxy) that keeps its own compact tables
+/// instead of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The host names no destination this sidecar may call.
+    UnknownHost,
+    /// The destination (index into `destinations`) has no such port.
+    UnknownPort { dest: usize },
+    /// No route is attached to this port (index into the destination's `ports`).
+    Direct { dest: usize, port: usize },
+    /// Routes are attached but no entry matches.
+    NoMatch { dest: usize, port: usize },
+    /// Entry `entry` of the port's route table matched.
+    Matched {
+        dest: usize,
+        port: usize,
+        entry: usize,
+    },
+}
+
+/// Host, port and route indexes of an artifact's destinations, without the artifact: what
+/// [`Router`] decides with, for callers that drop the body once their own tables are built.
 ///
 /// Host names compare case-insensitively, without a trailing dot. When two destinations list
 /// the same host name, the first one (destinations are sorted by service) owns it.
 #[derive(Debug)]
-pub struct Router {
-    body: Body,
+pub struct RouterIndex {
     /// Lower-case host name to `[destination index, its first port in indexes, port numbers..]`.
     hosts: StrTable,
     /// One per port of every destination, in order, when routes are attached.
     indexes: Vec<Option<RouteIndex>>,
+}
+
+/// Indexed view of an artifact's destinations: a [`RouterIndex`] and the body it indexes.
+#[derive(Debug)]
+pub struct Router {
+    body: Body,
+    index: RouterIndex,
 }
 
 /// The port rule: an explicit port must be one of the service's; without one, a single-port
@@ -129,8 +157,9 @@ fn choose_port(mut ports: impl ExactSizeIterator<Item = u16>, port: Option<u16>)
     }
 }
 
-impl Router {
-    pub fn new(body: Body) -> Result<Self, IndexError> {
+impl RouterIndex {
+    /// Index every destination's hosts and every route table of a body.
+    pub fn new(body: &Body) -> Result<Self, IndexError> {
         let too_many = |count| IndexError::TooManyHosts { count };
         let mut hosts = Vec::new();
         let mut indexes = Vec::new();
@@ -155,15 +184,8 @@ impl Router {
         // The table keeps the first destination listed for a host.
         let hosts = StrTable::build(hosts.iter().map(|(h, d)| (h.as_str(), d.clone())))
             .map_err(|_| too_many(hosts.len()))?;
-        Ok(Router {
-            body,
-            hosts,
-            indexes,
-        })
-    }
-
-    pub fn body(&self) -> &Body {
-        &self.body
+        indexes.shrink_to_fit();
+        Ok(RouterIndex { hosts, indexes })
     }
 
     /// Destination index for a host name (lower case, without port).
@@ -172,6 +194,66 @@ impl Router {
             .get(host)
             .and_then(|d| d.first())
             .map(|d| d as usize)
+    }
+
+    /// Resolve a request sent to `authority` (`[userinfo@]host[:port]`): the procedure behind
+    /// [`Router::decide`], which documents the rules.
+    pub fn resolve<R: RequestParts + ?Sized>(&self, authority: &str, req: &R) -> Resolution {
+        let (host, port) = parse_authority(authority);
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
+        let Some(record) = self.hosts.get(&host) else {
+            return Resolution::UnknownHost;
+        };
+        let mut words = record.iter();
+        let (Some(d), Some(base)) = (words.next(), words.next()) else {
+            return Resolution::UnknownHost;
+        };
+        let dest = d as usize;
+        let port = match port {
+            AuthorityPort::Default => None,
+            AuthorityPort::Port(p) => Some(p),
+            AuthorityPort::Invalid => return Resolution::UnknownPort { dest },
+        };
+        // Port numbers were stored from u16 values.
+        let Some(p) = choose_port(words.map(|w| w as u16), port) else {
+            return Resolution::UnknownPort { dest };
+        };
+        match self.indexes.get(base as usize + p).and_then(Option::as_ref) {
+            None => Resolution::Direct { dest, port: p },
+            Some(index) => match index.lookup(req) {
+                Some(entry) => Resolution::Matched {
+                    dest,
+                    port: p,
+                    entry,
+                },
+                None => Resolution::NoMatch { dest, port: p },
+            },
+        }
+    }
+}
+
+impl Router {
+    pub fn new(body: Body) -> Result<Self, IndexError> {
+        let index = RouterIndex::new(&body)?;
+        Ok(Router { body, index })
+    }
+
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The indexes without the body.
+    pub fn index(&self) -> &RouterIndex {
+        &self.index
+    }
+
+    /// Destination index for a host name (lower case, without port).
+    pub fn destination(&self, host: &str) -> Option<usize> {
+        self.index.destination(host)
     }
 
     /// Port index within a destination. Without an explicit port, a single-port service uses
@@ -189,56 +271,43 @@ impl Router {
     /// route is attached, [`Decision::Matched`] for the first entry that matches, and
     /// [`Decision::NoMatch`] (404) when routes are attached but none matches.
     pub fn decide<R: RequestParts + ?Sized>(&self, authority: &str, req: &R) -> Decision<'_> {
-        let (host, port) = parse_authority(authority);
-        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(host.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(host)
+        let destinations = &self.body.destinations;
+        let port_of = |d: usize, p: usize| {
+            let dest = destinations.get(d)?;
+            Some((dest, dest.ports.get(p)?))
         };
-        let Some(record) = self.hosts.get(&host) else {
-            return Decision::UnknownHost;
-        };
-        let mut words = record.iter();
-        let (Some(d), Some(base)) = (words.next(), words.next()) else {
-            return Decision::UnknownHost;
-        };
-        let Some(dest) = self.body.destinations.get(d as usize) else {
-            return Decision::UnknownHost;
-        };
-        let port = match port {
-            AuthorityPort::Default => None,
-            AuthorityPort::Port(p) => Some(p),
-            AuthorityPort::Invalid => return Decision::UnknownPort { dest },
-        };
-        // Port numbers were stored from u16 values.
-        let Some(p) = choose_port(words.map(|w| w as u16), port) else {
-            return Decision::UnknownPort { dest };
-        };
-        let Some(dport) = dest.ports.get(p) else {
-            return Decision::UnknownPort { dest };
-        };
-        let index = self.indexes.get(base as usize + p).and_then(Option::as_ref);
-        let (Some(index), Some(table)) = (index, &dport.routes) else {
-            return Decision::Direct { dest, port: dport };
-        };
-        match index.lookup(req) {
-            Some(i) => {
+        match self.index.resolve(authority, req) {
+            Resolution::UnknownHost => Decision::UnknownHost,
+            Resolution::UnknownPort { dest } => match destinations.get(dest) {
+                Some(dest) => Decision::UnknownPort { dest },
+                None => Decision::UnknownHost,
+            },
+            Resolution::Direct { dest, port } => match port_of(dest, port) {
+                Some((dest, port)) => Decision::Direct { dest, port },
+                None => Decision::UnknownHost,
+            },
+            Resolution::NoMatch { dest, port } => match port_of(dest, port) {
+                Some((dest, port)) => Decision::NoMatch { dest, port },
+                None => Decision::UnknownHost,
+            },
+            Resolution::Matched { dest, port, entry } => {
+                let Some((dest, port)) = port_of(dest, port) else {
+                    return Decision::UnknownHost;
+                };
                 // RouteIndex::build checked every action index.
-                match table
-                    .entries
-                    .get(i)
-                    .and_then(|e| Some((e, table.actions.get(e.action as usize)?)))
-                {
+                match port.routes.as_ref().and_then(|t| {
+                    let e = t.entries.get(entry)?;
+                    Some((e, t.actions.get(e.action as usize)?))
+                }) {
                     Some((entry, action)) => Decision::Matched {
                         dest,
-                        port: dport,
+                        port,
                         entry,
                         action,
                     },
-                    None => Decision::NoMatch { dest, port: dport },
+                    None => Decision::NoMatch { dest, port },
                 }
             }
-            None => Decision::NoMatch { dest, port: dport },
         }
     }
 }

@@ -225,3 +225,74 @@ fn bad_tables_are_refused() {
     }]);
     assert!(Router::new(b).is_err());
 }
+
+/// Position of a reference within a slice.
+fn pos<T>(slice: &[T], item: &T) -> usize {
+    slice
+        .iter()
+        .position(|x| std::ptr::eq(x, item))
+        .expect("a member of the slice")
+}
+
+/// The index-only resolution (what the proxy keeps) names the same destination, port and entry
+/// as the decision, for every kind of outcome.
+#[test]
+fn resolution_indexes_agree_with_decisions() {
+    use mesh_artifact::router::Resolution;
+    let r = router();
+    let dests = &r.body().destinations;
+    let cases = [
+        ("api", "/v1/x"),
+        ("api", "/old"),
+        ("api", "/v2"),
+        ("api:9090", "/v1"),
+        ("api:81", "/v1"),
+        ("API.NS.", "/old"),
+        ("shared.example", "/only"),
+        ("solo", "/"),
+        ("web", "/"),
+        ("web:8443", "/"),
+        ("nope", "/"),
+    ];
+    for (authority, path) in cases {
+        let req = SimpleRequest::new("GET", path);
+        let resolution = r.index().resolve(authority, &req);
+        let expected = match r.decide(authority, &req) {
+            Decision::UnknownHost => Resolution::UnknownHost,
+            Decision::UnknownPort { dest } => Resolution::UnknownPort {
+                dest: pos(dests, dest),
+            },
+            Decision::Direct { dest, port } | Decision::NoMatch { dest, port } => {
+                let d = pos(dests, dest);
+                let p = pos(&dest.ports, port);
+                if port.routes.is_some() {
+                    Resolution::NoMatch { dest: d, port: p }
+                } else {
+                    Resolution::Direct { dest: d, port: p }
+                }
+            }
+            Decision::Matched {
+                dest, port, entry, ..
+            } => {
+                let d = pos(dests, dest);
+                let p = pos(&dest.ports, port);
+                let entries = &port.routes.as_ref().expect("routes").entries;
+                Resolution::Matched {
+                    dest: d,
+                    port: p,
+                    entry: pos(entries, entry),
+                }
+            }
+        };
+        assert_eq!(resolution, expected, "{authority} {path}");
+    }
+    assert_eq!(
+        r.index().resolve("api", &SimpleRequest::new("GET", "/old")),
+        Resolution::Matched {
+            dest: 0,
+            port: 0,
+            entry: 0
+        }
+    );
+    assert_eq!(r.index().destination("web"), Some(2));
+}

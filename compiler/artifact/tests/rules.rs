@@ -744,3 +744,41 @@ fn very_long_paths_still_match() {
     );
     assert_eq!(winner(entries, &get(&long[2..])), None);
 }
+
+/// `check_regex` (what `meshc check` runs) accepts exactly the patterns `full_match_regex` (what
+/// the matcher builds) accepts, with the same message, so a checked mesh never yields an
+/// artifact the proxy refuses.
+#[test]
+fn check_regex_agrees_with_the_matcher() {
+    let patterns = [
+        "[0-9]+",
+        "/api/v[12]/.*",
+        "(a|b)*c",
+        r"\d{3}-\w+",
+        "caf\u{e9}",
+        "",
+        "(",
+        "a)",
+        "[z-a]",
+        "x{2,1}",
+        r"\p{NoSuchClass}",
+        "(?P<n>a)(?P<n>b)",
+        "*a",
+        r"\",
+        // Too big once compiled: Unicode word classes repeated many times.
+        r"\w{200}\w{200}\w{200}\w{200}",
+        r"(\w{100}){100}",
+        &"(".repeat(300),
+        &format!("{}a{}", "(".repeat(300), ")".repeat(300)),
+    ];
+    for p in patterns {
+        let full = mesh_artifact::matcher::full_match_regex(p)
+            .map(drop)
+            .map_err(|e| e.to_string());
+        let check = mesh_artifact::matcher::check_regex(p);
+        assert_eq!(check, full, "pattern {p:?}");
+    }
+    // The cases above include both answers.
+    assert!(mesh_artifact::matcher::check_regex("[0-9]+").is_ok());
+    assert!(mesh_artifact::matcher::check_regex(r"(\w{100}){100}").is_err());
+}

@@ -59,16 +59,21 @@ if ! [ -x "$OHA" ]; then
     cargo install oha --locked -q || exit 2
     OHA="$HOME/.cargo/bin/oha"
 fi
-BIN=${MESH_BENCH_BIN:-$ROOT/target/release} # MESH_BENCH_BIN: use prebuilt binaries (no build)
-MESHC="$BIN/meshc"
+# The sidecar is measured as it ships: built with the `sidecar` profile (fat LTO; see Cargo.toml).
+# MESH_BENCH_BIN: use a prebuilt mesh-proxy from that directory (no build); MESH_BENCH_MESHC: a
+# prebuilt meshc (default: the one beside mesh-proxy, else target/release/meshc).
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=${MESH_BENCH_BIN:-$TARGET/sidecar}
+MESHC=${MESH_BENCH_MESHC:-$BIN/meshc}
+[ -x "$MESHC" ] || MESHC="$TARGET/release/meshc"
 if [ -n "${MESH_BENCH_BIN:-}" ]; then
     :
-elif echo "building mesh-proxy and meshc (release)" && ! (cd "$ROOT" && cargo build -q --release -p mesh-proxy); then
+elif echo "building mesh-proxy (sidecar profile) and meshc (release)" && ! (cd "$ROOT" && cargo build -q --profile sidecar -p mesh-proxy); then
     exit 2
 # meshc only writes the artifact: its profile does not matter; use a debug one if release fails
 elif ! (cd "$ROOT" && cargo build -q --release -p meshc); then
-    (cd "$ROOT" && cargo build -q -p meshc) || [ -x "$ROOT/target/debug/meshc" ] || exit 2
-    MESHC="$ROOT/target/debug/meshc"
+    (cd "$ROOT" && cargo build -q -p meshc) || [ -x "$TARGET/debug/meshc" ] || exit 2
+    MESHC="$TARGET/debug/meshc"
 fi
 
 # ---------------------------------------------------------------- the bench mesh: 10,001 routes

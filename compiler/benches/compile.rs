@@ -4,8 +4,10 @@
 //! - `check`: parse, decode, validate (incl. the route analysis) and Cedar validation, in memory;
 //!   sizes 500 to 5,000 services (4 routes and 1 policy per service) to show how it grows.
 //! - `build`: check plus lowering and encoding every sidecar's artifact, 5,000 services.
-//! - `load_largest_artifact`: what `mesh-proxy` does at load: decode and verify the hash of the
+//! - `load_largest_artifact`: what `mesh-proxy` does at load: read, decode and verify the hash of the
 //!   largest artifact of the 5,000-service mesh, build the router index and the authorizer.
+//! - `diff_5000`: `meshc diff` of two 5,000-service meshes (both checks included);
+//!   `diff_5000_compare`: the comparison alone, on two checked meshes.
 
 use meshc::LoadOptions;
 use meshc::synth::{SynthSpec, generate};
@@ -45,19 +47,25 @@ fn load_largest_artifact(bencher: divan::Bencher<'_, '_>) {
         .text
         .clone();
     eprintln!("largest artifact: {} bytes", largest.len());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("artifact.json");
+    std::fs::write(&path, &largest).expect("write");
     bencher.bench(|| {
-        let a = mesh_artifact::decode(largest.as_bytes()).expect("valid");
+        let bytes = std::fs::read(&path).expect("read");
+        let a = mesh_artifact::decode(&bytes).expect("valid");
         let authz = mesh_policy::Authorizer::new(&a.body.authz).expect("authz");
         let router = mesh_artifact::Router::new(a.body).expect("router");
         (router.body().destinations.len(), authz.policy_count())
     });
 }
 
-/// `meshc diff` of two 5,000-service meshes, as the command runs it: check and lower both
-/// sides, then compare (access analysis included). `seed` 1 vs 2 changes every egress list and
-/// policy (the worst case); `small` changes one namespace's policies.
-#[divan::bench(args = ["small", "everything"], sample_count = 3, sample_size = 1)]
-fn diff_5000(bencher: divan::Bencher<'_, '_>, change: &str) {
+/// A mesh definition: (path, text) pairs.
+type Files = Vec<(String, String)>;
+
+/// The two sides of a `meshc diff` benchmark: `small` changes one namespace's policies (and so
+/// who may call its 50 services), `everything` is seed 1 vs 2 (every egress list and policy
+/// differs: the worst case).
+fn diff_sides(change: &str) -> (Files, Files) {
     let old = generate(SynthSpec::new(5000));
     let new = match change {
         "small" => {
@@ -75,12 +83,36 @@ fn diff_5000(bencher: divan::Bencher<'_, '_>, change: &str) {
             ..SynthSpec::new(5000)
         }),
     };
+    (old, new)
+}
+
+/// `meshc diff` of two 5,000-service meshes, as the command runs it: check both sides at the
+/// same time, then compare (every sidecar lowered on both sides, access analysis included).
+#[divan::bench(args = ["small", "everything"], sample_count = 3, sample_size = 1)]
+fn diff_5000(bencher: divan::Bencher<'_, '_>, change: &str) {
+    let (old, new) = diff_sides(change);
     bencher
         .with_inputs(|| (old.clone(), new.clone()))
         .bench_values(|(a, b)| {
-            let a = meshc::check_sources(a, &LoadOptions::default());
-            let b = meshc::check_sources(b, &LoadOptions::default());
-            let d = meshc::diff::diff(&meshc::diff::side_of(&a), &meshc::diff::side_of(&b));
+            let (a, b) = std::thread::scope(|s| {
+                let other = s.spawn(|| meshc::check_sources(b, &LoadOptions::default()));
+                let a = meshc::check_sources(a, &LoadOptions::default());
+                (a, other.join().expect("check"))
+            });
+            let d = meshc::diff::diff_checked(&a, &b);
             d.access.len() + d.services.len()
         });
+}
+
+/// The comparison alone, on two checked 5,000-service meshes: what `meshc diff` adds to
+/// checking both sides.
+#[divan::bench(args = ["small", "everything"], sample_count = 3, sample_size = 1)]
+fn diff_5000_compare(bencher: divan::Bencher<'_, '_>, change: &str) {
+    let (old, new) = diff_sides(change);
+    let a = meshc::check_sources(old, &LoadOptions::default());
+    let b = meshc::check_sources(new, &LoadOptions::default());
+    bencher.bench(|| {
+        let d = meshc::diff::diff_checked(&a, &b);
+        d.access.len() + d.services.len()
+    });
 }

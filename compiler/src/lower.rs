@@ -138,7 +138,7 @@ struct Lowerer<'a> {
     clusters: BTreeMap<String, Cluster>,
 }
 
-impl Lowerer<'_> {
+impl<'a> Lowerer<'a> {
     /// Add the cluster for a service port (and version); returns its key.
     fn cluster(&mut self, svc: &Service, port: u16, version: Option<&str>) -> String {
         let key = cluster_key(&svc.key(), port, version);
@@ -201,8 +201,10 @@ impl Lowerer<'_> {
     fn action(&mut self, rule: &Rule) -> RuleAction {
         let mut action = RuleAction::default();
         let mut missing = false;
+        // The model outlives the lowerer: services borrowed from it need no copy.
+        let model: &'a Model = self.model;
         for b in &rule.backends {
-            let Some(svc) = self.model.service(&b.namespace, &b.name) else {
+            let Some(svc) = model.service(&b.namespace, &b.name) else {
                 missing = true;
                 continue;
             };
@@ -215,8 +217,7 @@ impl Lowerer<'_> {
                 missing = true;
                 continue;
             };
-            let svc = svc.clone();
-            let key = self.cluster(&svc, port, b.version.as_ref().map(|v| v.v.as_str()));
+            let key = self.cluster(svc, port, b.version.as_ref().map(|v| v.v.as_str()));
             action.backends.push(WeightedCluster {
                 cluster: key,
                 weight: b.weight,

@@ -2,8 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use meshc::LoadOptions;
-use meshc::diff::{AccessKind, MeshDiff, diff, human, json, markdown, side_of};
+use meshc::diff::{
+    AccessChange, AccessKind, METHODS, MeshDiff, Side, diff, diff_checked, diff_inputs, human,
+    json, load_input, markdown, side_of,
+};
 
 fn bookinfo() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/meshes/bookinfo");
@@ -41,11 +46,15 @@ fn edit(files: &[(String, String)], file: &str, from: &str, to: &str) -> Vec<(St
         .collect()
 }
 
+/// The diff as `meshc diff` computes it (bodies lowered one at a time), checked against the
+/// diff of every body in memory.
 fn run(old: Vec<(String, String)>, new: Vec<(String, String)>) -> MeshDiff {
     let a = meshc::check_sources(old, &LoadOptions::default());
     let b = meshc::check_sources(new, &LoadOptions::default());
     assert!(!a.has_errors() && !b.has_errors(), "{:#?}", b.diagnostics);
-    diff(&side_of(&a), &side_of(&b))
+    let streamed = diff_checked(&a, &b);
+    assert_eq!(streamed, diff(&side_of(&a), &side_of(&b)));
+    streamed
 }
 
 fn snapshot(name: &str, d: &MeshDiff) {
@@ -246,4 +255,382 @@ fn exit_code_follows_the_contract() {
         Some(0)
     );
     assert_eq!(status(&["diff", a, "/nonexistent/dir"]), Some(2));
+}
+
+/// The access analysis by brute force: every caller, every destination it reaches on either
+/// side, every method, one authorizer per body; no pair skipped.
+fn brute_force_access(old: &Side, new: &Side) -> Vec<AccessChange> {
+    struct Eval {
+        effective: &'static str,
+        policies: Vec<String>,
+        conditional: bool,
+    }
+    type Authorizers = BTreeMap<String, Option<mesh_policy::Authorizer>>;
+    let authorizers = |side: &Side| -> Authorizers {
+        side.bodies
+            .iter()
+            .map(|(k, b)| (k.clone(), mesh_policy::Authorizer::new(&b.authz).ok()))
+            .collect()
+    };
+    let (old_authz, new_authz) = (authorizers(old), authorizers(new));
+    let eval = |side: &Side, authz: &Authorizers, caller: &str, dest: &str, method: &str| -> Eval {
+        let reach = side
+            .bodies
+            .get(caller)
+            .is_some_and(|b| b.destinations.iter().any(|d| d.service == dest));
+        if !reach {
+            return Eval {
+                effective: "unreachable",
+                policies: Vec::new(),
+                conditional: false,
+            };
+        }
+        let (Some(body), Some(cb)) = (side.bodies.get(dest), side.bodies.get(caller)) else {
+            return Eval {
+                effective: "allow",
+                policies: Vec::new(),
+                conditional: false,
+            };
+        };
+        let Some(Some(a)) = authz.get(dest) else {
+            return Eval {
+                effective: "allow",
+                policies: Vec::new(),
+                conditional: false,
+            };
+        };
+        let req = mesh_policy::AuthzRequest {
+            principal: &cb.sidecar.identity,
+            service: dest,
+            method,
+            path: "/",
+            query: "",
+            route: "",
+            headers: &[],
+        };
+        let d = a.authorize(&req, mesh_artifact::AuthzMode::Enforce);
+        let effective = match (d.decision, body.sidecar.authz_mode) {
+            (mesh_policy::Decision::Allow, _) => "allow",
+            (mesh_policy::Decision::Deny, mesh_artifact::AuthzMode::Audit) => "audit",
+            (mesh_policy::Decision::Deny, mesh_artifact::AuthzMode::Enforce) => "deny",
+        };
+        Eval {
+            effective,
+            policies: d.policies,
+            conditional: body
+                .authz
+                .policies
+                .iter()
+                .any(|p| p.text.contains("context")),
+        }
+    };
+    let passes = |e: &str| e == "allow" || e == "audit";
+    let mut out = Vec::new();
+    let callers: BTreeSet<&String> = old.bodies.keys().chain(new.bodies.keys()).collect();
+    for caller in callers {
+        let dests: BTreeSet<&str> = [old, new]
+            .iter()
+            .filter_map(|s| s.bodies.get(caller.as_str()))
+            .flat_map(|b| b.destinations.iter().map(|d| d.service.as_str()))
+            .collect();
+        for dest in dests {
+            let mut groups: BTreeMap<_, Vec<String>> = BTreeMap::new();
+            for m in METHODS {
+                let b = eval(old, &old_authz, caller, dest, m);
+                let a = eval(new, &new_authz, caller, dest, m);
+                if passes(b.effective) != passes(a.effective) {
+                    groups
+                        .entry((
+                            b.effective,
+                            a.effective,
+                            b.policies,
+                            a.policies,
+                            b.conditional || a.conditional,
+                        ))
+                        .or_default()
+                        .push(m.to_string());
+                }
+            }
+            for ((before, after, pb, pa, conditional), methods) in groups {
+                out.push(AccessChange {
+                    caller: caller.clone(),
+                    service: dest.to_string(),
+                    methods,
+                    before: before.to_string(),
+                    after: after.to_string(),
+                    kind: if passes(after) {
+                        AccessKind::Widening
+                    } else {
+                        AccessKind::Narrowing
+                    },
+                    conditional,
+                    policies_before: pb,
+                    policies_after: pa,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.kind != AccessKind::Widening, &a.service, &a.caller).cmp(&(
+            b.kind != AccessKind::Widening,
+            &b.service,
+            &b.caller,
+        ))
+    });
+    out
+}
+
+fn edit_with(files: &mut [(String, String)], file: &str, f: impl Fn(&str) -> String) {
+    let (_, text) = files
+        .iter_mut()
+        .find(|(n, _)| n == file)
+        .unwrap_or_else(|| panic!("no {file}"));
+    let edited = f(text);
+    assert_ne!(*text, edited, "edit of {file} changed nothing");
+    *text = edited;
+}
+
+/// Changes that decide access in different ways, on a synthetic mesh: a policy widened to a
+/// namespace plus a context-dependent forbid, egress lists dropped (reach everything), the whole
+/// mesh switched to audit mode, a namespace removed, and every egress list and policy changed.
+#[test]
+fn access_matches_brute_force_evaluation() {
+    let spec = meshc::synth::SynthSpec::new(100);
+    let base = meshc::synth::generate(spec);
+    let mut cases: Vec<(&str, Vec<(String, String)>)> = Vec::new();
+
+    let mut widen = base.clone();
+    edit_with(&mut widen, "team-001/policies.cedar", |t| {
+        format!(
+            "{t}@id(\"open-team-001\")\npermit (principal in Namespace::\"team-000\", action, resource in Namespace::\"team-001\");\n\n@id(\"no-admin\")\nforbid (principal, action, resource) when {{ context.path like \"/admin*\" }};\n"
+        )
+    });
+    edit_with(&mut widen, "team-000/policies.cedar", |t| {
+        t.replacen(
+            "action in Action::\"read\"",
+            "action == Action::\"GET\"",
+            10,
+        )
+    });
+    cases.push(("widen", widen));
+
+    let mut egress = base.clone();
+    edit_with(&mut egress, "team-000/mesh.yaml", |t| {
+        t.lines()
+            .filter(|l| !l.starts_with("  egress: ["))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    cases.push(("egress", egress));
+
+    let mut audit = base.clone();
+    edit_with(&mut audit, "mesh.yaml", |t| {
+        format!("{t}  authorization: {{mode: audit}}\n")
+    });
+    cases.push(("audit", audit));
+
+    let mut removed: Vec<(String, String)> = base
+        .iter()
+        .filter(|(p, _)| !p.starts_with("team-001/"))
+        .cloned()
+        .collect();
+    for (p, t) in removed.iter_mut() {
+        *t = t
+            .lines()
+            .map(|l| {
+                if l.starts_with("  egress: [") {
+                    let inner = l.trim_start_matches("  egress: [").trim_end_matches(']');
+                    let kept: Vec<&str> = inner
+                        .split(", ")
+                        .filter(|e| !e.is_empty() && !e.starts_with("team-001/"))
+                        .collect();
+                    format!("  egress: [{}]\n", kept.join(", "))
+                } else if p.ends_with(".cedar") && l.contains("Workload::\"team-001/") {
+                    "  principal,\n".to_string()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+    }
+    cases.push(("removed", removed));
+
+    cases.push((
+        "everything",
+        meshc::synth::generate(meshc::synth::SynthSpec { seed: 7, ..spec }),
+    ));
+
+    let a = meshc::check_sources(base.clone(), &LoadOptions::default());
+    assert!(!a.has_errors(), "{:#?}", a.diagnostics);
+    let old = side_of(&a);
+    for (name, files) in cases {
+        let b = meshc::check_sources(files, &LoadOptions::default());
+        assert!(!b.has_errors(), "{name}: {:#?}", b.diagnostics);
+        let d = diff_checked(&a, &b);
+        let expected = brute_force_access(&old, &side_of(&b));
+        assert!(
+            !expected.is_empty(),
+            "{name}: the change must change access"
+        );
+        assert_eq!(d.access, expected, "{name}");
+        let widened = expected
+            .iter()
+            .filter(|c| c.kind == AccessKind::Widening)
+            .count();
+        assert_eq!(d.summary.access_widened, widened, "{name}");
+        assert_eq!(
+            d.summary.access_narrowed,
+            expected.len() - widened,
+            "{name}"
+        );
+    }
+}
+
+/// `diff` reads a bundle and mode straight from the checked model instead of lowering the whole
+/// body: they must be the body's.
+#[test]
+fn bundles_from_the_model_are_the_lowered_ones() {
+    let synth = meshc::synth::generate(meshc::synth::SynthSpec::new(60));
+    for files in [bookinfo(), synth] {
+        let c = meshc::check_sources(files, &LoadOptions::default());
+        assert!(!c.has_errors());
+        let slicer = meshc::policy::slicer(&c);
+        for s in &c.model.services {
+            let body = meshc::lower::lower_sidecar_with(&c, &slicer, s);
+            assert_eq!(body.authz, meshc::policy::bundle_with(&c, &slicer, s));
+            assert_eq!(
+                body.sidecar.authz_mode,
+                meshc::lower::sidecar_info(&c.model, s).authz_mode
+            );
+        }
+    }
+}
+
+fn write_files(dir: &Path, files: &[(String, String)]) {
+    for (n, t) in files {
+        let p = dir.join(n);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, t).expect("write");
+    }
+}
+
+fn build_into(dir: &Path, files: Vec<(String, String)>) {
+    let c = meshc::check_sources(files, &LoadOptions::default());
+    assert!(!c.has_errors());
+    let out: Vec<(String, String)> = meshc::build::compile(&c)
+        .into_iter()
+        .map(|f| (f.name, f.text))
+        .collect();
+    write_files(dir, &out);
+}
+
+/// Build outputs are read one artifact at a time and diff exactly like the definitions.
+#[test]
+fn build_outputs_diff_like_definitions() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let old = bookinfo();
+    let new = edit(
+        &old,
+        "policies.cedar",
+        "  action in Action::\"read\",\n  resource == Service::\"default/details\"",
+        "  action == Action::\"GET\",\n  resource == Service::\"default/details\"",
+    );
+    let new = edit(
+        &new,
+        "routes.yaml",
+        "version: v1, weight: 80",
+        "version: v1, weight: 60",
+    );
+    let expected = run(old.clone(), new.clone());
+    assert!(!expected.access.is_empty() && !expected.services.is_empty());
+    let dirs = ["old-src", "new-src", "old-out", "new-out"].map(|d| tmp.path().join(d));
+    write_files(&dirs[0], &old);
+    write_files(&dirs[1], &new);
+    build_into(&dirs[2], old);
+    build_into(&dirs[3], new);
+    let opts = LoadOptions::default();
+    let load = |p: &Path| load_input(p, &opts).expect("load");
+    for (a, b) in [(0, 1), (2, 1), (0, 3), (2, 3)] {
+        let d = diff_inputs(&load(&dirs[a]), &load(&dirs[b])).expect("diff");
+        assert_eq!(json(&d), json(&expected), "{a} vs {b}");
+    }
+}
+
+/// Rewrite one artifact of a build output.
+fn edit_artifact(dir: &Path, file: &str, f: impl FnOnce(&mut mesh_artifact::Body)) {
+    let path = dir.join(file);
+    let mut a = mesh_artifact::decode(&std::fs::read(&path).expect("read")).expect("artifact");
+    f(&mut a.body);
+    let (text, _) = mesh_artifact::encode(&a.body, meshc::VERSION, &a.header.source_hash);
+    std::fs::write(&path, text).expect("write");
+}
+
+/// Hand-made build outputs: reach that changes while the destination's bundle does not (the
+/// compiler never writes that: a bundle names its callers), a destination that is no service
+/// (reaching it counts as allowed: no bundle decides), and a bad artifact (an error, not a
+/// panic).
+#[test]
+fn build_output_edge_cases() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (old_dir, new_dir) = (tmp.path().join("old"), tmp.path().join("new"));
+    build_into(&old_dir, bookinfo());
+    build_into(&new_dir, bookinfo());
+    edit_artifact(&new_dir, "default.details.json", |b| {
+        b.destinations.push(mesh_artifact::Destination {
+            service: "default/ghost".into(),
+            hosts: vec!["ghost.default".into()],
+            ports: Vec::new(),
+        });
+    });
+    edit_artifact(&new_dir, "default.productpage.json", |b| {
+        b.destinations.retain(|d| d.service != "default/details");
+    });
+    let opts = LoadOptions::default();
+    let load = |p: &Path| load_input(p, &opts).expect("load");
+    let d = diff_inputs(&load(&old_dir), &load(&new_dir)).expect("diff");
+    let seen: Vec<(&str, &str, &str, &str, Vec<&str>)> = d
+        .access
+        .iter()
+        .map(|c| {
+            (
+                c.caller.as_str(),
+                c.service.as_str(),
+                c.before.as_str(),
+                c.after.as_str(),
+                c.methods.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "default/details",
+                "default/ghost",
+                "unreachable",
+                "allow",
+                METHODS.to_vec()
+            ),
+            (
+                "default/productpage",
+                "default/details",
+                "allow",
+                "unreachable",
+                vec!["GET", "HEAD", "OPTIONS"]
+            ),
+        ],
+        "{d:#?}"
+    );
+    assert_eq!(d.access[0].kind, AccessKind::Widening);
+    assert_eq!(d.access[1].kind, AccessKind::Narrowing);
+    assert_eq!(
+        d.access[1].policies_before,
+        vec!["productpage-reads-details"]
+    );
+    // No route is attached to details, and the ghost is no service.
+    assert!(d.services.is_empty(), "{:#?}", d.services);
+
+    std::fs::write(new_dir.join("default.details.json"), "{\"header\": {}}").expect("write");
+    let err = diff_inputs(&load(&old_dir), &load(&new_dir)).expect_err("bad artifact");
+    assert!(err.contains("default.details.json"), "{err}");
 }

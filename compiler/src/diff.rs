@@ -263,21 +263,15 @@ fn match_text(e: &mesh_artifact::RouteEntry) -> String {
     if let Some(me) = &e.method {
         let _ = write!(m, ", method {me}");
     }
-    for h in &e.headers {
-        let op = if h.kind == mesh_artifact::MatchKind::Exact {
-            "="
-        } else {
-            "~"
-        };
-        let _ = write!(m, ", header {} {op} {}", h.name, h.value);
-    }
-    for q in &e.query {
-        let op = if q.kind == mesh_artifact::MatchKind::Exact {
-            "="
-        } else {
-            "~"
-        };
-        let _ = write!(m, ", query {} {op} {}", q.name, q.value);
+    for (what, list) in [("header", &e.headers), ("query", &e.query)] {
+        for v in list {
+            let op = if v.kind == mesh_artifact::MatchKind::Exact {
+                "="
+            } else {
+                "~"
+            };
+            let _ = write!(m, ", {what} {} {op} {}", v.name, v.value);
+        }
     }
     m
 }

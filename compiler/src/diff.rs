@@ -908,25 +908,18 @@ fn route_changes(o: &Views, n: &Views, sc: &mut ServiceChanges, summary: &mut Su
     for key in keys {
         let (route, port, rule) = key.clone();
         match (o.get(key), n.get(key)) {
-            (None, Some(v)) => {
-                summary.rules_added += 1;
+            (None, Some(v)) | (Some(v), None) => {
+                let added = o.get(key).is_none();
+                if added {
+                    summary.rules_added += 1;
+                } else {
+                    summary.rules_removed += 1;
+                }
                 sc.routes.push(RuleChange {
                     route,
                     port,
                     rule,
-                    change: "added".into(),
-                    fields: Vec::new(),
-                    detail: describe(v),
-                    source: Some(v.source.clone()),
-                });
-            }
-            (Some(v), None) => {
-                summary.rules_removed += 1;
-                sc.routes.push(RuleChange {
-                    route,
-                    port,
-                    rule,
-                    change: "removed".into(),
+                    change: if added { "added" } else { "removed" }.into(),
                     fields: Vec::new(),
                     detail: describe(v),
                     source: Some(v.source.clone()),

@@ -71,6 +71,7 @@ fn main() {
             model,
             diagnostics: d,
             io_error: false,
+            policies_parsed: None,
         });
         eprintln!(
             "validate+policy {:?} ({} diagnostics)",

@@ -30,34 +30,93 @@ pub fn artifact_file_name(namespace: &str, name: &str) -> String {
 pub fn compile(checked: &Checked) -> Vec<OutputFile> {
     let source_hash = crate::lower::source_hash(&checked.model);
     let slicer = crate::policy::slicer(checked);
+    let tables = crate::lower::TableCache::default();
     let compiled = crate::par::map(&checked.model.services, crate::par::cpus(), |svc| {
-        let body = crate::lower::lower_sidecar_with(checked, &slicer, svc);
-        let (text, body_hash) = mesh_artifact::encode(&body, crate::VERSION, &source_hash);
-        let name = artifact_file_name(&svc.namespace, &svc.name);
-        let entry = IndexEntry {
-            service: svc.key(),
-            file: name.clone(),
-            sha256: mesh_artifact::codec::sha256_tag(text.as_bytes()),
-            body_hash,
-        };
-        (OutputFile { name, text }, entry)
+        compile_one(checked, &slicer, &tables, &source_hash, svc)
     });
     let (mut files, entries): (Vec<OutputFile>, Vec<IndexEntry>) = compiled.into_iter().unzip();
+    files.push(index_file(checked, source_hash, entries));
+    files
+}
+
+/// One sidecar's artifact and its index entry.
+fn compile_one<'m>(
+    checked: &'m Checked,
+    slicer: &mesh_policy::Slicer<'_>,
+    tables: &crate::lower::TableCache<'m>,
+    source_hash: &str,
+    svc: &crate::model::Service,
+) -> (OutputFile, IndexEntry) {
+    let body = crate::lower::lower_sidecar_shared(checked, slicer, tables, svc);
+    let (text, body_hash) = mesh_artifact::encode(&body, crate::VERSION, source_hash);
+    let name = artifact_file_name(&svc.namespace, &svc.name);
+    let entry = IndexEntry {
+        service: svc.key(),
+        file: name.clone(),
+        sha256: mesh_artifact::codec::sha256_tag(text.as_bytes()),
+        body_hash,
+    };
+    (OutputFile { name, text }, entry)
+}
+
+/// The index naming every artifact.
+fn index_file(checked: &Checked, source_hash: String, artifacts: Vec<IndexEntry>) -> OutputFile {
     let index = Index {
         format: format!("{FORMAT_NAME}.index"),
         format_version: FORMAT_VERSION,
         meshc_version: crate::VERSION.to_string(),
         mesh: checked.model.mesh.name.clone(),
         source_hash,
-        artifacts: entries,
+        artifacts,
     };
     let mut text = serde_json::to_string_pretty(&index).unwrap_or_default();
     text.push('\n');
-    files.push(OutputFile {
+    OutputFile {
         name: INDEX_FILE.to_string(),
         text,
+    }
+}
+
+/// Compile every artifact and write the build output into `out`, as [`compile`] followed by
+/// [`write_output`] would, without holding every artifact in memory: each worker writes an
+/// artifact to its temporary name as soon as it is encoded, so writing overlaps lowering. The
+/// commit is the same: everything synced, then renamed into place, the index last. Returns the
+/// number of artifacts.
+pub fn compile_into(checked: &Checked, out: &Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(out)?;
+    let old = old_index(out);
+    let source_hash = crate::lower::source_hash(&checked.model);
+    let slicer = crate::policy::slicer(checked);
+    let tables = crate::lower::TableCache::default();
+    let written = crate::par::map(&checked.model.services, crate::par::cpus(), |svc| {
+        let (file, entry) = compile_one(checked, &slicer, &tables, &source_hash, svc);
+        write_temp(out, &file).map(|tmp| (tmp, entry))
     });
-    files
+    let mut temps = Vec::with_capacity(written.len());
+    let mut entries = Vec::with_capacity(written.len());
+    let mut failure = None;
+    for w in written {
+        match w {
+            Ok((tmp, entry)) => {
+                temps.push((tmp, entry.file.clone()));
+                entries.push(entry);
+            }
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if let Some(e) = failure {
+        remove_temps(&temps);
+        return Err(e);
+    }
+    crate::timing::mark("artifacts compiled and written");
+    commit(out, &temps)?;
+    crate::timing::mark("artifacts synced and renamed");
+    let count = entries.len();
+    let index = index_file(checked, source_hash, entries);
+    write_atomic(out, &index.name, &index.text)?;
+    let written: std::collections::HashSet<&str> = temps.iter().map(|(_, n)| n.as_str()).collect();
+    finish(out, old, &written);
+    Ok(count)
 }
 
 /// The temporary name a file is written under before it is renamed into place.
@@ -84,20 +143,78 @@ pub fn write_atomic(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
 /// locks, and more writers than cores only spin on them (measured on ext4).
 const WRITERS: usize = 2;
 
-/// Write many files atomically: every file to its temporary name, then all of them synced,
-/// then each renamed into place. On Linux the sync is one `syncfs` of the output's file system
-/// instead of one `fsync` per file (5,000 `fsync`s cost seconds of kernel time); elsewhere, or if
-/// `syncfs` fails, each file is synced on its own. Nothing is renamed before everything is
-/// synced; on an error the temporary files are removed and nothing is renamed.
-fn write_all_atomic(dir: &Path, files: &[&OutputFile]) -> std::io::Result<()> {
-    // Files are closed once written: a build may write more files than a process may hold open.
-    let written = crate::par::map(files, WRITERS, |f| {
-        let tmp = temp_name(dir, &f.name);
-        let result = std::fs::File::create(&tmp).and_then(|mut t| t.write_all(f.text.as_bytes()));
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+/// Write `f` to its temporary name in `dir` and close it; the file is removed again on error.
+/// On Linux the kernel is asked to start writing it back at once, so that the final sync has
+/// less left to wait for.
+fn write_temp(dir: &Path, f: &OutputFile) -> std::io::Result<std::path::PathBuf> {
+    let tmp = temp_name(dir, &f.name);
+    let result = std::fs::File::create(&tmp).and_then(|mut t| {
+        t.write_all(f.text.as_bytes())?;
+        start_writeback(&t);
+        Ok(())
+    });
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(tmp)
+}
+
+/// `POSIX_FADV_DONTNEED` on a file just written starts its writeback without waiting for it
+/// (Linux), the way `sync_file_range(SYNC_FILE_RANGE_WRITE)` would. Only a hint: errors are
+/// ignored, and the commit's sync is what guarantees the data is on disk.
+#[cfg(target_os = "linux")]
+fn start_writeback(f: &std::fs::File) {
+    let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_f: &std::fs::File) {}
+
+fn remove_temps(temps: &[(std::path::PathBuf, String)]) {
+    for (tmp, _) in temps {
+        let _ = std::fs::remove_file(tmp);
+    }
+}
+
+/// Make written temporary files final: all of them synced, then each renamed to its name in
+/// `dir`. On Linux the sync is one `syncfs` of the output's file system instead of one `fsync`
+/// per file (5,000 `fsync`s cost seconds of kernel time); elsewhere, or if `syncfs` fails, each
+/// file is synced on its own. Nothing is renamed before everything is synced; on an error the
+/// temporary files are removed.
+fn commit(dir: &Path, temps: &[(std::path::PathBuf, String)]) -> std::io::Result<()> {
+    let mut failure = None;
+    if !sync_file_system(dir) {
+        let sync = |(tmp, _): &(std::path::PathBuf, String)| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(tmp)?
+                .sync_all()
+        };
+        for r in crate::par::map(temps, WRITERS, sync) {
+            if let Err(e) = r {
+                failure = failure.or(Some(e));
+            }
         }
-        result.map(|()| tmp)
+    }
+    if let Some(e) = failure {
+        remove_temps(temps);
+        return Err(e);
+    }
+    for (tmp, name) in temps {
+        if let Err(e) = std::fs::rename(tmp, dir.join(name)) {
+            remove_temps(temps);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Write many files atomically: every file to its temporary name, then [`commit`]. Files are
+/// closed once written: a build may write more files than a process may hold open.
+fn write_all_atomic(dir: &Path, files: &[&OutputFile]) -> std::io::Result<()> {
+    let written = crate::par::map(files, WRITERS, |f| {
+        write_temp(dir, f).map(|tmp| (tmp, f.name.clone()))
     });
     let mut temps = Vec::with_capacity(files.len());
     let mut failure = None;
@@ -107,34 +224,11 @@ fn write_all_atomic(dir: &Path, files: &[&OutputFile]) -> std::io::Result<()> {
             Err(e) => failure = failure.or(Some(e)),
         }
     }
-    if failure.is_none() && !sync_file_system(dir) {
-        let sync = |tmp: &std::path::PathBuf| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(tmp)?
-                .sync_all()
-        };
-        for r in crate::par::map(&temps, WRITERS, sync) {
-            if let Err(e) = r {
-                failure = failure.or(Some(e));
-            }
-        }
-    }
     if let Some(e) = failure {
-        for tmp in &temps {
-            let _ = std::fs::remove_file(tmp);
-        }
+        remove_temps(&temps);
         return Err(e);
     }
-    for (tmp, f) in temps.iter().zip(files) {
-        if let Err(e) = std::fs::rename(tmp, dir.join(&f.name)) {
-            for tmp in &temps {
-                let _ = std::fs::remove_file(tmp);
-            }
-            return Err(e);
-        }
-    }
-    Ok(())
+    commit(dir, &temps)
 }
 
 /// Flush everything written to the file system holding `dir`; false when not done.
@@ -148,23 +242,17 @@ fn sync_file_system(_dir: &Path) -> bool {
     false
 }
 
-/// Write all files; artifacts first and the index last, so a reader that follows the index
-/// never sees an index naming a file that is not there yet. Artifacts named by a previous index
-/// in `out` and absent from this build are removed afterwards.
-pub fn write_output(out: &Path, files: &[OutputFile]) -> std::io::Result<()> {
-    std::fs::create_dir_all(out)?;
-    let old: Option<Index> = std::fs::read(out.join(INDEX_FILE))
+/// The index of a previous build in `out`, if there is a readable one.
+fn old_index(out: &Path) -> Option<Index> {
+    std::fs::read(out.join(INDEX_FILE))
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let (index, others): (Vec<&OutputFile>, Vec<&OutputFile>) =
-        files.iter().partition(|f| f.name == INDEX_FILE);
-    write_all_atomic(out, &others)?;
-    for f in index {
-        write_atomic(out, &f.name, &f.text)?;
-    }
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// After a build is in place: remove the artifacts a previous index named that this build did
+/// not write, then sync the directory so the renames are durable.
+fn finish(out: &Path, old: Option<Index>, written: &std::collections::HashSet<&str>) {
     if let Some(old) = old {
-        let written: std::collections::HashSet<&str> =
-            files.iter().map(|f| f.name.as_str()).collect();
         for e in old.artifacts {
             let stale = !written.contains(e.file.as_str());
             // Only plain file names written by meshc: never follow a path out of `out`.
@@ -179,6 +267,22 @@ pub fn write_output(out: &Path, files: &[OutputFile]) -> std::io::Result<()> {
     if let Ok(d) = std::fs::File::open(out) {
         let _ = d.sync_all();
     }
+}
+
+/// Write all files; artifacts first and the index last, so a reader that follows the index
+/// never sees an index naming a file that is not there yet. Artifacts named by a previous index
+/// in `out` and absent from this build are removed afterwards.
+pub fn write_output(out: &Path, files: &[OutputFile]) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let old = old_index(out);
+    let (index, others): (Vec<&OutputFile>, Vec<&OutputFile>) =
+        files.iter().partition(|f| f.name == INDEX_FILE);
+    write_all_atomic(out, &others)?;
+    for f in index {
+        write_atomic(out, &f.name, &f.text)?;
+    }
+    let written: std::collections::HashSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    finish(out, old, &written);
     Ok(())
 }
 
@@ -251,28 +355,39 @@ pub fn run_with(
         eprintln!("error: build refused: the mesh definition has errors; nothing was written");
         return ExitCode::from(1);
     }
+    let Some(cm) = configmap else {
+        // The usual case: artifacts are written as they are compiled.
+        return match compile_into(&checked, out) {
+            Ok(n) => {
+                eprintln!("built {n} artifacts into `{}`", out.display());
+                crate::drop_at_exit(checked);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write to `{}`: {e}", out.display());
+                ExitCode::from(2)
+            }
+        };
+    };
     let mut files = compile(&checked);
-    if let Some(cm) = configmap {
-        let text = configmap_yaml(&files, &cm.name, &cm.namespace);
-        let data: usize = files.iter().map(|f| f.text.len()).sum();
-        if data > CONFIGMAP_LIMIT {
-            eprintln!(
-                "warning: the artifacts total {data} bytes, over the 1 MiB a ConfigMap may hold; split the mesh or mount one ConfigMap per sidecar"
-            );
-        }
-        files.push(OutputFile {
-            name: "configmap.yaml".to_string(),
-            text,
-        });
+    // Every file but the index.
+    let artifacts = files.len().saturating_sub(1);
+    let text = configmap_yaml(&files, &cm.name, &cm.namespace);
+    let data: usize = files.iter().map(|f| f.text.len()).sum();
+    if data > CONFIGMAP_LIMIT {
+        eprintln!(
+            "warning: the artifacts total {data} bytes, over the 1 MiB a ConfigMap may hold; split the mesh or mount one ConfigMap per sidecar"
+        );
     }
+    files.push(OutputFile {
+        name: "configmap.yaml".to_string(),
+        text,
+    });
     if let Err(e) = write_output(out, &files) {
         eprintln!("error: cannot write to `{}`: {e}", out.display());
         return ExitCode::from(2);
     }
-    eprintln!(
-        "built {} artifacts into `{}`",
-        files.len() - 1,
-        out.display()
-    );
+    eprintln!("built {artifacts} artifacts into `{}`", out.display());
+    crate::drop_at_exit((checked, files));
     ExitCode::SUCCESS
 }

@@ -14,6 +14,8 @@ use mesh_artifact::{
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::model::*;
 use crate::source::{FileId, Loc, Span};
+use std::fmt::Display;
+
 use crate::syntax::{Node, Value};
 use crate::values;
 
@@ -177,17 +179,17 @@ pub struct Decoder<'a> {
 
 /// A mapping being decoded: tracks which keys were read.
 pub struct Obj<'n> {
-    pub node: &'n Node,
-    entries: Vec<(&'n str, &'n Node, &'n Node)>,
-    used: Vec<bool>,
+    pub node: &'n Node<'n>,
+    /// Key, key node, value node, and whether the field was read.
+    entries: Vec<(&'n str, &'n Node<'n>, &'n Node<'n>, bool)>,
 }
 
 impl<'n> Obj<'n> {
     /// Take a field (first occurrence) and mark it read.
-    pub fn take(&mut self, key: &str) -> Option<&'n Node> {
-        let i = self.entries.iter().position(|(k, _, _)| *k == key)?;
-        self.used[i] = true;
-        let v = self.entries[i].2;
+    pub fn take(&mut self, key: &str) -> Option<&'n Node<'n>> {
+        let entry = self.entries.iter_mut().find(|e| e.0 == key)?;
+        entry.3 = true;
+        let v = entry.2;
         // An explicit `null` reads as absent, as in Kubernetes.
         if matches!(v.value, Value::Null) {
             None
@@ -197,10 +199,7 @@ impl<'n> Obj<'n> {
     }
 
     pub fn key_loc(&self, key: &str) -> Option<Span> {
-        self.entries
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, kn, _)| kn.span)
+        self.entries.iter().find(|e| e.0 == key).map(|e| e.1.span)
     }
 }
 
@@ -233,7 +232,7 @@ impl<'a> Decoder<'a> {
         error
     }
 
-    pub fn loc(&self, n: &Node) -> Loc {
+    pub fn loc(&self, n: &Node<'_>) -> Loc {
         Loc {
             file: self.file,
             span: self.trim_span(n.span),
@@ -253,7 +252,7 @@ impl<'a> Decoder<'a> {
         self.diags.push(d);
     }
 
-    fn wrong_type(&mut self, n: &Node, what: &str, expected: &str) {
+    fn wrong_type(&mut self, n: &Node<'_>, what: impl Display + Copy, expected: &str) {
         let d = Diagnostic::new(
             Code::WrongType,
             format!("`{what}` must be {expected}, found {}", n.value.type_name()),
@@ -263,18 +262,19 @@ impl<'a> Decoder<'a> {
     }
 
     /// Open a mapping; reports duplicate keys and non-string keys.
-    pub fn obj<'n>(&mut self, n: &'n Node, what: &str) -> Option<Obj<'n>> {
+    pub fn obj<'n>(&mut self, n: &'n Node<'n>, what: impl Display + Copy) -> Option<Obj<'n>> {
         let Value::Map(entries) = &n.value else {
             self.wrong_type(n, what, "a mapping");
             return None;
         };
-        let mut out: Vec<(&'n str, &'n Node, &'n Node)> = Vec::with_capacity(entries.len());
+        let mut out: Vec<(&'n str, &'n Node<'n>, &'n Node<'n>, bool)> =
+            Vec::with_capacity(entries.len());
         for (k, v) in entries {
             let Some(key) = k.as_str() else {
-                self.wrong_type(k, &format!("{what} key"), "a string");
+                self.wrong_type(k, format_args!("{what} key"), "a string");
                 continue;
             };
-            if let Some((_, first, _)) = out.iter().find(|(k2, _, _)| *k2 == key) {
+            if let Some((_, first, _, _)) = out.iter().find(|e| e.0 == key) {
                 let d = Diagnostic::new(Code::DuplicateKey, format!("duplicate key `{key}`"))
                     .at(self.loc(k), "duplicate key")
                     .secondary(self.loc(first), "first defined here")
@@ -282,23 +282,21 @@ impl<'a> Decoder<'a> {
                 self.report(d);
                 continue;
             }
-            out.push((key, k, v));
+            out.push((key, k, v, false));
         }
-        let used = vec![false; out.len()];
         Some(Obj {
             node: n,
             entries: out,
-            used,
         })
     }
 
     /// Report every field that was not read, with a `did you mean` against `known`.
-    pub fn finish(&mut self, obj: Obj<'_>, known: &[&str], what: &str) {
-        for (i, (key, key_node, _)) in obj.entries.iter().enumerate() {
-            if obj.used[i] {
+    pub fn finish(&mut self, obj: Obj<'_>, known: &[&str], what: impl Display + Copy) {
+        for &(key, key_node, _, used) in &obj.entries {
+            if used {
                 continue;
             }
-            if known.contains(key) {
+            if known.contains(&key) {
                 // A known field that this decoder deliberately ignores (status, uid, ...).
                 continue;
             }
@@ -315,7 +313,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub fn missing(&mut self, obj: &Obj<'_>, key: &str, what: &str) {
+    pub fn missing(&mut self, obj: &Obj<'_>, key: &str, what: impl Display + Copy) {
         let d = Diagnostic::new(
             Code::MissingField,
             format!("missing field `{key}` in {what}"),
@@ -324,9 +322,9 @@ impl<'a> Decoder<'a> {
         self.report(d);
     }
 
-    pub fn str(&mut self, n: &Node, what: &str) -> Option<S<String>> {
+    pub fn str(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<S<String>> {
         match &n.value {
-            Value::Str(s) => Some(S::new(s.clone(), self.loc(n))),
+            Value::Str(s) => Some(S::new(String::from(s.as_ref()), self.loc(n))),
             _ => {
                 self.wrong_type(n, what, "a string");
                 None
@@ -335,9 +333,9 @@ impl<'a> Decoder<'a> {
     }
 
     /// A string that Kubernetes would also accept as a number (labels' values, names).
-    pub fn str_lenient(&mut self, n: &Node, what: &str) -> Option<S<String>> {
+    pub fn str_lenient(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<S<String>> {
         match &n.value {
-            Value::Str(s) => Some(S::new(s.clone(), self.loc(n))),
+            Value::Str(s) => Some(S::new(String::from(s.as_ref()), self.loc(n))),
             Value::Int(i) => Some(S::new(i.to_string(), self.loc(n))),
             Value::Bool(b) => Some(S::new(b.to_string(), self.loc(n))),
             _ => {
@@ -347,9 +345,14 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub fn req_str(&mut self, o: &mut Obj<'_>, key: &str, what: &str) -> Option<S<String>> {
+    pub fn req_str(
+        &mut self,
+        o: &mut Obj<'_>,
+        key: &str,
+        what: impl Display + Copy,
+    ) -> Option<S<String>> {
         match o.take(key) {
-            Some(n) => self.str(n, &format!("{what}.{key}")),
+            Some(n) => self.str(n, format_args!("{what}.{key}")),
             None => {
                 self.missing(o, key, what);
                 None
@@ -357,12 +360,17 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub fn opt_str(&mut self, o: &mut Obj<'_>, key: &str, what: &str) -> Option<S<String>> {
+    pub fn opt_str(
+        &mut self,
+        o: &mut Obj<'_>,
+        key: &str,
+        what: impl Display + Copy,
+    ) -> Option<S<String>> {
         o.take(key)
-            .and_then(|n| self.str(n, &format!("{what}.{key}")))
+            .and_then(|n| self.str(n, format_args!("{what}.{key}")))
     }
 
-    pub fn int(&mut self, n: &Node, what: &str) -> Option<S<i128>> {
+    pub fn int(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<S<i128>> {
         match &n.value {
             Value::Int(i) => Some(S::new(*i, self.loc(n))),
             Value::Str(s) if s.trim().parse::<i128>().is_ok() => {
@@ -383,7 +391,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub fn port(&mut self, n: &Node, what: &str) -> Option<S<u16>> {
+    pub fn port(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<S<u16>> {
         let i = self.int(n, what)?;
         match u16::try_from(i.v) {
             Ok(p) if p > 0 => Some(S::new(p, i.loc)),
@@ -400,15 +408,20 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub fn opt_port(&mut self, o: &mut Obj<'_>, key: &str, what: &str) -> Option<S<u16>> {
+    pub fn opt_port(
+        &mut self,
+        o: &mut Obj<'_>,
+        key: &str,
+        what: impl Display + Copy,
+    ) -> Option<S<u16>> {
         o.take(key)
-            .and_then(|n| self.port(n, &format!("{what}.{key}")))
+            .and_then(|n| self.port(n, format_args!("{what}.{key}")))
     }
 
     pub fn u32_in(
         &mut self,
-        n: &Node,
-        what: &str,
+        n: &Node<'_>,
+        what: impl Display + Copy,
         min: u32,
         max: u32,
         code: Code,
@@ -423,7 +436,7 @@ impl<'a> Decoder<'a> {
         u32::try_from(i.v).ok().map(|v| S::new(v, i.loc))
     }
 
-    pub fn seq<'n>(&mut self, n: &'n Node, what: &str) -> &'n [Node] {
+    pub fn seq<'n>(&mut self, n: &'n Node<'n>, what: impl Display + Copy) -> &'n [Node<'n>] {
         match &n.value {
             Value::Seq(items) => items,
             _ => {
@@ -433,7 +446,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    pub fn duration(&mut self, n: &Node, what: &str) -> Option<S<u64>> {
+    pub fn duration(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<S<u64>> {
         let s = self.str(n, what)?;
         match values::parse_duration(&s.v) {
             Ok(ms) => Some(S::new(ms, s.loc)),
@@ -448,7 +461,12 @@ impl<'a> Decoder<'a> {
     }
 
     /// `enum`-like string with a fixed set of values.
-    pub fn choice<T: Copy>(&mut self, n: &Node, what: &str, options: &[(&str, T)]) -> Option<T> {
+    pub fn choice<T: Copy>(
+        &mut self,
+        n: &Node<'_>,
+        what: impl Display + Copy,
+        options: &[(&str, T)],
+    ) -> Option<T> {
         let s = self.str(n, what)?;
         if let Some((_, v)) = options.iter().find(|(name, _)| *name == s.v) {
             return Some(*v);
@@ -466,7 +484,7 @@ impl<'a> Decoder<'a> {
         None
     }
 
-    fn name_check(&mut self, s: &S<String>, what: &str, subdomain: bool) -> bool {
+    fn name_check(&mut self, s: &S<String>, what: impl Display + Copy, subdomain: bool) -> bool {
         let ok = if subdomain {
             values::is_dns_subdomain(&s.v)
         } else {
@@ -500,7 +518,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// Decode one document.
-    pub fn document(&mut self, doc: &Node) -> Resource {
+    pub fn document(&mut self, doc: &Node<'_>) -> Resource {
         let Some(mut top) = self.obj(doc, "document") else {
             return Resource::Invalid;
         };
@@ -565,7 +583,7 @@ impl<'a> Decoder<'a> {
         let spec = top.take("spec");
         // `status` is written by controllers; it is read and ignored.
         let _ = top.take("status");
-        self.finish(top, fields::TOP, &format!("`{k}`"));
+        self.finish(top, fields::TOP, format_args!("`{k}`"));
         let Some(meta_node) = meta else {
             let d = Diagnostic::new(
                 Code::MissingField,
@@ -601,7 +619,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn metadata(&mut self, n: &Node, kind: &str) -> Option<Meta> {
+    fn metadata(&mut self, n: &Node<'_>, kind: &str) -> Option<Meta> {
         let mut o = self.obj(n, "metadata")?;
         let name = self.req_str(&mut o, "name", "metadata");
         let namespace = self.opt_str(&mut o, "namespace", "metadata");
@@ -623,12 +641,11 @@ impl<'a> Decoder<'a> {
         });
         for key in ["labels", "annotations"] {
             if let Some(m) = o.take(key) {
-                if let Some(mut lo) = self.obj(m, &format!("metadata.{key}")) {
-                    let keys: Vec<String> =
-                        lo.entries.iter().map(|(k, _, _)| k.to_string()).collect();
+                if let Some(mut lo) = self.obj(m, format_args!("metadata.{key}")) {
+                    let keys: Vec<&str> = lo.entries.iter().map(|e| e.0).collect();
                     for k in keys {
-                        if let Some(v) = lo.take(&k) {
-                            self.str_lenient(v, &format!("metadata.{key}.{k}"));
+                        if let Some(v) = lo.take(k) {
+                            self.str_lenient(v, format_args!("metadata.{key}.{k}"));
                         }
                     }
                 }
@@ -637,7 +654,7 @@ impl<'a> Decoder<'a> {
         self.finish(o, fields::METADATA, "metadata");
         let name = name?;
         let subdomain = matches!(kind, "HTTPRoute" | "MeshRoute" | "Mesh" | "Sidecar");
-        let name_ok = self.name_check(&name, &format!("{kind} name"), subdomain);
+        let name_ok = self.name_check(&name, format_args!("{kind} name"), subdomain);
         let namespace = match namespace {
             Some(ns) => {
                 let ok = self.name_check(&ns, "namespace", false);
@@ -658,9 +675,14 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn spec<'n>(&mut self, spec: Option<&'n Node>, what: &str, doc_loc: Loc) -> Option<Obj<'n>> {
+    fn spec<'n>(
+        &mut self,
+        spec: Option<&'n Node<'n>>,
+        what: impl Display + Copy,
+        doc_loc: Loc,
+    ) -> Option<Obj<'n>> {
         match spec {
-            Some(s) => self.obj(s, &format!("{what} spec")),
+            Some(s) => self.obj(s, format_args!("{what} spec")),
             None => {
                 let d = Diagnostic::new(
                     Code::MissingField,
@@ -673,14 +695,19 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn mesh(&mut self, meta: Meta, spec: Option<&Node>, what: &str) -> Option<MeshConfig> {
+    fn mesh(
+        &mut self,
+        meta: Meta,
+        spec: Option<&Node<'_>>,
+        what: impl Display + Copy,
+    ) -> Option<MeshConfig> {
         let mut m = MeshConfig {
             name: meta.name.v.clone(),
             loc: Some(meta.name.loc),
             ..MeshConfig::default()
         };
         let Some(spec) = spec else { return Some(m) };
-        let mut o = self.obj(spec, &format!("{what} spec"))?;
+        let mut o = self.obj(spec, format_args!("{what} spec"))?;
         if let Some(td) = self.opt_str(&mut o, "trustDomain", "spec") {
             if values::is_dns_subdomain(&td.v) {
                 m.trust_domain = td.v;
@@ -767,11 +794,11 @@ impl<'a> Decoder<'a> {
                 self.finish(so, fields::MESH_SIDECAR, "`spec.sidecar`");
             }
         }
-        self.finish(o, fields::MESH_SPEC, &format!("{what} spec"));
+        self.finish(o, fields::MESH_SPEC, format_args!("{what} spec"));
         Some(m)
     }
 
-    fn authz_mode(&mut self, n: &Node, what: &str) -> Option<AuthzMode> {
+    fn authz_mode(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<AuthzMode> {
         self.choice(
             n,
             what,
@@ -779,14 +806,20 @@ impl<'a> Decoder<'a> {
         )
     }
 
-    fn retry_budget(&mut self, n: &Node, what: &str) -> Option<RetryBudget> {
+    fn retry_budget(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<RetryBudget> {
         let mut o = self.obj(n, what)?;
         let percent = match o.take("percent") {
             Some(p) => self
-                .u32_in(p, &format!("{what}.percent"), 0, 100, Code::InvalidValue)
+                .u32_in(
+                    p,
+                    format_args!("{what}.percent"),
+                    0,
+                    100,
+                    Code::InvalidValue,
+                )
                 .map(|v| v.v),
             None => {
-                self.missing(&o, "percent", &format!("`{what}`"));
+                self.missing(&o, "percent", format_args!("`{what}`"));
                 None
             }
         };
@@ -794,7 +827,7 @@ impl<'a> Decoder<'a> {
             Some(p) => self
                 .u32_in(
                     p,
-                    &format!("{what}.minRetriesPerSecond"),
+                    format_args!("{what}.minRetriesPerSecond"),
                     0,
                     1_000_000,
                     Code::InvalidValue,
@@ -802,14 +835,14 @@ impl<'a> Decoder<'a> {
                 .map(|v| v.v),
             None => Some(10),
         };
-        self.finish(o, fields::RETRY_BUDGET, &format!("`{what}`"));
+        self.finish(o, fields::RETRY_BUDGET, format_args!("`{what}`"));
         Some(RetryBudget {
             percent: percent?,
             min_per_second: min?,
         })
     }
 
-    fn protocol(&mut self, n: &Node, what: &str) -> Option<Protocol> {
+    fn protocol(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<Protocol> {
         self.choice(
             n,
             what,
@@ -821,15 +854,17 @@ impl<'a> Decoder<'a> {
         )
     }
 
-    fn endpoints(&mut self, n: &Node, what: &str) -> Vec<EndpointCfg> {
+    fn endpoints(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Vec<EndpointCfg> {
         let mut out = Vec::new();
-        for item in self.seq(n, what) {
-            let Some(mut o) = self.obj(item, &format!("{what}[]")) else {
+        let items = self.seq(n, what);
+        out.reserve_exact(items.len());
+        for item in items {
+            let Some(mut o) = self.obj(item, format_args!("{what}[]")) else {
                 continue;
             };
-            let address = self.req_str(&mut o, "address", &format!("{what}[]"));
-            let port = self.opt_port(&mut o, "port", &format!("{what}[]"));
-            self.finish(o, fields::ENDPOINT, &format!("`{what}[]`"));
+            let address = self.req_str(&mut o, "address", format_args!("{what}[]"));
+            let port = self.opt_port(&mut o, "port", format_args!("{what}[]"));
+            self.finish(o, fields::ENDPOINT, format_args!("`{what}[]`"));
             if let Some(a) = address {
                 if !values::is_valid_host(&a.v) {
                     let d = Diagnostic::new(Code::InvalidHostname, format!("`{}` is not a valid address", a.v))
@@ -848,7 +883,12 @@ impl<'a> Decoder<'a> {
         out
     }
 
-    fn mesh_service(&mut self, meta: Meta, spec: Option<&Node>, what: &str) -> Option<Service> {
+    fn mesh_service(
+        &mut self,
+        meta: Meta,
+        spec: Option<&Node<'_>>,
+        what: impl Display + Copy,
+    ) -> Option<Service> {
         let mut o = self.spec(spec, what, meta.name.loc)?;
         let mut svc = Service {
             namespace: meta.namespace.v.clone(),
@@ -861,7 +901,9 @@ impl<'a> Decoder<'a> {
         };
         match o.take("ports") {
             Some(p) => {
-                for item in self.seq(p, "spec.ports") {
+                let items = self.seq(p, "spec.ports");
+                svc.ports.reserve_exact(items.len());
+                for item in items {
                     let Some(mut po) = self.obj(item, "spec.ports[]") else {
                         continue;
                     };
@@ -889,10 +931,12 @@ impl<'a> Decoder<'a> {
                     }
                 }
             }
-            None => self.missing(&o, "ports", &format!("{what} spec")),
+            None => self.missing(&o, "ports", format_args!("{what} spec")),
         }
         if let Some(v) = o.take("versions") {
-            for item in self.seq(v, "spec.versions") {
+            let items = self.seq(v, "spec.versions");
+            svc.versions.reserve_exact(items.len());
+            for item in items {
                 let Some(mut vo) = self.obj(item, "spec.versions[]") else {
                     continue;
                 };
@@ -900,13 +944,12 @@ impl<'a> Decoder<'a> {
                 let mut labels = BTreeMap::new();
                 if let Some(l) = vo.take("labels") {
                     if let Some(mut lo) = self.obj(l, "spec.versions[].labels") {
-                        let keys: Vec<String> =
-                            lo.entries.iter().map(|(k, _, _)| k.to_string()).collect();
+                        let keys: Vec<&str> = lo.entries.iter().map(|e| e.0).collect();
                         for k in keys {
                             if let Some(val) =
-                                lo.take(&k).and_then(|n| self.str_lenient(n, "label value"))
+                                lo.take(k).and_then(|n| self.str_lenient(n, "label value"))
                             {
-                                labels.insert(k, val.v);
+                                labels.insert(k.to_string(), val.v);
                             }
                         }
                     }
@@ -931,11 +974,16 @@ impl<'a> Decoder<'a> {
         if let Some(e) = o.take("endpoints") {
             svc.endpoints = self.endpoints(e, "spec.endpoints");
         }
-        self.finish(o, fields::MESH_SERVICE_SPEC, &format!("{what} spec"));
+        self.finish(o, fields::MESH_SERVICE_SPEC, format_args!("{what} spec"));
         Some(svc)
     }
 
-    fn k8s_service(&mut self, meta: Meta, spec: Option<&Node>, what: &str) -> Option<Service> {
+    fn k8s_service(
+        &mut self,
+        meta: Meta,
+        spec: Option<&Node<'_>>,
+        what: impl Display + Copy,
+    ) -> Option<Service> {
         let mut o = self.spec(spec, what, meta.name.loc)?;
         let mut svc = Service {
             namespace: meta.namespace.v.clone(),
@@ -947,7 +995,9 @@ impl<'a> Decoder<'a> {
             endpoints: Vec::new(),
         };
         if let Some(p) = o.take("ports") {
-            for item in self.seq(p, "spec.ports") {
+            let items = self.seq(p, "spec.ports");
+            svc.ports.reserve_exact(items.len());
+            for item in items {
                 let Some(mut po) = self.obj(item, "spec.ports[]") else {
                     continue;
                 };
@@ -992,13 +1042,18 @@ impl<'a> Decoder<'a> {
         for key in fields::K8S_SERVICE_SPEC {
             let _ = o.take(key);
         }
-        self.finish(o, fields::K8S_SERVICE_SPEC, &format!("{what} spec"));
+        self.finish(o, fields::K8S_SERVICE_SPEC, format_args!("{what} spec"));
         Some(svc)
     }
 
-    fn sidecar(&mut self, meta: Meta, spec: Option<&Node>, what: &str) -> Option<Sidecar> {
+    fn sidecar(
+        &mut self,
+        meta: Meta,
+        spec: Option<&Node<'_>>,
+        what: impl Display + Copy,
+    ) -> Option<Sidecar> {
         let mut o = self.spec(spec, what, meta.name.loc)?;
-        let service = self.req_str(&mut o, "service", &format!("{what} spec"));
+        let service = self.req_str(&mut o, "service", format_args!("{what} spec"));
         let mut sc = Sidecar {
             namespace: meta.namespace.v.clone(),
             name: meta.name.v.clone(),
@@ -1033,12 +1088,14 @@ impl<'a> Decoder<'a> {
         }
         if let Some(e) = o.take("egress") {
             let mut list = Vec::new();
-            for item in self.seq(e, "spec.egress") {
+            let items = self.seq(e, "spec.egress");
+            list.reserve_exact(items.len());
+            for item in items {
                 match &item.value {
                     Value::Str(s) => {
                         let (ns, name) = match s.split_once('/') {
                             Some((ns, n)) => (ns.to_string(), n.to_string()),
-                            None => (sc.namespace.clone(), s.clone()),
+                            None => (sc.namespace.clone(), s.to_string()),
                         };
                         list.push(EgressRef {
                             namespace: ns,
@@ -1074,15 +1131,15 @@ impl<'a> Decoder<'a> {
                 self.finish(ao, fields::SIDECAR_AUTHZ, "`spec.authorization`");
             }
         }
-        self.finish(o, fields::SIDECAR_SPEC, &format!("{what} spec"));
+        self.finish(o, fields::SIDECAR_SPEC, format_args!("{what} spec"));
         service.map(|_| sc)
     }
 
     fn route(
         &mut self,
         meta: Meta,
-        spec: Option<&Node>,
-        what: &str,
+        spec: Option<&Node<'_>>,
+        what: impl Display + Copy,
         origin: Origin,
     ) -> Option<Route> {
         let native = origin == Origin::Native;
@@ -1099,16 +1156,20 @@ impl<'a> Decoder<'a> {
         };
         match o.take("parentRefs") {
             Some(p) => {
-                for item in self.seq(p, "spec.parentRefs") {
+                let items = self.seq(p, "spec.parentRefs");
+                route.parents.reserve_exact(items.len());
+                for item in items {
                     if let Some(pr) = self.parent_ref(item, native, &route.namespace) {
                         route.parents.push(pr);
                     }
                 }
             }
-            None => self.missing(&o, "parentRefs", &format!("{what} spec")),
+            None => self.missing(&o, "parentRefs", format_args!("{what} spec")),
         }
         if let Some(h) = o.take("hostnames") {
-            for item in self.seq(h, "spec.hostnames") {
+            let items = self.seq(h, "spec.hostnames");
+            route.hostnames.reserve_exact(items.len());
+            for item in items {
                 if let Some(s) = self.str(item, "spec.hostnames[]") {
                     if values::is_valid_route_hostname(&s.v) {
                         route
@@ -1124,7 +1185,9 @@ impl<'a> Decoder<'a> {
             }
         }
         if let Some(r) = o.take("rules") {
-            for item in self.seq(r, "spec.rules") {
+            let items = self.seq(r, "spec.rules");
+            route.rules.reserve_exact(items.len());
+            for item in items {
                 if let Some(rule) = self.rule(item, native, &route.namespace) {
                     route.rules.push(rule);
                 }
@@ -1132,13 +1195,13 @@ impl<'a> Decoder<'a> {
         } else {
             // Gateway API: a route without rules has one rule matching everything, which has no
             // backends; meshc requires rules so that the route does something.
-            self.missing(&o, "rules", &format!("{what} spec"));
+            self.missing(&o, "rules", format_args!("{what} spec"));
         }
-        self.finish(o, fields::ROUTE_SPEC, &format!("{what} spec"));
+        self.finish(o, fields::ROUTE_SPEC, format_args!("{what} spec"));
         Some(route)
     }
 
-    fn parent_ref(&mut self, n: &Node, native: bool, route_ns: &str) -> Option<ParentRef> {
+    fn parent_ref(&mut self, n: &Node<'_>, native: bool, route_ns: &str) -> Option<ParentRef> {
         let mut o = self.obj(n, "spec.parentRefs[]")?;
         let default_group = if native { "" } else { GATEWAY_GROUP };
         let default_kind = if native { "Service" } else { "Gateway" };
@@ -1166,7 +1229,7 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn rule(&mut self, n: &Node, native: bool, route_ns: &str) -> Option<Rule> {
+    fn rule(&mut self, n: &Node<'_>, native: bool, route_ns: &str) -> Option<Rule> {
         let mut o = self.obj(n, "spec.rules[]")?;
         let mut rule = Rule {
             loc: self.loc(n),
@@ -1179,14 +1242,18 @@ impl<'a> Decoder<'a> {
         };
         let _ = o.take("name");
         if let Some(m) = o.take("matches") {
-            for item in self.seq(m, "spec.rules[].matches") {
+            let items = self.seq(m, "spec.rules[].matches");
+            rule.matches.reserve_exact(items.len());
+            for item in items {
                 if let Some(mt) = self.route_match(item) {
                     rule.matches.push(mt);
                 }
             }
         }
         if let Some(f) = o.take("filters") {
-            for item in self.seq(f, "spec.rules[].filters") {
+            let items = self.seq(f, "spec.rules[].filters");
+            rule.filters.reserve_exact(items.len());
+            for item in items {
                 match self.filter(item) {
                     Some(filter) => rule.filters.push(filter),
                     None => rule.invalid_filters = true,
@@ -1194,7 +1261,9 @@ impl<'a> Decoder<'a> {
             }
         }
         if let Some(b) = o.take("backendRefs") {
-            for item in self.seq(b, "spec.rules[].backendRefs") {
+            let items = self.seq(b, "spec.rules[].backendRefs");
+            rule.backends.reserve_exact(items.len());
+            for item in items {
                 if let Some(br) = self.backend_ref(item, native, route_ns) {
                     rule.backends.push(br);
                 }
@@ -1226,7 +1295,7 @@ impl<'a> Decoder<'a> {
         Some(rule)
     }
 
-    fn retry(&mut self, n: &Node, native: bool) -> Option<Retry> {
+    fn retry(&mut self, n: &Node<'_>, native: bool) -> Option<Retry> {
         let mut o = self.obj(n, "spec.rules[].retry")?;
         let attempts = o
             .take("attempts")
@@ -1234,7 +1303,9 @@ impl<'a> Decoder<'a> {
             .map_or(1, |a| a.v);
         let mut codes = Vec::new();
         if let Some(c) = o.take("codes") {
-            for item in self.seq(c, "retry.codes") {
+            let items = self.seq(c, "retry.codes");
+            codes.reserve_exact(items.len());
+            for item in items {
                 if let Some(code) =
                     self.u32_in(item, "retry.codes[]", 400, 599, Code::InvalidStatus)
                 {
@@ -1275,7 +1346,7 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn route_match(&mut self, n: &Node) -> Option<Match> {
+    fn route_match(&mut self, n: &Node<'_>) -> Option<Match> {
         let mut o = self.obj(n, "spec.rules[].matches[]")?;
         let loc = self.loc(n);
         let path = match o.take("path") {
@@ -1324,7 +1395,7 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn path_match(&mut self, n: &Node) -> Option<S<PathMatch>> {
+    fn path_match(&mut self, n: &Node<'_>) -> Option<S<PathMatch>> {
         let mut o = self.obj(n, "matches[].path")?;
         #[derive(Clone, Copy)]
         enum K {
@@ -1401,7 +1472,7 @@ impl<'a> Decoder<'a> {
     /// A match's `headers` or `queryParams`: a later entry with the same name (header names
     /// compare case-insensitively, and are stored lower case) is reported and ignored, as
     /// Gateway API considers only the first.
-    fn value_matches(&mut self, list: &Node, field: &str, header: bool) -> Vec<S<ValueMatch>> {
+    fn value_matches(&mut self, list: &Node<'_>, field: &str, header: bool) -> Vec<S<ValueMatch>> {
         let what = format!("matches[].{field}");
         let (kind, name_rule) = if header {
             (
@@ -1412,8 +1483,10 @@ impl<'a> Decoder<'a> {
             ("query parameter", "a query parameter name")
         };
         let mut out: Vec<S<ValueMatch>> = Vec::new();
-        for item in self.seq(list, &what) {
-            let Some(v) = self.value_match(item, &format!("{what}[]"), header) else {
+        let items = self.seq(list, &what);
+        out.reserve_exact(items.len());
+        for item in items {
+            let Some(v) = self.value_match(item, format_args!("{what}[]"), header) else {
                 continue;
             };
             if out.iter().any(|x| x.v.name == v.v.name) {
@@ -1431,12 +1504,17 @@ impl<'a> Decoder<'a> {
         out
     }
 
-    fn value_match(&mut self, n: &Node, what: &str, header: bool) -> Option<S<ValueMatch>> {
+    fn value_match(
+        &mut self,
+        n: &Node<'_>,
+        what: impl Display + Copy,
+        header: bool,
+    ) -> Option<S<ValueMatch>> {
         let mut o = self.obj(n, what)?;
         let kind = match o.take("type") {
             Some(t) => self.choice(
                 t,
-                &format!("{what}.type"),
+                format_args!("{what}.type"),
                 &[
                     ("Exact", MatchKind::Exact),
                     ("RegularExpression", MatchKind::RegularExpression),
@@ -1446,13 +1524,13 @@ impl<'a> Decoder<'a> {
         };
         let name = self.req_str(&mut o, "name", what);
         let value = match o.take("value") {
-            Some(v) => self.str_lenient(v, &format!("{what}.value")),
+            Some(v) => self.str_lenient(v, format_args!("{what}.value")),
             None => {
-                self.missing(&o, "value", &format!("`{what}`"));
+                self.missing(&o, "value", format_args!("`{what}`"));
                 None
             }
         };
-        self.finish(o, fields::VALUE_MATCH, &format!("`{what}`"));
+        self.finish(o, fields::VALUE_MATCH, format_args!("`{what}`"));
         let (name, value) = (name?, value?);
         if header && !self.header_name_ok(&name) {
             return None;
@@ -1478,7 +1556,7 @@ impl<'a> Decoder<'a> {
         ))
     }
 
-    fn backend_ref(&mut self, n: &Node, native: bool, route_ns: &str) -> Option<BackendRef> {
+    fn backend_ref(&mut self, n: &Node<'_>, native: bool, route_ns: &str) -> Option<BackendRef> {
         let mut o = self.obj(n, "spec.rules[].backendRefs[]")?;
         let group = self
             .opt_str(&mut o, "group", "backendRefs[]")
@@ -1530,24 +1608,28 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn header_modifier(&mut self, n: &Node, what: &str) -> Option<HeaderModifier> {
+    fn header_modifier(
+        &mut self,
+        n: &Node<'_>,
+        what: impl Display + Copy,
+    ) -> Option<HeaderModifier> {
         let mut o = self.obj(n, what)?;
         let mut m = HeaderModifier::default();
         for (key, is_set) in [("set", true), ("add", false)] {
             if let Some(list) = o.take(key) {
-                for item in self.seq(list, &format!("{what}.{key}")) {
-                    let Some(mut ho) = self.obj(item, &format!("{what}.{key}[]")) else {
+                for item in self.seq(list, format_args!("{what}.{key}")) {
+                    let Some(mut ho) = self.obj(item, format_args!("{what}.{key}[]")) else {
                         continue;
                     };
-                    let name = self.req_str(&mut ho, "name", &format!("{what}.{key}[]"));
+                    let name = self.req_str(&mut ho, "name", format_args!("{what}.{key}[]"));
                     let value = match ho.take("value") {
                         Some(v) => self.str_lenient(v, "value"),
                         None => {
-                            self.missing(&ho, "value", &format!("`{what}.{key}[]`"));
+                            self.missing(&ho, "value", format_args!("`{what}.{key}[]`"));
                             None
                         }
                     };
-                    self.finish(ho, fields::HEADER_VALUE, &format!("`{what}.{key}[]`"));
+                    self.finish(ho, fields::HEADER_VALUE, format_args!("`{what}.{key}[]`"));
                     if let (Some(name), Some(value)) = (name, value) {
                         if self.header_name_ok(&name) {
                             let pair = (name.v.to_ascii_lowercase(), value.v);
@@ -1562,19 +1644,19 @@ impl<'a> Decoder<'a> {
             }
         }
         if let Some(list) = o.take("remove") {
-            for item in self.seq(list, &format!("{what}.remove")) {
-                if let Some(name) = self.str(item, &format!("{what}.remove[]")) {
+            for item in self.seq(list, format_args!("{what}.remove")) {
+                if let Some(name) = self.str(item, format_args!("{what}.remove[]")) {
                     if self.header_name_ok(&name) {
                         m.remove.push(name.v.to_ascii_lowercase());
                     }
                 }
             }
         }
-        self.finish(o, fields::HEADER_MODIFIER, &format!("`{what}`"));
+        self.finish(o, fields::HEADER_MODIFIER, format_args!("`{what}`"));
         Some(m)
     }
 
-    fn path_modifier(&mut self, n: &Node, what: &str) -> Option<PathModifier> {
+    fn path_modifier(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<PathModifier> {
         let mut o = self.obj(n, what)?;
         #[derive(Clone, Copy)]
         enum K {
@@ -1584,20 +1666,20 @@ impl<'a> Decoder<'a> {
         let kind = match o.take("type") {
             Some(t) => self.choice(
                 t,
-                &format!("{what}.type"),
+                format_args!("{what}.type"),
                 &[
                     ("ReplaceFullPath", K::Full),
                     ("ReplacePrefixMatch", K::Prefix),
                 ],
             ),
             None => {
-                self.missing(&o, "type", &format!("`{what}`"));
+                self.missing(&o, "type", format_args!("`{what}`"));
                 None
             }
         };
         let full = self.opt_str(&mut o, "replaceFullPath", what);
         let prefix = self.opt_str(&mut o, "replacePrefixMatch", what);
-        self.finish(o, fields::PATH_MODIFIER, &format!("`{what}`"));
+        self.finish(o, fields::PATH_MODIFIER, format_args!("`{what}`"));
         let (field, value) = match kind? {
             K::Full => ("replaceFullPath", full),
             K::Prefix => ("replacePrefixMatch", prefix),
@@ -1626,7 +1708,7 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn filter(&mut self, n: &Node) -> Option<Filter> {
+    fn filter(&mut self, n: &Node<'_>) -> Option<Filter> {
         let mut o = self.obj(n, "spec.rules[].filters[]")?;
         let loc = self.loc(n);
         let types = [
@@ -1672,7 +1754,7 @@ impl<'a> Decoder<'a> {
         }
         self.finish(o, fields::FILTER, "`spec.rules[].filters[]`");
         let what = format!("filters[].{field}");
-        let need = |this: &mut Self| -> Option<&Node> {
+        let need = |this: &mut Self| -> Option<&Node<'_>> {
             if body.is_none() {
                 let d = Diagnostic::new(
                     Code::MissingField,
@@ -1711,12 +1793,12 @@ impl<'a> Decoder<'a> {
         Some(Filter { kind, loc })
     }
 
-    fn redirect(&mut self, n: &Node, what: &str) -> Option<Redirect> {
+    fn redirect(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<Redirect> {
         let mut o = self.obj(n, what)?;
         let scheme = o.take("scheme").and_then(|s| {
             self.choice(
                 s,
-                &format!("{what}.scheme"),
+                format_args!("{what}.scheme"),
                 &[("http", "http"), ("https", "https")],
             )
         });
@@ -1733,11 +1815,11 @@ impl<'a> Decoder<'a> {
         }
         let path = o
             .take("path")
-            .and_then(|p| self.path_modifier(p, &format!("{what}.path")));
+            .and_then(|p| self.path_modifier(p, format_args!("{what}.path")));
         let port = self.opt_port(&mut o, "port", what);
         let status = match o.take("statusCode") {
             Some(s) => {
-                let i = self.int(s, &format!("{what}.statusCode"))?;
+                let i = self.int(s, format_args!("{what}.statusCode"))?;
                 if ![301, 302, 303, 307, 308].contains(&i.v) {
                     let d = Diagnostic::new(
                         Code::InvalidStatus,
@@ -1752,7 +1834,7 @@ impl<'a> Decoder<'a> {
             }
             None => 302,
         };
-        self.finish(o, fields::REDIRECT, &format!("`{what}`"));
+        self.finish(o, fields::REDIRECT, format_args!("`{what}`"));
         Some(Redirect {
             scheme: scheme.map(str::to_string),
             hostname: hostname.map(|h| h.v.to_ascii_lowercase()),
@@ -1762,13 +1844,13 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn rewrite(&mut self, n: &Node, what: &str) -> Option<UrlRewrite> {
+    fn rewrite(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<UrlRewrite> {
         let mut o = self.obj(n, what)?;
         let hostname = self.opt_str(&mut o, "hostname", what);
         let path = o
             .take("path")
-            .and_then(|p| self.path_modifier(p, &format!("{what}.path")));
-        self.finish(o, fields::REWRITE, &format!("`{what}`"));
+            .and_then(|p| self.path_modifier(p, format_args!("{what}.path")));
+        self.finish(o, fields::REWRITE, format_args!("`{what}`"));
         Some(UrlRewrite {
             hostname: hostname.map(|h| h.v.to_ascii_lowercase()),
             path,

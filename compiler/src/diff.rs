@@ -1210,9 +1210,8 @@ pub fn run(
 ) -> ExitCode {
     let d = match load_both(old, new, opts).and_then(|(a, b)| {
         let d = diff_inputs(&a, &b);
-        // The process ends right after printing: freeing two checked meshes piece by piece
-        // would only delay it.
-        std::mem::forget((a, b));
+        // The process ends right after printing.
+        crate::drop_at_exit((a, b));
         d
     }) {
         Ok(d) => d,

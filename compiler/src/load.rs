@@ -49,6 +49,8 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// An I/O failure happened (exit code 2).
     pub io_error: bool,
+    /// The `.cedar` files of `model.policy_files`, parsed while the YAML was being read.
+    pub policies_parsed: Option<mesh_policy::validate::Parsed>,
 }
 
 fn is_input(path: &Path) -> bool {
@@ -199,7 +201,9 @@ pub fn load_dir(root: &Path, opts: &LoadOptions) -> Loaded {
             }
         }
     }
-    let (model, mut diags) = build_model(&mut loaded.sources, inputs, opts);
+    crate::timing::mark("files read");
+    let (model, mut diags, parsed) = build_model_parsed(&mut loaded.sources, inputs, opts);
+    loaded.policies_parsed = Some(parsed);
     if found_files || loaded.io_error {
         // Files were there but could not be used: that was reported already.
         diags.retain(|d| d.code != Code::NoInput);
@@ -242,6 +246,30 @@ pub fn build_model(
     inputs: Vec<(String, String)>,
     opts: &LoadOptions,
 ) -> (Model, Vec<Diagnostic>) {
+    let (model, diags, _) = build_model_parsed(sources, inputs, opts);
+    (model, diags)
+}
+
+/// The `(path, text)` of each `.cedar` file of the model, in the model's order.
+pub fn policy_inputs(model: &Model, sources: &SourceMap) -> Vec<(String, String)> {
+    model
+        .policy_files
+        .iter()
+        .filter_map(|p| {
+            sources
+                .get(p.file)
+                .map(|f| (f.path.clone(), f.text.clone()))
+        })
+        .collect()
+}
+
+/// [`build_model`], also returning the model's `.cedar` files parsed: Cedar parsing needs no
+/// model, so it runs beside YAML decoding instead of after it.
+pub fn build_model_parsed(
+    sources: &mut SourceMap,
+    inputs: Vec<(String, String)>,
+    opts: &LoadOptions,
+) -> (Model, Vec<Diagnostic>, mesh_policy::validate::Parsed) {
     let mut diags = Vec::new();
     let mut model = Model::default();
     let mut meshes = Vec::new();
@@ -265,7 +293,25 @@ pub fn build_model(
     }
     // Parsing and decoding are per file and independent: spread them over the cores, then
     // merge in file order so the result does not depend on scheduling.
-    let decoded = decode_files(sources, &yaml_files, opts);
+    let shared: &SourceMap = sources;
+    let (decoded, parsed) = std::thread::scope(|s| {
+        let cedar = std::thread::Builder::new()
+            .stack_size(crate::par::WORKER_STACK)
+            .spawn_scoped(s, || {
+                mesh_policy::validate::Parsed::new(&policy_inputs(&model, shared))
+            });
+        let decoded = decode_files(shared, &yaml_files, opts);
+        let parsed = match cedar {
+            Ok(handle) => match handle.join() {
+                Ok(p) => p,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            // No thread: validation parses the files itself.
+            Err(_) => mesh_policy::validate::Parsed::default(),
+        };
+        (decoded, parsed)
+    });
+    crate::timing::mark("parsed and decoded");
     for file in decoded {
         diags.extend(file.diags);
         model.document_hashes.extend(file.hashes);
@@ -330,21 +376,21 @@ pub fn build_model(
     }
     dedup(
         &mut model.services,
-        |s| (s.namespace.clone(), s.name.clone()),
+        |s| (&s.namespace, &s.name),
         |s| s.loc,
         "service",
         &mut diags,
     );
     dedup(
         &mut model.routes,
-        |r| (r.namespace.clone(), r.name.clone()),
+        |r| (&r.namespace, &r.name),
         |r| r.loc,
         "route",
         &mut diags,
     );
     dedup(
         &mut model.sidecars,
-        |s| (s.namespace.clone(), s.name.clone()),
+        |s| (&s.namespace, &s.name),
         |s| s.loc,
         "sidecar",
         &mut diags,
@@ -359,12 +405,13 @@ pub fn build_model(
         (&a.namespace, &a.service.v, a.loc).cmp(&(&b.namespace, &b.service.v, b.loc))
     });
     model.index_routes();
-    (model, diags)
+    crate::timing::mark("model merged");
+    (model, diags, parsed)
 }
 
 fn dedup<T>(
     items: &mut Vec<T>,
-    key: impl Fn(&T) -> (String, String),
+    key: for<'t> fn(&'t T) -> (&'t str, &'t str),
     loc: impl Fn(&T) -> Loc,
     what: &str,
     diags: &mut Vec<Diagnostic>,
@@ -405,15 +452,9 @@ fn decode_file(sources: &SourceMap, id: FileId, opts: &LoadOptions) -> DecodedFi
         hashes: Vec::new(),
     };
     let text = sources.get(id).map(|f| f.text.as_str()).unwrap_or_default();
-    let docs = match syntax::parse_documents(id, text, opts.limits) {
-        Ok(d) => d,
-        Err(d) => {
-            out.diags.push(d);
-            return out;
-        }
-    };
     let mut dec = Decoder::new(id, text, &opts.default_namespace);
-    for doc in &docs {
+    // Each document is decoded as soon as it is parsed and its tree dropped at once.
+    let parsed = syntax::parse_documents_with(id, text, opts.limits, |doc| {
         if opts.hash_documents {
             // Hash the document's content, so that comments, formatting and position do not
             // change the source hash.
@@ -422,7 +463,16 @@ fn decode_file(sources: &SourceMap, id: FileId, opts: &LoadOptions) -> DecodedFi
             out.hashes
                 .push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
         }
-        out.resources.push(dec.document(doc));
+        out.resources.push(dec.document(&doc));
+    });
+    if let Err(d) = parsed {
+        // A file with a syntax error contributes that one diagnostic and nothing else, as if
+        // none of its documents had been read.
+        return DecodedFile {
+            resources: Vec::new(),
+            diags: vec![d],
+            hashes: Vec::new(),
+        };
     }
     out.diags.append(&mut dec.diags);
     out

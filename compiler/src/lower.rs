@@ -108,6 +108,16 @@ pub fn routes_for<'m>(
     dest: &Service,
     port: u16,
 ) -> Vec<&'m Route> {
+    routes_and_consumer(model, caller_ns, dest, port).0
+}
+
+/// [`routes_for`], and whether the routes are the caller namespace's consumer routes.
+fn routes_and_consumer<'m>(
+    model: &'m Model,
+    caller_ns: &str,
+    dest: &Service,
+    port: u16,
+) -> (Vec<&'m Route>, bool) {
     let attached = |r: &&Route| {
         r.parents.iter().any(|p| {
             p.is_service()
@@ -123,27 +133,76 @@ pub fn routes_for<'m>(
         .filter(attached)
         .collect();
     if !consumer.is_empty() {
-        return consumer;
+        return (consumer, true);
     }
-    model
+    let producer = model
         .routes_of(&key)
         .filter(|r| r.namespace == dest.namespace)
         .filter(attached)
-        .collect()
+        .collect();
+    (producer, false)
+}
+
+/// Which route table a destination port gets: it depends only on the destination, the port,
+/// and, when consumer routes apply, the caller's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct TableKey {
+    namespace: String,
+    name: String,
+    port: u16,
+    consumer_ns: Option<String>,
+}
+
+/// A lowered route table and the clusters its actions name (service, port, version).
+struct CachedTable<'m> {
+    table: RouteTable,
+    clusters: Vec<(&'m Service, u16, Option<String>)>,
+}
+
+/// Route tables lowered once and shared by every sidecar that calls the same destination port:
+/// in a mesh where each service is called by a handful of others, each table would otherwise be
+/// ranked and numbered once per caller. Safe to share between threads; the result is the same
+/// as lowering each sidecar on its own.
+#[derive(Default)]
+pub struct TableCache<'m> {
+    tables: std::sync::Mutex<HashMap<TableKey, std::sync::Arc<CachedTable<'m>>>>,
+}
+
+impl<'m> TableCache<'m> {
+    fn get(&self, key: &TableKey) -> Option<std::sync::Arc<CachedTable<'m>>> {
+        match self.tables.lock() {
+            Ok(t) => t.get(key).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(key).cloned(),
+        }
+    }
+
+    fn put(&self, key: TableKey, table: std::sync::Arc<CachedTable<'m>>) {
+        match self.tables.lock() {
+            Ok(mut t) => t.insert(key, table),
+            Err(poisoned) => poisoned.into_inner().insert(key, table),
+        };
+    }
 }
 
 struct Lowerer<'a> {
     model: &'a Model,
     sources: &'a SourceMap,
     clusters: BTreeMap<String, Cluster>,
+    /// While a route table is lowered: every cluster its actions name, in order.
+    used: Option<Vec<(&'a Service, u16, Option<String>)>>,
 }
 
 impl<'a> Lowerer<'a> {
     /// Add the cluster for a service port (and version); returns its key.
     fn cluster(&mut self, svc: &Service, port: u16, version: Option<&str>) -> String {
         let key = cluster_key(&svc.key(), port, version);
-        if self.clusters.contains_key(&key) {
-            return key;
+        self.add_cluster(svc, port, version, &key);
+        key
+    }
+
+    fn add_cluster(&mut self, svc: &Service, port: u16, version: Option<&str>, key: &str) {
+        if self.clusters.contains_key(key) {
+            return;
         }
         let info = sidecar_info(self.model, svc);
         let protocol = svc
@@ -185,7 +244,7 @@ impl<'a> Lowerer<'a> {
         endpoints.sort();
         endpoints.dedup();
         self.clusters.insert(
-            key.clone(),
+            key.to_string(),
             Cluster {
                 service: svc.key(),
                 port,
@@ -195,7 +254,6 @@ impl<'a> Lowerer<'a> {
                 endpoints,
             },
         );
-        key
     }
 
     fn action(&mut self, rule: &Rule) -> RuleAction {
@@ -217,7 +275,11 @@ impl<'a> Lowerer<'a> {
                 missing = true;
                 continue;
             };
-            let key = self.cluster(svc, port, b.version.as_ref().map(|v| v.v.as_str()));
+            let version = b.version.as_ref().map(|v| v.v.as_str());
+            let key = self.cluster(svc, port, version);
+            if let Some(used) = &mut self.used {
+                used.push((svc, port, version.map(str::to_string)));
+            }
             action.backends.push(WeightedCluster {
                 cluster: key,
                 weight: b.weight,
@@ -354,11 +416,22 @@ pub fn lower_sidecar_with(
     slicer: &mesh_policy::Slicer<'_>,
     svc: &Service,
 ) -> Body {
+    lower_sidecar_shared(checked, slicer, &TableCache::default(), svc)
+}
+
+/// The artifact body of one sidecar, with a slicer and route tables shared by many sidecars.
+pub fn lower_sidecar_shared<'m>(
+    checked: &'m Checked,
+    slicer: &mesh_policy::Slicer<'_>,
+    tables: &TableCache<'m>,
+    svc: &Service,
+) -> Body {
     let model = &checked.model;
     let mut l = Lowerer {
         model,
         sources: &checked.sources,
         clusters: BTreeMap::new(),
+        used: None,
     };
     let sidecar = sidecar_info(model, svc);
     let mut destinations = Vec::new();
@@ -366,12 +439,50 @@ pub fn lower_sidecar_with(
         let mut ports = Vec::new();
         let mut all_routes: Vec<&Route> = Vec::new();
         for sp in &dest.ports {
-            let routes = routes_for(model, &svc.namespace, dest, sp.port);
+            let (routes, consumer) = routes_and_consumer(model, &svc.namespace, dest, sp.port);
             let default_cluster = l.cluster(dest, sp.port, None);
             let table = if routes.is_empty() {
                 None
             } else {
-                Some(l.table(&routes))
+                let key = TableKey {
+                    namespace: dest.namespace.clone(),
+                    name: dest.name.clone(),
+                    port: sp.port,
+                    consumer_ns: consumer.then(|| svc.namespace.clone()),
+                };
+                let cached = match tables.get(&key) {
+                    Some(c) => {
+                        // Lowering the table also adds the clusters it names; replay that.
+                        for (s, port, version) in &c.clusters {
+                            let k = cluster_key(&s.key(), *port, version.as_deref());
+                            l.add_cluster(s, *port, version.as_deref(), &k);
+                        }
+                        c
+                    }
+                    None => {
+                        l.used = Some(Vec::new());
+                        let table = l.table(&routes);
+                        let mut clusters = l.used.take().unwrap_or_default();
+                        clusters.sort_by(|a, b| {
+                            (&a.0.namespace, &a.0.name, a.1, &a.2).cmp(&(
+                                &b.0.namespace,
+                                &b.0.name,
+                                b.1,
+                                &b.2,
+                            ))
+                        });
+                        clusters.dedup_by(|a, b| {
+                            a.0.namespace == b.0.namespace
+                                && a.0.name == b.0.name
+                                && a.1 == b.1
+                                && a.2 == b.2
+                        });
+                        let c = std::sync::Arc::new(CachedTable { table, clusters });
+                        tables.put(key, c.clone());
+                        c
+                    }
+                };
+                Some(cached.table.clone())
             };
             all_routes.extend(routes.iter().copied());
             ports.push(DestinationPort {

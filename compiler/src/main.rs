@@ -193,7 +193,9 @@ fn main() -> ExitCode {
                 FailOn::Error => Severity::Error,
                 FailOn::Warning => Severity::Warning,
             };
-            if checked.diagnostics.iter().any(|d| d.severity >= threshold) {
+            let failed = checked.diagnostics.iter().any(|d| d.severity >= threshold);
+            meshc::drop_at_exit(checked);
+            if failed {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

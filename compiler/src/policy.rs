@@ -82,14 +82,23 @@ pub fn policy_model(model: &Model) -> PolicyModel {
 }
 
 pub fn check(model: &Model, sources: &SourceMap) -> (Policies, Vec<Diagnostic>) {
+    check_parsed(model, sources, None)
+}
+
+/// [`check`], with the `.cedar` files already parsed by [`crate::load::build_model_parsed`].
+pub fn check_parsed(
+    model: &Model,
+    sources: &SourceMap,
+    parsed: Option<mesh_policy::validate::Parsed>,
+) -> (Policies, Vec<Diagnostic>) {
     let pm = policy_model(model);
     let files: Vec<FileId> = model.policy_files.iter().map(|p| p.file).collect();
-    let inputs: Vec<(String, String)> = files
-        .iter()
-        .filter_map(|id| sources.get(*id).map(|f| (f.path.clone(), f.text.clone())))
-        .collect();
+    let inputs = crate::load::policy_inputs(model, sources);
     let file_names: Vec<String> = inputs.iter().map(|(n, _)| n.clone()).collect();
-    let (set, pdiags) = mesh_policy::validate::validate(&pm, &inputs);
+    let (set, pdiags) = match parsed {
+        Some(p) => mesh_policy::validate::validate_parsed(&pm, &inputs, p),
+        None => mesh_policy::validate::validate(&pm, &inputs),
+    };
     let diags = pdiags
         .into_iter()
         .map(|d| {

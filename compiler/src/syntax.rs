@@ -6,30 +6,33 @@
 //! parser errors into diagnostics. Duplicate keys are kept in the tree and reported by
 //! [`crate::decode`], which sees both occurrences.
 
+use std::borrow::Cow;
+
 use serde_saphyr::granit_parser;
 
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
 
-/// One YAML node with its byte span in the file.
+/// One YAML node with its byte span in the file. Strings borrow from the file's text where the
+/// YAML spelled them literally (no escapes, no folding), which is nearly always.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Node {
+pub struct Node<'a> {
     pub span: Span,
-    pub value: Value,
+    pub value: Value<'a>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     Null,
     Bool(bool),
     Int(i128),
     Float(f64),
-    Str(String),
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
+    Str(Cow<'a, str>),
+    Seq(Vec<Node<'a>>),
+    Map(Vec<(Node<'a>, Node<'a>)>),
 }
 
-impl Value {
+impl Value<'_> {
     /// Name of the YAML type, for "expected X, found Y" messages.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -44,7 +47,7 @@ impl Value {
     }
 }
 
-impl Node {
+impl<'a> Node<'a> {
     /// Feed the node's content (not its position or formatting) into a hash.
     pub fn digest(&self, h: &mut impl sha2::Digest) {
         match &self.value {
@@ -83,13 +86,13 @@ impl Node {
 
     pub fn as_str(&self) -> Option<&str> {
         match &self.value {
-            Value::Str(s) => Some(s),
+            Value::Str(s) => Some(s.as_ref()),
             _ => None,
         }
     }
 
     /// Look up a key in a mapping node (first occurrence).
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         match &self.value {
             Value::Map(entries) => entries
                 .iter()
@@ -125,7 +128,8 @@ impl Default for Limits {
 
 /// Resolve a plain scalar by the YAML 1.2 core schema (with the Kubernetes habit of reading
 /// `true`/`false` only in their usual spellings).
-fn resolve_plain(s: &str) -> Value {
+fn resolve_plain(value: Cow<'_, str>) -> Value<'_> {
+    let s: &str = &value;
     match s {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
@@ -140,7 +144,7 @@ fn resolve_plain(s: &str) -> Value {
     let bytes = s.as_bytes();
     let first = bytes[0];
     if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
-        return Value::Str(s.to_string());
+        return Value::Str(value);
     }
     let (neg, digits) = match first {
         b'-' => (true, &s[1..]),
@@ -173,7 +177,7 @@ fn resolve_plain(s: &str) -> Value {
             return Value::Float(f);
         }
     }
-    Value::Str(s.to_string())
+    Value::Str(value)
 }
 
 fn byte_of(m: &granit_parser::Marker, text: &str) -> usize {
@@ -183,13 +187,13 @@ fn byte_of(m: &granit_parser::Marker, text: &str) -> usize {
     }
 }
 
-struct Frame {
+struct Frame<'a> {
     start: usize,
     anchor: usize,
     /// For mappings: a key waiting for its value.
-    pending_key: Option<Node>,
-    seq: Option<Vec<Node>>,
-    map: Option<Vec<(Node, Node)>>,
+    pending_key: Option<Node<'a>>,
+    seq: Option<Vec<Node<'a>>>,
+    map: Option<Vec<(Node<'a>, Node<'a>)>>,
 }
 
 /// Parse a multi-document YAML file into spanned trees, with the limits applied while parsing.
@@ -200,16 +204,36 @@ struct Frame {
 /// faster than going through serde (see `BENCHMARKS.md`), and gives every node, collections
 /// included, a full byte span.
 #[allow(clippy::result_large_err)] // One error per file; its size does not matter.
-pub fn parse_documents(file: FileId, text: &str, limits: Limits) -> Result<Vec<Node>, Diagnostic> {
+pub fn parse_documents(
+    file: FileId,
+    text: &str,
+    limits: Limits,
+) -> Result<Vec<Node<'_>>, Diagnostic> {
+    let mut docs = Vec::new();
+    parse_documents_with(file, text, limits, |doc| docs.push(doc))?;
+    Ok(docs)
+}
+
+/// Like [`parse_documents`], but hands each document to `on_document` as soon as it is complete,
+/// so that a caller can decode it and drop its tree while the next one is parsed (the tree of
+/// one document stays in cache; the trees of a whole file would not). On an error, documents
+/// before it have been handed over already: the caller discards what it made of them.
+#[allow(clippy::result_large_err)] // One error per file; its size does not matter.
+pub fn parse_documents_with<'a>(
+    file: FileId,
+    text: &'a str,
+    limits: Limits,
+    mut on_document: impl FnMut(Node<'a>),
+) -> Result<(), Diagnostic> {
     use granit_parser::{Event, Parser, ScalarStyle};
     let budget = |message: String, at: usize| {
         Diagnostic::new(Code::ResourceBudget, message)
             .primary(file, Span::new(at, at), "here")
             .help("meshc limits nesting depth, aliases and document size so that no input can exhaust memory or time")
     };
-    let mut docs = Vec::new();
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: std::collections::HashMap<usize, (Node, usize)> =
+    let mut documents = 0usize;
+    let mut stack: Vec<Frame<'a>> = Vec::new();
+    let mut anchors: std::collections::HashMap<usize, (Node<'a>, usize)> =
         std::collections::HashMap::new();
     let mut nodes = 0usize;
     let mut aliases = 0usize;
@@ -243,11 +267,11 @@ pub fn parse_documents(file: FileId, text: &str, limits: Limits) -> Result<Vec<N
         };
         let start = byte_of(&span.start, text);
         let end = byte_of(&span.end, text).max(start);
-        let mut finished: Option<(Node, usize)> = None;
+        let mut finished: Option<(Node<'a>, usize)> = None;
         match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
             Event::DocumentStart(..) => {
-                if docs.len() >= limits.max_documents {
+                if documents >= limits.max_documents {
                     return Err(budget(
                         format!("more than {} documents in one file", limits.max_documents),
                         start,
@@ -289,9 +313,9 @@ pub fn parse_documents(file: FileId, text: &str, limits: Limits) -> Result<Vec<N
                     .as_ref()
                     .is_some_and(|t| t.is_yaml_core_schema_tag("str"));
                 let v = if style == ScalarStyle::Plain && !is_str_tag {
-                    resolve_plain(&value)
+                    resolve_plain(value)
                 } else {
-                    Value::Str(value.into_owned())
+                    Value::Str(value)
                 };
                 finished = Some((
                     Node {
@@ -354,7 +378,10 @@ pub fn parse_documents(file: FileId, text: &str, limits: Limits) -> Result<Vec<N
         match stack.last_mut() {
             // An empty document (`---` with nothing after it) is an implicit null: skip it.
             None if matches!(node.value, Value::Null) => {}
-            None => docs.push(node),
+            None => {
+                documents += 1;
+                on_document(node);
+            }
             Some(frame) => {
                 if let Some(items) = &mut frame.seq {
                     items.push(node);
@@ -367,7 +394,7 @@ pub fn parse_documents(file: FileId, text: &str, limits: Limits) -> Result<Vec<N
             }
         }
     }
-    Ok(docs)
+    Ok(())
 }
 
 fn lower_first(msg: &str) -> String {

@@ -412,6 +412,41 @@ fn malformed_inputs_get_diagnostics_not_panics() {
     }
 }
 
+/// Documents are decoded while the file is still being parsed; a syntax error further down must
+/// still leave the file with that one diagnostic, as if none of its documents had been read.
+#[test]
+fn a_syntax_error_discards_the_documents_before_it() {
+    let good_but_odd = "apiVersion: meshc.dev/v1alpha1\nkind: MeshService\nmetadata: {name: a, namespace: n}\nspec:\n  ports: [{port: 80}]\n  colour: blue\n";
+    let broken = "apiVersion: v1\nkind: Service\nmetadata: {name: b\n";
+    let text = format!("{good_but_odd}---\n{broken}");
+    let checked = meshc::check_sources(vec![("m.yaml".into(), text)], &LoadOptions::default());
+    let codes: Vec<_> = checked.diagnostics.iter().map(|d| d.code).collect();
+    assert!(
+        codes.contains(&meshc::Code::YamlSyntax),
+        "{:?}",
+        checked.diagnostics
+    );
+    assert!(
+        !codes.contains(&meshc::Code::UnknownField),
+        "the first document's problems must not be reported: {:?}",
+        checked.diagnostics
+    );
+    assert!(checked.model.services.is_empty());
+    // Without the broken document, the first one is read and its unknown field reported.
+    let checked = meshc::check_sources(
+        vec![("m.yaml".into(), good_but_odd.to_string())],
+        &LoadOptions::default(),
+    );
+    let codes: Vec<_> = checked.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        vec![meshc::Code::UnknownField],
+        "{:?}",
+        checked.diagnostics
+    );
+    assert_eq!(checked.model.services.len(), 1);
+}
+
 /// JSON text laid out with two-space indentation, keys and values exactly as written (artifacts
 /// are compact: this is only for reading their snapshots).
 fn reindent(json: &str) -> String {
@@ -704,4 +739,145 @@ fn audit_mode_lets_a_denied_request_through_and_says_so() {
         "audit mode must not turn the answer into 403"
     );
     assert!(denied.human.contains("would be denied"), "{}", denied.human);
+}
+
+/// Every file in `dir`, name to contents.
+fn dir_files(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(e.path()).expect("read"))
+        })
+        .collect()
+}
+
+/// `meshc build` writes artifacts while it compiles them (`compile_into`); the result must be
+/// exactly what compiling in memory and writing everything afterwards gives, with artifacts a
+/// previous build named and this one did not removed, and no temporary file left behind.
+#[test]
+fn writing_while_compiling_gives_the_same_output() {
+    let inputs = read_inputs(&root().join("examples/meshes/bookinfo"));
+    let checked = meshc::check_sources(inputs, &LoadOptions::default());
+    assert!(!checked.has_errors(), "{:#?}", checked.diagnostics);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    // Both directories hold a previous build that named a service since removed, and an
+    // unrelated file that no index names.
+    for dir in [&a, &b] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::fs::write(
+            dir.join("index.json"),
+            r#"{"format":"meshc.index","format_version":1,"meshc_version":"0","mesh":"m","source_hash":"sha256:00","artifacts":[{"service":"old/gone","file":"old.gone.json","sha256":"sha256:00","body_hash":"sha256:00"}]}"#,
+        )
+        .expect("write");
+        std::fs::write(dir.join("old.gone.json"), "{}").expect("write");
+        std::fs::write(dir.join("notes.txt"), "kept").expect("write");
+    }
+    let files = meshc::build::compile(&checked);
+    meshc::build::write_output(&a, &files).expect("write_output");
+    let n = meshc::build::compile_into(&checked, &b).expect("compile_into");
+    assert_eq!(
+        n,
+        files.len() - 1,
+        "every file but the index is an artifact"
+    );
+    let (in_a, in_b) = (dir_files(&a), dir_files(&b));
+    assert_eq!(
+        in_a.keys().collect::<Vec<_>>(),
+        in_b.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(in_a, in_b);
+    assert!(!in_b.contains_key("old.gone.json"), "stale artifact kept");
+    assert_eq!(in_b.get("notes.txt").map(String::as_str), Some("kept"));
+    assert!(
+        in_b.keys().all(|k| !k.starts_with('.')),
+        "temporary files left: {:?}",
+        in_b.keys()
+    );
+    for f in &files {
+        assert_eq!(in_b.get(&f.name), Some(&f.text), "{}", f.name);
+    }
+}
+
+/// `meshc build` lowers each destination's route table once and shares it among the sidecars
+/// that call it; a caller in a namespace with consumer routes must still get its own table.
+/// Every sidecar's body must be what lowering it alone gives.
+#[test]
+fn shared_route_tables_lower_like_unshared_ones() {
+    let mesh = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: mesh}
+spec:
+  ports: [{name: http, port: 80}, {name: alt, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v1, namespace: mesh}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: v2, namespace: mesh}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: cons}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b, namespace: cons}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: c, namespace: other}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: producer, namespace: mesh, creationTimestamp: "2020-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: v1, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: consumer, namespace: cons, creationTimestamp: "2024-01-01T00:00:00Z"}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, namespace: mesh, port: 80}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /c}}]
+    backendRefs: [{name: v2, namespace: mesh, port: 8080}]
+"#;
+    let mut inputs = vec![("consumer.yaml".to_string(), mesh.to_string())];
+    inputs.extend(meshc::synth::generate(meshc::synth::SynthSpec::new(120)));
+    let checked = meshc::check_sources(inputs, &LoadOptions::default());
+    assert!(!checked.has_errors(), "{:#?}", checked.diagnostics);
+    let slicer = meshc::policy::slicer(&checked);
+    let tables = meshc::lower::TableCache::default();
+    let mut consumer_tables = 0;
+    for svc in &checked.model.services {
+        let alone = meshc::lower::lower_sidecar_with(&checked, &slicer, svc);
+        let shared = meshc::lower::lower_sidecar_shared(&checked, &slicer, &tables, svc);
+        assert_eq!(alone, shared, "{}", svc.key());
+        let text = serde_json::to_string(&shared).expect("json");
+        if text.contains("cons/consumer") {
+            consumer_tables += 1;
+        }
+    }
+    // Only the two callers in `cons` see the consumer route; the others were served from the
+    // shared producer table.
+    assert_eq!(consumer_tables, 2);
 }

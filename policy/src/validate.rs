@@ -230,10 +230,66 @@ impl PolicySet {
 /// `sources` are `(file name, text)` pairs; the file name is used in generated policy ids
 /// (`<file>:<line>:<column>`), diagnostics refer to files by their index in `sources`.
 /// Diagnostics are sorted by file, position and code.
+/// `.cedar` files parsed ahead of validation. Parsing needs no mesh model, so a caller can parse
+/// policies while it is still reading the rest of the mesh definition, and hand the result to
+/// [`validate_parsed`].
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Byte length of each file parsed, to recognise the same sources later.
+    lengths: Vec<usize>,
+    files: Vec<Result<cedar_policy::PolicySet, Box<cedar_policy::ParseErrors>>>,
+}
+
+impl Parsed {
+    /// Parse every file, one after the other on the calling thread.
+    pub fn new(sources: &[(String, String)]) -> Self {
+        Parsed {
+            lengths: sources.iter().map(|(_, t)| t.len()).collect(),
+            files: sources.iter().map(|(_, text)| parse_one(text)).collect(),
+        }
+    }
+
+    /// Parse every file, on every core.
+    fn on_all_cores(sources: &[(String, String)]) -> Self {
+        Parsed {
+            lengths: sources.iter().map(|(_, t)| t.len()).collect(),
+            files: on_threads(sources, |(_, text)| parse_one(text)),
+        }
+    }
+
+    fn matches(&self, sources: &[(String, String)]) -> bool {
+        self.lengths.len() == sources.len()
+            && self
+                .lengths
+                .iter()
+                .zip(sources)
+                .all(|(n, (_, t))| *n == t.len())
+    }
+}
+
+fn parse_one(text: &str) -> Result<cedar_policy::PolicySet, Box<cedar_policy::ParseErrors>> {
+    cedar_policy::PolicySet::from_str(text).map_err(Box::new)
+}
+
 pub fn validate(
     model: &PolicyModel,
     sources: &[(String, String)],
 ) -> (PolicySet, Vec<PolicyDiagnostic>) {
+    validate_parsed(model, sources, Parsed::on_all_cores(sources))
+}
+
+/// [`validate`] with the files already parsed by [`Parsed::new`] from the same `sources` (they
+/// are parsed again if they do not look like the same files).
+pub fn validate_parsed(
+    model: &PolicyModel,
+    sources: &[(String, String)],
+    parsed: Parsed,
+) -> (PolicySet, Vec<PolicyDiagnostic>) {
+    let parsed = if parsed.matches(sources) {
+        parsed
+    } else {
+        Parsed::on_all_cores(sources)
+    };
     let mut diags = Vec::new();
     let schema = match Schema::from_cedarschema_str(&schema_text(model)) {
         Ok((schema, _warnings)) => Some(schema),
@@ -263,11 +319,7 @@ pub fn validate(
     let mut policies: Vec<cedar_policy::Policy> = Vec::new();
     let mut by_id: HashMap<String, usize> = HashMap::new();
 
-    // Parsing is independent per file: do it on every core.
-    let parsed_files = on_threads(sources, |(_, text)| {
-        cedar_policy::PolicySet::from_str(text).map_err(Box::new)
-    });
-    for (file, ((name, text), parsed)) in sources.iter().zip(parsed_files).enumerate() {
+    for (file, ((name, text), parsed)) in sources.iter().zip(parsed.files).enumerate() {
         let lines = LineIndex::new(text);
         let parsed = match parsed {
             Ok(parsed) => parsed,

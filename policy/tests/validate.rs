@@ -398,3 +398,35 @@ fn large_sets_report_every_problem_once() {
         .collect();
     assert_eq!(found, expected, "{diags:#?}");
 }
+
+/// Files parsed ahead of validation give exactly what validating from text gives, problems
+/// included; a parse of other files is not trusted and the sources are parsed again.
+#[test]
+fn parsed_ahead_validates_like_text() {
+    let mut files = sources();
+    files.push((
+        "bad.cedar".to_string(),
+        "permit (principal == Workload::\"default/nope\", action, resource) when { context.nope };\nforbid (".to_string(),
+    ));
+    files.push((
+        "typo.cedar".to_string(),
+        "permit (principal is Wrkload, action, resource);".to_string(),
+    ));
+    let (set, diags) = validate(&bookinfo(), &files);
+    assert!(!diags.is_empty(), "the test needs problems to compare");
+    let ahead = mesh_policy::validate::Parsed::new(&files);
+    let (set2, diags2) = mesh_policy::validate::validate_parsed(&bookinfo(), &files, ahead);
+    assert_eq!(diags, diags2);
+    let ids = |s: &mesh_policy::PolicySet| {
+        s.entries()
+            .iter()
+            .map(|e| (e.id.clone(), e.text.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&set), ids(&set2));
+    // Parsed from different files: ignored.
+    let other = mesh_policy::validate::Parsed::new(&files[..1]);
+    let (set3, diags3) = mesh_policy::validate::validate_parsed(&bookinfo(), &files, other);
+    assert_eq!(diags, diags3);
+    assert_eq!(ids(&set), ids(&set3));
+}

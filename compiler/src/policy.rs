@@ -24,17 +24,29 @@ pub struct Policies {
     pub set: mesh_policy::PolicySet,
     /// File names in the order given to `mesh_policy::validate`.
     pub file_names: Vec<String>,
+    /// Who may call whom, derived from the sidecars' egress on first use: only bundles need it,
+    /// and `meshc check` makes none.
+    callers: std::sync::OnceLock<Callers>,
+}
+
+#[derive(Debug, Default)]
+struct Callers {
     /// Services whose sidecar may call every service (no egress list).
-    pub callers_of_all: BTreeSet<String>,
+    of_all: BTreeSet<String>,
     /// Per service, the services whose egress names it.
-    pub callers: BTreeMap<String, BTreeSet<String>>,
+    by: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Policies {
-    /// Workloads that can reach `service` through their sidecars.
-    pub fn callers_of(&self, service: &str) -> BTreeSet<String> {
-        let mut set = self.callers_of_all.clone();
-        if let Some(c) = self.callers.get(service) {
+    /// Workloads that can reach `service` through their sidecars (`model` is the mesh these
+    /// policies were checked against).
+    pub fn callers_of(&self, model: &Model, service: &str) -> BTreeSet<String> {
+        let callers = self.callers.get_or_init(|| {
+            let (of_all, by) = callers(model);
+            Callers { of_all, by }
+        });
+        let mut set = callers.of_all.clone();
+        if let Some(c) = callers.by.get(service) {
             set.extend(c.iter().cloned());
         }
         set
@@ -117,14 +129,12 @@ pub fn check_parsed(
             out
         })
         .collect();
-    let (callers_of_all, callers) = callers(model);
     (
         Policies {
             model: pm,
             set,
             file_names,
-            callers_of_all,
-            callers,
+            callers: std::sync::OnceLock::new(),
         },
         diags,
     )
@@ -145,14 +155,18 @@ pub fn bundle_with(
     let key = svc.key();
     // The slicer hands out entities with their keys sorted (canonical), so encoding the
     // artifact does not copy the body to sort them.
-    slicer.bundle(&key, &p.file_names, Some(&p.callers_of(&key)))
+    slicer.bundle(
+        &key,
+        &p.file_names,
+        Some(&p.callers_of(&checked.model, &key)),
+    )
 }
 
 /// The inbound authorization bundle of one sidecar.
 pub fn bundle_for(checked: &Checked, svc: &Service) -> AuthzBundle {
     let p = &checked.policies;
     let key = svc.key();
-    let callers = p.callers_of(&key);
+    let callers = p.callers_of(&checked.model, &key);
     mesh_policy::slice::bundle_for_callers(&p.model, &p.set, &key, &p.file_names, Some(&callers))
 }
 

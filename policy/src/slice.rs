@@ -136,11 +136,9 @@ impl SliceIndex {
     }
 }
 
-/// The mesh's entities as bundle JSON, built once per [`PolicySet`]: every bundle carries all
-/// namespaces and workloads.
+/// The mesh's entities as bundle JSON, built once per [`Slicer`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct MeshEntities {
-    model: PolicyModel,
     /// Namespace entities, sorted by name, and the position of each.
     namespaces: Vec<Value>,
     namespace_index: HashMap<String, usize>,
@@ -158,7 +156,6 @@ impl MeshEntities {
         let services = model.sorted_services();
         let namespaces = model.namespaces();
         MeshEntities {
-            model: model.clone(),
             namespace_index: namespaces
                 .iter()
                 .enumerate()
@@ -245,17 +242,14 @@ pub fn bundle_for_callers(
 /// mesh costs time in proportion to what each bundle holds, not to the mesh's size.
 pub struct Slicer<'a> {
     set: &'a PolicySet,
-    mesh: std::borrow::Cow<'a, MeshEntities>,
+    mesh: MeshEntities,
     schema: String,
     headers: Vec<String>,
 }
 
 impl<'a> Slicer<'a> {
     pub fn new(model: &'a PolicyModel, set: &'a PolicySet) -> Self {
-        let mesh = match set.mesh_entities() {
-            Some(m) if m.model == *model => std::borrow::Cow::Borrowed(m),
-            _ => std::borrow::Cow::Owned(MeshEntities::build(model)),
-        };
+        let mesh = MeshEntities::build(model);
         Slicer {
             set,
             mesh,

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
-use std::sync::Arc;
 
 use cedar_policy::{PolicyId, Schema, ValidationMode, Validator};
 use cedar_policy_core::ast;
@@ -18,7 +17,7 @@ use crate::model::{
     NAMESPACE_TYPE, PolicyModel, READ_GROUP, SERVICE_TYPE, UNKNOWN_WORKLOAD_ID, WORKLOAD_TYPE,
     WRITE_GROUP, schema_text,
 };
-use crate::slice::{MeshEntities, SliceIndex};
+use crate::slice::SliceIndex;
 
 /// Severity of a policy diagnostic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,8 +182,8 @@ pub struct PolicySet {
     /// In source order: by file index, then by position.
     entries: Vec<PolicyEntry>,
     by_id: HashMap<String, usize>,
-    slice: SliceIndex,
-    mesh: Option<Arc<MeshEntities>>,
+    /// Built on first use: only slicing needs it.
+    slice: std::sync::OnceLock<SliceIndex>,
 }
 
 impl PolicySet {
@@ -217,11 +216,8 @@ impl PolicySet {
     }
 
     pub(crate) fn slice_index(&self) -> &SliceIndex {
-        &self.slice
-    }
-
-    pub(crate) fn mesh_entities(&self) -> Option<&MeshEntities> {
-        self.mesh.as_deref()
+        self.slice
+            .get_or_init(|| SliceIndex::build(&self.entries, &self.cedar))
     }
 }
 
@@ -572,14 +568,11 @@ pub fn validate_parsed(
         (a.file, a.span.0, a.code, a.span.1).cmp(&(b.file, b.span.0, b.code, b.span.1))
     });
 
-    let slice = SliceIndex::build(&entries, &cedar);
-    let mesh = Some(Arc::new(MeshEntities::build(model)));
     let set = PolicySet {
         cedar,
         entries,
         by_id,
-        slice,
-        mesh,
+        slice: std::sync::OnceLock::new(),
     };
     (set, diags)
 }

@@ -90,3 +90,94 @@ proptest! {
         check_positions(vec![("a.yaml".to_string(), text.clone()), ("p.cedar".to_string(), text)]);
     }
 }
+
+/// Pieces of regular expressions, valid and not, for the regex check below.
+const REGEX_PIECES: &[&str] = &[
+    "a",
+    "/",
+    "-",
+    ".",
+    "[a-z]",
+    "[^/]",
+    "[0-9]+",
+    "(",
+    ")",
+    "(?:",
+    "|",
+    "*",
+    "+",
+    "?",
+    "[",
+    "]",
+    "\\",
+    "\\.",
+    "\\w",
+    "\\d",
+    "\\p{L}",
+    "\\x41",
+    "{2}",
+    "{1000}",
+    "{",
+    "}",
+    "^",
+    "$",
+    "(?i)",
+    "(?-u)",
+    "(?P<n>",
+    "é",
+    "[[:alpha:]]",
+    "[z-a]",
+    "**",
+];
+
+/// `meshc check` takes a shortcut for simple patterns (`meshc::decode::regex_problem`); it must
+/// accept and refuse exactly what the proxy's matcher does, with the same message.
+fn same_regex_verdict(pattern: &str) {
+    assert_eq!(
+        meshc::decode::regex_problem(pattern),
+        mesh_artifact::matcher::check_regex(pattern).err(),
+        "pattern {pattern:?}"
+    );
+}
+
+#[test]
+fn regex_shortcut_agrees_with_the_matcher() {
+    for p in [
+        "[0-9]+",
+        "/api/v2/svc-1/res3/[a-z]+/[0-9]+",
+        "(?:a|b)*c",
+        "a)",
+        "(a",
+        "[z-a]",
+        "*a",
+        "a**",
+        "x\\",
+        "[",
+        "(?-u).",
+        "(?-u:[^a])",
+        "(?i)abc",
+        "\\w+",
+        "a{1000}{1000}",
+        "(?:a{100}){100}",
+        "[[:alpha:]]+",
+        "[[:bogus:]]",
+        "",
+        "é+",
+        &"[^/]".repeat(70),
+        &"(a|b)".repeat(60),
+    ] {
+        same_regex_verdict(p);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    #[test]
+    fn regex_shortcut_agrees_on_generated_patterns(
+        parts in proptest::collection::vec(0..REGEX_PIECES.len(), 0..12)
+    ) {
+        let pattern: String = parts.iter().map(|&i| REGEX_PIECES[i]).collect();
+        same_regex_verdict(&pattern);
+    }
+}

@@ -166,6 +166,9 @@ struct CachedTable<'m> {
 #[derive(Default)]
 pub struct TableCache<'m> {
     tables: std::sync::Mutex<HashMap<TableKey, std::sync::Arc<CachedTable<'m>>>>,
+    /// Clusters by key: a cluster depends only on its service, port and version, and most
+    /// sidecars name the same few clusters of each destination.
+    clusters: std::sync::Mutex<HashMap<String, Cluster>>,
 }
 
 impl<'m> TableCache<'m> {
@@ -182,17 +185,32 @@ impl<'m> TableCache<'m> {
             Err(poisoned) => poisoned.into_inner().insert(key, table),
         };
     }
+
+    fn cluster(&self, key: &str) -> Option<Cluster> {
+        match self.clusters.lock() {
+            Ok(c) => c.get(key).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(key).cloned(),
+        }
+    }
+
+    fn put_cluster(&self, key: &str, cluster: &Cluster) {
+        match self.clusters.lock() {
+            Ok(mut c) => c.insert(key.to_string(), cluster.clone()),
+            Err(poisoned) => poisoned.into_inner().insert(key.to_string(), cluster.clone()),
+        };
+    }
 }
 
-struct Lowerer<'a> {
+struct Lowerer<'a, 'c> {
     model: &'a Model,
+    shared: &'c TableCache<'a>,
     sources: &'a SourceMap,
     clusters: BTreeMap<String, Cluster>,
     /// While a route table is lowered: every cluster its actions name, in order.
     used: Option<Vec<(&'a Service, u16, Option<String>)>>,
 }
 
-impl<'a> Lowerer<'a> {
+impl<'a> Lowerer<'a, '_> {
     /// Add the cluster for a service port (and version); returns its key.
     fn cluster(&mut self, svc: &Service, port: u16, version: Option<&str>) -> String {
         let key = cluster_key(&svc.key(), port, version);
@@ -202,6 +220,10 @@ impl<'a> Lowerer<'a> {
 
     fn add_cluster(&mut self, svc: &Service, port: u16, version: Option<&str>, key: &str) {
         if self.clusters.contains_key(key) {
+            return;
+        }
+        if let Some(c) = self.shared.cluster(key) {
+            self.clusters.insert(key.to_string(), c);
             return;
         }
         let info = sidecar_info(self.model, svc);
@@ -243,17 +265,16 @@ impl<'a> Lowerer<'a> {
         }
         endpoints.sort();
         endpoints.dedup();
-        self.clusters.insert(
-            key.to_string(),
-            Cluster {
-                service: svc.key(),
-                port,
-                version: version.map(str::to_string),
-                protocol,
-                identity: info.identity,
-                endpoints,
-            },
-        );
+        let cluster = Cluster {
+            service: svc.key(),
+            port,
+            version: version.map(str::to_string),
+            protocol,
+            identity: info.identity,
+            endpoints,
+        };
+        self.shared.put_cluster(key, &cluster);
+        self.clusters.insert(key.to_string(), cluster);
     }
 
     fn action(&mut self, rule: &Rule) -> RuleAction {
@@ -429,6 +450,7 @@ pub fn lower_sidecar_shared<'m>(
     let model = &checked.model;
     let mut l = Lowerer {
         model,
+        shared: tables,
         sources: &checked.sources,
         clusters: BTreeMap::new(),
         used: None,

@@ -144,32 +144,17 @@ pub fn write_atomic(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
 const WRITERS: usize = 2;
 
 /// Write `f` to its temporary name in `dir` and close it; the file is removed again on error.
-/// On Linux the kernel is asked to start writing it back at once, so that the final sync has
-/// less left to wait for.
+/// (Starting each file's writeback at once, with `POSIX_FADV_DONTNEED`, was measured: it takes
+/// the final sync from ~0.45 to ~0.3 s but costs the writers ~0.6 s more for 5,000 files.)
 fn write_temp(dir: &Path, f: &OutputFile) -> std::io::Result<std::path::PathBuf> {
     let tmp = temp_name(dir, &f.name);
-    let result = std::fs::File::create(&tmp).and_then(|mut t| {
-        t.write_all(f.text.as_bytes())?;
-        start_writeback(&t);
-        Ok(())
-    });
+    let result = std::fs::File::create(&tmp).and_then(|mut t| t.write_all(f.text.as_bytes()));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
     Ok(tmp)
 }
-
-/// `POSIX_FADV_DONTNEED` on a file just written starts its writeback without waiting for it
-/// (Linux), the way `sync_file_range(SYNC_FILE_RANGE_WRITE)` would. Only a hint: errors are
-/// ignored, and the commit's sync is what guarantees the data is on disk.
-#[cfg(target_os = "linux")]
-fn start_writeback(f: &std::fs::File) {
-    let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_f: &std::fs::File) {}
 
 fn remove_temps(temps: &[(std::path::PathBuf, String)]) {
     for (tmp, _) in temps {

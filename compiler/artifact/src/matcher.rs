@@ -41,8 +41,10 @@
 //! every segment boundary of the path, longest first, for `PathPrefix` entries (one probe per
 //! segment; a path without a trailing slash shares its first probe with the exact one), then the
 //! short list of regex entries (each checked first against the literal its pattern starts with,
-//! see [`literal_prefix`]). Candidates under one key are kept in table order, and an entry with
-//! no method, header or query condition is flagged so that it is taken without reading it.
+//! see [`literal_prefix`]). Candidates under one key are kept in table order. An entry with a
+//! method, header or query condition carries its conditions inline, beside it in the line, as
+//! ids of the table's distinct strings and regexes (each pattern compiled once per table), so
+//! that checking them reads nothing else that grows with the table.
 //!
 //! When the table is sorted by path class and prefix length (as the compiler always writes it),
 //! the first hit is the answer and the lookup stops there; otherwise every bucket is searched and
@@ -50,11 +52,11 @@
 //! lookup allocates nothing, except to percent-decode a query value that a regex must see.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use regex::Regex;
 
-use crate::strtable::StrTable;
+use crate::strtable::{StrTable, Words};
 use crate::types::{MatchKind, PathMatch, RouteEntry, RouteTable, ValueMatch};
 
 /// The parts of a request the matcher looks at.
@@ -206,6 +208,7 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// A prefix as the index files it: without trailing slashes (`/` becomes the empty string).
+#[inline]
 pub fn normalise_prefix(prefix: &str) -> &str {
     prefix.trim_end_matches('/')
 }
@@ -360,39 +363,68 @@ struct CompiledEntry {
     query: Box<[(Box<str>, CompiledValue)]>,
 }
 
+/// A regex-compilation error as an [`IndexError`] naming the entry.
+fn regex_error(e: &RouteEntry, pattern: &str, error: regex::Error) -> IndexError {
+    IndexError::Regex {
+        route: e.route.clone(),
+        rule: e.rule,
+        pattern: pattern.to_string(),
+        message: error.to_string(),
+    }
+}
+
+/// Compiled regexes of one table, each pattern compiled once however many entries use it.
+#[derive(Default)]
+struct Regexes {
+    ids: HashMap<String, usize>,
+    list: Vec<Regex>,
+}
+
+impl Regexes {
+    /// The index of a pattern's full-match regex in `list`, compiling it on first use.
+    fn index(&mut self, e: &RouteEntry, pattern: &str) -> Result<usize, IndexError> {
+        if let Some(&i) = self.ids.get(pattern) {
+            return Ok(i);
+        }
+        let re = full_match_regex(pattern).map_err(|x| regex_error(e, pattern, x))?;
+        self.list.push(re);
+        self.ids.insert(pattern.to_string(), self.list.len() - 1);
+        Ok(self.list.len() - 1)
+    }
+
+    fn regex(&mut self, e: &RouteEntry, pattern: &str) -> Result<Regex, IndexError> {
+        let i = self.index(e, pattern)?;
+        // `index` returns an index into `list`.
+        Ok(self.list[i].clone())
+    }
+}
+
 impl CompiledEntry {
-    fn compile(e: &RouteEntry) -> Result<Self, IndexError> {
-        let err = |pattern: &str, error: regex::Error| IndexError::Regex {
-            route: e.route.clone(),
-            rule: e.rule,
-            pattern: pattern.to_string(),
-            message: error.to_string(),
-        };
-        let value = |m: &ValueMatch| -> Result<CompiledValue, IndexError> {
-            Ok(match m.kind {
-                MatchKind::Exact => CompiledValue::Exact(m.value.as_str().into()),
-                MatchKind::RegularExpression => {
-                    CompiledValue::Regex(full_match_regex(&m.value).map_err(|x| err(&m.value, x))?)
-                }
-            })
-        };
+    fn compile(e: &RouteEntry, regexes: &mut Regexes) -> Result<Self, IndexError> {
         let regex_path = match &e.path {
-            PathMatch::RegularExpression(p) => Some((
-                full_match_regex(p).map_err(|x| err(p, x))?,
-                literal_prefix(p).into(),
-            )),
+            PathMatch::RegularExpression(p) => {
+                Some((regexes.regex(e, p)?, literal_prefix(p).into()))
+            }
             _ => None,
         };
+        let mut value = |m: &ValueMatch| -> Result<CompiledValue, IndexError> {
+            Ok(match m.kind {
+                MatchKind::Exact => CompiledValue::Exact(m.value.as_str().into()),
+                MatchKind::RegularExpression => CompiledValue::Regex(regexes.regex(e, &m.value)?),
+            })
+        };
+        let headers = effective_headers(e)
+            .map(|h| Ok((h.name.to_ascii_lowercase().into_boxed_str(), value(h)?)))
+            .collect::<Result<_, IndexError>>()?;
+        let query = effective_query(e)
+            .map(|q| Ok((q.name.as_str().into(), value(q)?)))
+            .collect::<Result<_, IndexError>>()?;
         Ok(CompiledEntry {
             entry: 0,
             regex_path,
             method: e.method.as_deref().map(Into::into),
-            headers: effective_headers(e)
-                .map(|h| Ok((h.name.to_ascii_lowercase().into_boxed_str(), value(h)?)))
-                .collect::<Result<_, IndexError>>()?,
-            query: effective_query(e)
-                .map(|q| Ok((q.name.as_str().into(), value(q)?)))
-                .collect::<Result<_, IndexError>>()?,
+            headers,
+            query,
         })
     }
 
@@ -403,10 +435,6 @@ impl CompiledEntry {
         self.regex_path
             .as_ref()
             .is_some_and(|(r, prefix)| path.starts_with(&**prefix) && r.is_match(path))
-    }
-
-    fn is_unconditional(&self) -> bool {
-        self.method.is_none() && self.headers.is_empty() && self.query.is_empty()
     }
 
     /// Everything but the path (the bucket already matched exact and prefix paths).
@@ -449,36 +477,154 @@ pub fn entry_matches<R: RequestParts + ?Sized>(
     entry: &RouteEntry,
     req: &R,
 ) -> Result<bool, IndexError> {
-    let compiled = CompiledEntry::compile(entry)?;
+    let compiled = CompiledEntry::compile(entry, &mut Regexes::default())?;
     Ok(compiled.path_matches(&entry.path, req.path()) && compiled.matches_rest(req))
 }
 
-/// Flag set in a candidate when its entry has a method, header or query condition: the
-/// candidate then holds the index of the entry's compiled conditions, not of the entry.
+// Candidates, as stored under a path in the index: one word, then, for an entry with a method,
+// header or query condition, its conditions inline, so that checking them reads nothing but the
+// line the candidate sits in and the table's (few, hot) distinct strings:
+//
+// - word 0: the entry index, [`EXACT`] when filed under its `Exact` path, [`CONDITIONAL`] when
+//   conditions follow;
+// - conditions, compact form: a head word `method << 16 | headers << 8 | queries` (`method` is
+//   0 for none, else its string id + 1), then one word per header and per query condition,
+//   `name << 16 | value`, where `value` is a string id, or a regex id flagged [`REGEX_VALUE`];
+// - conditions, external form (more than 255 conditions of a kind, or ids beyond
+//   [`INLINE_IDS`]): [`EXTERNAL`], then the index of the entry's [`CompiledEntry`].
+
+/// Flag in a candidate's first word: conditions follow.
 const CONDITIONAL: u32 = 1 << 31;
-/// Flag set in a candidate filed under its `Exact` path (the others are prefixes).
+/// Flag in a candidate's first word: filed under its `Exact` path (the others are prefixes).
 const EXACT: u32 = 1 << 30;
-/// The entry (or compiled conditions) index in a candidate.
+/// The entry index in a candidate's first word.
 const ENTRY: u32 = EXACT - 1;
 /// The largest entry count an index holds (candidates keep two bits for flags).
 const MAX_ENTRIES: usize = ENTRY as usize;
 const NONE: u32 = u32::MAX;
+/// Head word of conditions kept in a [`CompiledEntry`]: the next word is its index.
+const EXTERNAL: u32 = u32::MAX;
+/// Flag in a condition's value: a regex id, not a string id.
+const REGEX_VALUE: u32 = 1 << 15;
+/// String and regex ids of the compact form are below this.
+const INLINE_IDS: u32 = REGEX_VALUE - 1;
+
+/// The distinct strings (methods, header and query names, values) of a table's conditions,
+/// stored once, in one buffer.
+#[derive(Default)]
+struct Strings {
+    ids: HashMap<String, u32>,
+    text: String,
+    spans: Vec<(u32, u32)>,
+}
+
+impl Strings {
+    fn id(&mut self, s: &str) -> Option<u32> {
+        if let Some(&id) = self.ids.get(s) {
+            return Some(id);
+        }
+        let id = u32::try_from(self.spans.len()).ok()?;
+        let start = u32::try_from(self.text.len()).ok()?;
+        let end = u32::try_from(self.text.len() + s.len()).ok()?;
+        self.text.push_str(s);
+        self.spans.push((start, end));
+        self.ids.insert(s.to_string(), id);
+        Some(id)
+    }
+}
+
+/// An entry's conditions in the compact form, or `None` when they need the external one.
+fn inline_conditions(
+    e: &RouteEntry,
+    strings: &mut Strings,
+    regexes: &mut Regexes,
+) -> Result<Option<Vec<u32>>, IndexError> {
+    let small = |id: Option<u32>| id.filter(|&id| id < INLINE_IDS);
+    let mut words = vec![0];
+    let mut fits = true;
+    let mut condition = |name: &str, m: &ValueMatch, strings: &mut Strings| {
+        let value = match m.kind {
+            MatchKind::Exact => small(strings.id(&m.value)),
+            MatchKind::RegularExpression => {
+                small(u32::try_from(regexes.index(e, &m.value)?).ok()).map(|id| id | REGEX_VALUE)
+            }
+        };
+        match (small(strings.id(name)), value) {
+            (Some(name), Some(value)) => words.push(name << 16 | value),
+            _ => fits = false,
+        }
+        Ok::<(), IndexError>(())
+    };
+    let mut headers = 0usize;
+    for h in effective_headers(e) {
+        condition(&h.name.to_ascii_lowercase(), h, strings)?;
+        headers += 1;
+    }
+    let mut queries = 0usize;
+    for q in effective_query(e) {
+        condition(&q.name, q, strings)?;
+        queries += 1;
+    }
+    let method = match &e.method {
+        None => Some(0),
+        Some(m) => small(strings.id(m)).map(|id| id + 1),
+    };
+    match method {
+        Some(method) if fits && headers <= 0xff && queries <= 0xff => {
+            // Both counts fit in a byte: checked above.
+            words[0] = method << 16 | (headers as u32) << 8 | queries as u32;
+            Ok(Some(words))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Iterates over the candidates of a path record: (first word, conditions).
+struct Candidates<'a> {
+    words: Words<'a>,
+    pos: usize,
+}
+
+impl<'a> Iterator for Candidates<'a> {
+    type Item = (u32, Words<'a>);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let first = self.words.get(self.pos)?;
+        let start = self.pos + 1;
+        if first & CONDITIONAL == 0 {
+            self.pos = start;
+            return Some((first, Words::EMPTY));
+        }
+        let head = self.words.get(start)?;
+        let len = if head == EXTERNAL {
+            2
+        } else {
+            1 + ((head >> 8) & 0xff) as usize + (head & 0xff) as usize
+        };
+        self.pos = start + len;
+        Some((first, self.words.slice(start, start + len)))
+    }
+}
 
 /// An indexed route table: finds the first matching entry without scanning every entry.
 #[derive(Debug, Clone)]
 pub struct RouteIndex {
-    /// Compiled conditions of the entries that have more to check than an exact or prefix
-    /// path (a method, a header, a query parameter, a regex path), in table order. Entries
-    /// matched by their path alone take no room here.
+    /// Compiled regex-path entries, and the entries whose conditions do not fit the compact
+    /// form (see above), in table order.
     compiled: Vec<CompiledEntry>,
     /// Number of entries in the table.
     len: usize,
-    /// Path text (an exact path, or a normalised prefix) to its candidates, in table order,
-    /// those filed under an `Exact` path first (flagged [`EXACT`]): the entry index, or, flagged
-    /// [`CONDITIONAL`], the index of the entry's compiled conditions.
+    /// Path text (an exact path, or a normalised prefix) to its candidates in table order,
+    /// those filed under an `Exact` path first.
     paths: StrTable,
     /// Regex entries in table order, as indexes into `compiled`.
     regex: Vec<u32>,
+    /// The strings conditions refer to, by id: `spans` into `text`.
+    text: Box<str>,
+    spans: Box<[(u32, u32)]>,
+    /// The regexes header and query conditions refer to, by id.
+    regexes: Box<[Regex]>,
     /// Longest `Exact` path and longest normalised prefix, in bytes: longer keys are not
     /// probed, so a path of many segments costs no more hashing than the table can use.
     max_exact: usize,
@@ -509,9 +655,11 @@ impl RouteIndex {
             return Err(too_many());
         }
         let mut compiled = Vec::new();
-        // Per path text: exact candidates, prefix candidates. A BTreeMap keeps the build
-        // deterministic (the order records are laid out in).
-        let mut buckets: BTreeMap<&str, (Vec<u32>, Vec<u32>)> = BTreeMap::new();
+        let mut strings = Strings::default();
+        let mut regexes = Regexes::default();
+        // Per path text, in order of first appearance: exact candidates, prefix candidates.
+        let mut slots: HashMap<&str, usize> = HashMap::new();
+        let mut buckets: Vec<(&str, Vec<u32>, Vec<u32>)> = Vec::new();
         let mut regex = Vec::new();
         let mut ordered = true;
         let (mut max_exact, mut max_prefix) = (0, 0);
@@ -526,35 +674,54 @@ impl RouteIndex {
             if i > 0 && path_rank(&table.entries[i - 1].path) > path_rank(&e.path) {
                 ordered = false;
             }
-            let mut c = CompiledEntry::compile(e)?;
             let idx = u32::try_from(i).map_err(|_| too_many())?;
-            c.entry = idx;
-            let slot = u32::try_from(compiled.len()).map_err(|_| too_many())?;
-            let keep = !c.is_unconditional() || c.regex_path.is_some();
-            let cand = if c.is_unconditional() {
-                idx
-            } else {
-                slot | CONDITIONAL
-            };
-            if keep {
-                compiled.push(c);
-            }
-            match &e.path {
+            let (key, exact) = match &e.path {
                 PathMatch::Exact(p) => {
                     max_exact = max_exact.max(p.len());
-                    buckets.entry(p.as_str()).or_default().0.push(cand);
+                    (p.as_str(), EXACT)
                 }
                 PathMatch::PathPrefix(p) => {
                     let key = normalise_prefix(p);
                     max_prefix = max_prefix.max(key.len());
-                    buckets.entry(key).or_default().1.push(cand);
+                    (key, 0)
                 }
-                PathMatch::RegularExpression(_) => regex.push(slot),
+                PathMatch::RegularExpression(_) => {
+                    let mut c = CompiledEntry::compile(e, &mut regexes)?;
+                    c.entry = idx;
+                    regex.push(u32::try_from(compiled.len()).map_err(|_| too_many())?);
+                    compiled.push(c);
+                    continue;
+                }
+            };
+            let unconditional = e.method.is_none() && e.headers.is_empty() && e.query.is_empty();
+            let cand: Vec<u32> = if unconditional {
+                vec![idx | exact]
+            } else if let Some(conds) = inline_conditions(e, &mut strings, &mut regexes)? {
+                std::iter::once(idx | exact | CONDITIONAL)
+                    .chain(conds)
+                    .collect()
+            } else {
+                let mut c = CompiledEntry::compile(e, &mut regexes)?;
+                c.entry = idx;
+                let slot = u32::try_from(compiled.len()).map_err(|_| too_many())?;
+                compiled.push(c);
+                vec![idx | exact | CONDITIONAL, EXTERNAL, slot]
+            };
+            let slot = *slots.entry(key).or_insert_with(|| {
+                buckets.push((key, Vec::new(), Vec::new()));
+                buckets.len() - 1
+            });
+            if let Some((_, exact_cands, prefix_cands)) = buckets.get_mut(slot) {
+                if exact != 0 {
+                    exact_cands.extend(cand);
+                } else {
+                    prefix_cands.extend(cand);
+                }
             }
         }
-        let records = buckets.into_iter().map(|(key, (exact, prefix))| {
-            let exact = exact.into_iter().map(|c| c | EXACT);
-            (key, exact.chain(prefix).collect())
+        let records = buckets.into_iter().map(|(key, mut exact, prefix)| {
+            exact.extend(prefix);
+            (key, exact)
         });
         let paths = StrTable::build(records).map_err(|_| too_many())?;
         compiled.shrink_to_fit();
@@ -564,34 +731,117 @@ impl RouteIndex {
             len: table.entries.len(),
             paths,
             regex,
+            text: strings.text.into_boxed_str(),
+            spans: strings.spans.into_boxed_slice(),
+            regexes: regexes.list.into_boxed_slice(),
             max_exact,
             max_prefix,
             ordered,
         })
     }
 
-    /// The first candidate (in table order) below `best` that matches the request.
+    /// String `id` of the conditions.
+    #[inline]
+    fn string(&self, id: u32) -> Option<&str> {
+        let &(start, end) = self.spans.get(id as usize)?;
+        self.text.get(start as usize..end as usize)
+    }
+
+    /// Whether a condition's value (a string or regex id) accepts a value.
+    #[inline]
+    fn value_matches(&self, value: u32, actual: &str) -> bool {
+        if value & REGEX_VALUE != 0 {
+            self.regexes
+                .get((value & !REGEX_VALUE) as usize)
+                .is_some_and(|r| r.is_match(actual))
+        } else {
+            self.string(value).is_some_and(|v| v == actual)
+        }
+    }
+
+    /// Whether a query condition's value accepts a raw (still encoded) query value.
+    fn value_matches_encoded(&self, value: u32, raw: &str) -> bool {
+        if value & REGEX_VALUE != 0 {
+            self.regexes
+                .get((value & !REGEX_VALUE) as usize)
+                .is_some_and(|r| r.is_match(&decode_component(raw)))
+        } else {
+            self.string(value).is_some_and(|v| decodes_to(raw, v))
+        }
+    }
+
+    /// Whether a candidate's conditions (everything but the path) hold.
+    fn conditions_hold<R: RequestParts + ?Sized>(&self, conds: Words<'_>, req: &R) -> bool {
+        let mut words = conds.iter();
+        let Some(head) = words.next() else {
+            return false;
+        };
+        if head == EXTERNAL {
+            return words
+                .next()
+                .and_then(|slot| self.compiled.get(slot as usize))
+                .is_some_and(|e| e.matches_rest(req));
+        }
+        let method = head >> 16;
+        if method != 0 && self.string(method - 1) != Some(req.method()) {
+            return false;
+        }
+        for _ in 0..(head >> 8) & 0xff {
+            let Some(c) = words.next() else { return false };
+            let Some(name) = self.string(c >> 16) else {
+                return false;
+            };
+            match req.header(name) {
+                Some(actual) if self.value_matches(c & 0xffff, actual) => {}
+                _ => return false,
+            }
+        }
+        let queries = head & 0xff;
+        if queries > 0 {
+            let raw = req.query().unwrap_or("");
+            for _ in 0..queries {
+                let Some(c) = words.next() else { return false };
+                let Some(name) = self.string(c >> 16) else {
+                    return false;
+                };
+                match first_query_value(raw, name) {
+                    Some(actual) if self.value_matches_encoded(c & 0xffff, actual) => {}
+                    _ => return false,
+                }
+            }
+        }
+        true
+    }
+
+    /// The first candidate of a record (in table order), among those filed under an `Exact`
+    /// path or among the prefixes, below `best` that matches the request.
     #[inline]
     fn first_in<R: RequestParts + ?Sized>(
         &self,
-        cands: impl Iterator<Item = u32>,
+        record: Words<'_>,
+        exact: bool,
         best: u32,
         req: &R,
     ) -> u32 {
-        for c in cands {
-            if c & CONDITIONAL == 0 {
-                let i = c & ENTRY;
-                // Candidates are in table order: nothing after this one can be smaller.
-                return if i < best { i } else { NONE };
+        let cands = Candidates {
+            words: record,
+            pos: 0,
+        };
+        for (first, conds) in cands {
+            if (first & EXACT != 0) != exact {
+                // Exact candidates come first.
+                if exact {
+                    break;
+                }
+                continue;
             }
-            let Some(e) = self.compiled.get((c & ENTRY) as usize) else {
-                return NONE;
-            };
-            if e.entry >= best {
+            let i = first & ENTRY;
+            // Candidates are in table order: nothing after this one can be smaller.
+            if i >= best {
                 break;
             }
-            if e.matches_rest(req) {
-                return e.entry;
+            if first & CONDITIONAL == 0 || self.conditions_hold(conds, req) {
+                return i;
             }
         }
         NONE
@@ -609,8 +859,7 @@ impl RouteIndex {
         if let Some(r) = record
             && r.first().is_some_and(|c| c & EXACT != 0)
         {
-            let exact = r.iter().take_while(|c| c & EXACT != 0);
-            best = best.min(self.first_in(exact, best, req));
+            best = best.min(self.first_in(r, true, best, req));
             if best != NONE && self.ordered {
                 return Some(best as usize);
             }
@@ -627,11 +876,8 @@ impl RouteIndex {
             None
         };
         loop {
-            if let Some(r) = record
-                && r.last().is_some_and(|c| c & EXACT == 0)
-            {
-                let prefix = r.iter().skip_while(|c| c & EXACT != 0);
-                best = best.min(self.first_in(prefix, best, req));
+            if let Some(r) = record {
+                best = best.min(self.first_in(r, false, best, req));
                 if best != NONE && self.ordered {
                     return Some(best as usize);
                 }
@@ -676,5 +922,113 @@ impl RouteIndex {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{RuleAction, SourcePos};
+
+    fn entry(i: usize, path: &str) -> RouteEntry {
+        RouteEntry {
+            route: format!("ns/r{i}"),
+            rule: 0,
+            r#match: 0,
+            source: SourcePos {
+                file: "r.yaml".into(),
+                line: 1,
+                column: 1,
+            },
+            path: PathMatch::PathPrefix(path.into()),
+            method: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+            action: 0,
+        }
+    }
+
+    fn header(name: &str, kind: MatchKind, value: &str) -> ValueMatch {
+        ValueMatch {
+            name: name.into(),
+            kind,
+            value: value.into(),
+        }
+    }
+
+    fn build(entries: Vec<RouteEntry>) -> RouteIndex {
+        RouteIndex::build(&RouteTable {
+            entries,
+            actions: vec![RuleAction::default()],
+        })
+        .expect("valid table")
+    }
+
+    /// A thousand entries with the same header regex share one compiled regex, and their
+    /// strings are stored once; their conditions are all inline.
+    #[test]
+    fn conditions_share_strings_and_regexes() {
+        let entries = (0..1000)
+            .map(|i| {
+                let mut e = entry(i, &format!("/svc{i}"));
+                e.method = Some(["GET", "POST"][i % 2].into());
+                e.headers = vec![
+                    header("X-Canary", MatchKind::RegularExpression, "(yes|true)"),
+                    header("x-version", MatchKind::Exact, &format!("v{}", i % 3)),
+                ];
+                e
+            })
+            .collect();
+        let index = build(entries);
+        assert_eq!(index.regexes.len(), 1);
+        // GET, POST, x-canary, x-version, v0, v1, v2.
+        assert_eq!(index.spans.len(), 7);
+        assert!(index.compiled.is_empty());
+        let req = SimpleRequest::new("POST", "/svc7/x")
+            .with_header("x-canary", "true")
+            .with_header("X-Version", "v1");
+        assert_eq!(index.lookup(&req), Some(7));
+        assert_eq!(
+            index.lookup(&SimpleRequest::new("GET", "/svc7/x").with_header("x-canary", "yes")),
+            None
+        );
+    }
+
+    /// Conditions beyond the compact form's limits are kept in a compiled entry.
+    #[test]
+    fn conditions_beyond_the_compact_form_are_external() {
+        let mut e = entry(0, "/a");
+        e.headers = (0..256)
+            .map(|h| header(&format!("x-{h}"), MatchKind::Exact, "1"))
+            .collect();
+        let index = build(vec![e.clone(), entry(1, "/a")]);
+        assert_eq!(index.compiled.len(), 1);
+        e.headers.pop();
+        let index = build(vec![e, entry(1, "/a")]);
+        assert!(index.compiled.is_empty(), "255 headers fit inline");
+
+        // Distinct strings beyond INLINE_IDS: the entries whose ids do not fit are external.
+        let n = INLINE_IDS as usize + 100;
+        let entries = (0..n)
+            .map(|i| {
+                let mut e = entry(i, "/t");
+                e.headers = vec![header("x-t", MatchKind::Exact, &format!("t{i}"))];
+                e
+            })
+            .collect();
+        let index = build(entries);
+        assert_eq!(index.compiled.len(), n + 1 - INLINE_IDS as usize);
+        let req = |i: usize| SimpleRequest::new("GET", "/t").with_header("x-t", &format!("t{i}"));
+        for i in [
+            0,
+            1,
+            n / 2,
+            INLINE_IDS as usize - 2,
+            INLINE_IDS as usize - 1,
+            n - 1,
+        ] {
+            assert_eq!(index.lookup(&req(i)), Some(i), "entry {i}");
+        }
+        assert_eq!(index.lookup(&req(n)), None);
     }
 }

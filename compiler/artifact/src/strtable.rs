@@ -4,10 +4,14 @@
 //! where the cost is cache and TLB misses, not instructions. Records live *inside* the table:
 //! the table is an array of 64-byte, cache-line-aligned lines, and each record (an 8-bit hash
 //! tag, the key's length, the payload and the key bytes) is packed into the line its hash
-//! picks, or the next line with room. A lookup therefore usually reads exactly one cache line,
-//! hit or miss. A record too large for a line (a very long key, a long payload) leaves a short
-//! reference in the line and lives in an overflow arena. Keys are compared byte for byte, so
-//! hash collisions cost time, never correctness; the hash is seeded per table.
+//! picks, or the next line with room. A lookup therefore reads one line, or a short run of
+//! adjacent ones, and, above all, which line it reads depends on the key's hash alone: the
+//! filter word and the line are read at the same time, never one after the other. (Layouts that
+//! place each record exactly through a per-bucket seed, or that keep 128-byte buckets with a
+//! second choice, were tried and measured slower at 100,000 keys: reading the seed first puts
+//! two misses in a row.) A record too large for a line (a very long key, a long payload) leaves
+//! a short reference in the line and lives in an overflow arena. Keys are compared byte for
+//! byte, inline, so hash collisions cost time, never correctness; the hash is seeded per table.
 //!
 //! In front of the lines sits a small filter (a blocked Bloom filter: one 64-bit word per key,
 //! three bits set in it, about 12 bits per key), so that a probe for an absent key, which is
@@ -31,8 +35,18 @@ const INDIRECT: u8 = 0xff;
 const RECORD_HEADER: usize = 3;
 /// Size of an indirect record: tag, [`INDIRECT`], payload length 0, arena offset.
 const INDIRECT_SIZE: usize = 7;
-/// Lines are filled to at most this fraction (in bytes) on average, so that runs stay short.
-const FILL_PERCENT: usize = 60;
+/// Record bytes a line holds.
+const ROOM: usize = LINE - LINE_HEADER;
+/// Lines are filled to at most this fraction of their bytes on average, so that runs stay
+/// short (and to a fraction of the records they can hold, see [`StrTable::build`]). A measured
+/// trade: runs grow with it, but a smaller table takes fewer cache and TLB misses. On the
+/// `lookup` bench's 100,000 routes, 75% (3.7 MB) was faster than 70%, 60% (4.6 MB, the previous
+/// value) and 50%, and as fast as 80%, which costs more at 1,000 routes, where every line is in
+/// cache and only the runs count.
+const FILL_PERCENT: usize = 75;
+/// A line holds at most 20 records (of 3 bytes: an empty key and payload); 1/k of a line for
+/// any k up to 20 is a whole number of these units.
+const SLOT_UNIT: u64 = 232_792_560;
 
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
@@ -43,14 +57,34 @@ struct Line([u8; LINE]);
 pub(crate) struct Words<'a>(&'a [u8]);
 
 impl<'a> Words<'a> {
+    /// No words.
+    pub(crate) const EMPTY: Words<'static> = Words(&[]);
+
+    #[cfg(test)]
+    pub(crate) fn len(self) -> usize {
+        self.0.len() / 4
+    }
+
+    /// The `i`-th word.
+    #[inline]
+    pub(crate) fn get(self, i: usize) -> Option<u32> {
+        let b = self.0.get(4 * i..)?.first_chunk::<4>()?;
+        Some(u32::from_le_bytes(*b))
+    }
+
+    /// Words `start..end` (clamped to the payload).
+    #[inline]
+    pub(crate) fn slice(self, start: usize, end: usize) -> Words<'a> {
+        let end = (4 * end).min(self.0.len());
+        Words(self.0.get((4 * start).min(end)..end).unwrap_or_default())
+    }
+
+    #[inline]
     pub(crate) fn first(self) -> Option<u32> {
-        self.iter().next()
+        self.get(0)
     }
 
-    pub(crate) fn last(self) -> Option<u32> {
-        self.iter().next_back()
-    }
-
+    #[inline]
     pub(crate) fn iter(self) -> impl DoubleEndedIterator<Item = u32> + ExactSizeIterator + 'a {
         self.0
             .chunks_exact(4)
@@ -86,9 +120,7 @@ impl Default for StrTable {
 
 fn inline_size(key: &str, payload: &[u32]) -> Option<usize> {
     let size = RECORD_HEADER + 4 * payload.len() + key.len();
-    (key.len() < usize::from(INDIRECT)
-        && payload.len() <= usize::from(u8::MAX)
-        && size <= LINE - LINE_HEADER)
+    (key.len() < usize::from(INDIRECT) && payload.len() <= usize::from(u8::MAX) && size <= ROOM)
         .then_some(size)
 }
 
@@ -99,12 +131,27 @@ impl StrTable {
         I: IntoIterator<Item = (&'a str, Vec<u32>)>,
     {
         let records: Vec<(&str, Vec<u32>)> = records.into_iter().collect();
-        let bytes: usize = records
-            .iter()
-            .map(|(k, p)| inline_size(k, p).unwrap_or(INDIRECT_SIZE))
-            .sum();
-        let per_line = (LINE - LINE_HEADER) * FILL_PERCENT / 100;
-        let mut lines = bytes.div_ceil(per_line).max(1);
+        // Two limits on how many records a line takes: its bytes, and, as records do not split
+        // across lines, how many records of a size fit in one (one of 40 bytes leaves room only
+        // for small ones). Each record counts as 1/k of a line where k of its size fit, in units
+        // of 1/SLOT_UNIT, divided by a fill that depends on k: runs grow fast when a line takes
+        // one record (60%: about 1.7 lines read per lookup), less with three or more (80%: about
+        // 1.5); with two, the bytes limit usually binds first (90% is only a floor).
+        let (mut bytes, mut slots) = (0u64, 0u64);
+        for (k, p) in &records {
+            let size = inline_size(k, p).unwrap_or(INDIRECT_SIZE);
+            bytes += size as u64;
+            let per_line = (ROOM / size.max(1)).clamp(1, 20);
+            let fill = match per_line {
+                1 => 60,
+                2 => 90,
+                _ => 80,
+            };
+            slots += SLOT_UNIT / per_line as u64 * 100 / fill;
+        }
+        let by_bytes = (bytes * 100).div_ceil((ROOM * FILL_PERCENT) as u64);
+        let mut lines = usize::try_from(by_bytes.max(slots.div_ceil(SLOT_UNIT)).max(1))
+            .map_err(|_| TooLarge)?;
         let hasher = foldhash::fast::RandomState::default();
         loop {
             if u32::try_from(lines).is_err() {
@@ -247,7 +294,7 @@ impl StrTable {
                 if key_len == INDIRECT {
                     if record_tag == tag
                         && let Some((_, stored, payload)) = self.parse(line, pos)
-                        && stored == key.as_bytes()
+                        && same_bytes(stored, key.as_bytes())
                     {
                         return Some(payload);
                     }
@@ -287,24 +334,45 @@ impl StrTable {
     }
 }
 
-/// Byte equality of two slices of the same length, inlined (keys in lines are short: a call to
-/// `memcmp` costs more than the comparison).
+/// An 8-byte word of `s` at `i` (the caller keeps `i + 8 <= s.len()`).
+#[inline]
+fn word8(s: &[u8], i: usize) -> u64 {
+    s.get(i..)
+        .and_then(|t| t.first_chunk::<8>())
+        .map_or(0, |c| u64::from_le_bytes(*c))
+}
+
+/// A 4-byte word of `s` at `i` (the caller keeps `i + 4 <= s.len()`).
+#[inline]
+fn word4(s: &[u8], i: usize) -> u32 {
+    s.get(i..)
+        .and_then(|t| t.first_chunk::<4>())
+        .map_or(0, |c| u32::from_le_bytes(*c))
+}
+
+/// Byte equality, inlined and word by word (keys are short: a call to `memcmp` costs more than
+/// the comparison, and slices of unknown length compare through `memcmp`).
 #[inline]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let mut a8 = a.chunks_exact(8);
-    let mut b8 = b.chunks_exact(8);
-    for (x, y) in a8.by_ref().zip(b8.by_ref()) {
-        if x != y {
-            return false;
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if word8(a, i) != word8(b, i) {
+                return false;
+            }
+            i += 8;
         }
+        // The last 8 bytes, overlapping the previous word when `n` is not a multiple of 8.
+        return word8(a, n - 8) == word8(b, n - 8);
     }
-    a8.remainder()
-        .iter()
-        .zip(b8.remainder())
-        .all(|(x, y)| x == y)
+    if n >= 4 {
+        return word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4);
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 #[inline]
@@ -421,5 +489,163 @@ mod tests {
             assert_eq!(words(t.get(k)), Some(vec![7]), "{k}");
         }
         assert_eq!(t.get(&format!("{:0>52}", 500)), None);
+    }
+
+    #[test]
+    fn keys_at_the_inline_limit() {
+        // A record of exactly ROOM bytes stays in a line; one byte more goes to the arena.
+        let fits = "k".repeat(ROOM - RECORD_HEADER - 4);
+        let spills = "k".repeat(ROOM - RECORD_HEADER - 4 + 1);
+        assert_eq!(inline_size(&fits, &[1]), Some(ROOM));
+        assert_eq!(inline_size(&spills, &[2]), None);
+        let t = StrTable::build([(fits.as_str(), vec![1]), (spills.as_str(), vec![2])])
+            .expect("builds");
+        assert_eq!(words(t.get(&fits)), Some(vec![1]));
+        assert_eq!(words(t.get(&spills)), Some(vec![2]));
+        // The arena holds exactly the spilled record: two length words, a payload word, the key.
+        assert_eq!(t.arena.len(), 8 + 4 + spills.len());
+        assert_eq!(t.get(&fits[1..]), None);
+        assert_eq!(t.get(&format!("{spills}k")), None);
+        // Keys shorter than any word compared, and an empty payload.
+        let t = StrTable::build([("", vec![]), ("/", vec![5])]).expect("builds");
+        assert_eq!(words(t.get("")), Some(vec![]));
+        assert_eq!(words(t.get("/")), Some(vec![5]));
+        assert_eq!(t.get("//"), None);
+    }
+
+    #[test]
+    fn byte_comparison_at_every_length_and_position() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(same_bytes(&a, &a.clone()), "{n}");
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "length {n}, byte {i}");
+            }
+            if n > 0 {
+                assert!(!same_bytes(&a, &a[..n - 1]), "{n}");
+            }
+        }
+    }
+
+    /// Absent keys that pass the filter read their line(s) and still find nothing, also when
+    /// a record there has the same 8-bit tag (a fingerprint false positive).
+    #[test]
+    fn filter_and_tag_false_positives_find_nothing() {
+        let keys: Vec<String> = (0..2000).map(|i| format!("/k{i}")).collect();
+        let t = StrTable::build(keys.iter().map(|k| (k.as_str(), vec![1]))).expect("builds");
+        let (mut passed, mut same_tag) = (0, 0);
+        for i in 0..200_000 {
+            let k = format!("/q{i}");
+            let h = t.hasher.hash_one(k.as_str());
+            let (w, bits) = filter_slot(h, t.filter.len());
+            if t.filter[w] & bits != bits {
+                continue;
+            }
+            passed += 1;
+            let line = &t.lines[t.home(h)].0;
+            if records(line).iter().any(|(tg, _)| *tg == tag(h)) {
+                same_tag += 1;
+            }
+            assert_eq!(t.get(&k), None, "{k}");
+        }
+        assert!(passed > 100, "only {passed} false positives to check");
+        assert!(
+            same_tag > 0,
+            "no tag collision among {passed} false positives"
+        );
+    }
+
+    /// The records of a line: (tag, key; empty for an indirect record).
+    fn records(line: &[u8; LINE]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let end = LINE_HEADER + usize::from(line[1]);
+        let mut pos = LINE_HEADER;
+        while pos < end {
+            let (tag, key_len, payload_len) =
+                (line[pos], line[pos + 1], usize::from(line[pos + 2]));
+            if key_len == INDIRECT {
+                out.push((tag, Vec::new()));
+                pos += INDIRECT_SIZE;
+            } else {
+                let key_start = pos + RECORD_HEADER + 4 * payload_len;
+                let key_end = key_start + usize::from(key_len);
+                out.push((tag, line[key_start..key_end].to_vec()));
+                pos = key_end;
+            }
+        }
+        out
+    }
+
+    /// Tables of short, long and mixed keys find every key and keep runs short: the line
+    /// count follows both the bytes and the number of records a line can take.
+    #[test]
+    fn shapes_of_tables() {
+        let shapes: [(&str, Vec<String>); 4] = [
+            (
+                "service paths",
+                (0..20_000)
+                    .map(|i| format!("/api/v{}/svc{i}/orders", i % 3))
+                    .collect(),
+            ),
+            (
+                "short",
+                (0..10_001)
+                    .map(|i| format!("/api/{}/{}", i / 100, i % 100))
+                    .collect(),
+            ),
+            (
+                "one a line",
+                (0..10_000)
+                    .map(|i| format!("/hipstershop.CurrencyService{i}/Convert"))
+                    .collect(),
+            ),
+            (
+                "mixed",
+                (0..10_000)
+                    .map(|i| match i % 3 {
+                        0 => format!("/a/{i}"),
+                        1 => format!("/hipstershop.CurrencyService{i}/Convert"),
+                        _ => format!("/api/v1/namespaces/{i}/{}", "x".repeat(i % 70)),
+                    })
+                    .collect(),
+            ),
+        ];
+        for (name, keys) in &shapes {
+            let t = StrTable::build(keys.iter().map(|k| (k.as_str(), vec![1]))).expect("builds");
+            assert_eq!(t.len(), keys.len(), "{name}");
+            // Lines read by a successful lookup: from the home line to the record's line.
+            let mut reads = 0;
+            for k in keys {
+                assert_eq!(words(t.get(k)), Some(vec![1]), "{name}: {k}");
+                assert_eq!(t.get(&format!("{k}/x")), None, "{name}: {k}/x");
+                let h = t.hasher.hash_one(k.as_str());
+                let home = t.home(h);
+                let at = (0..t.lines.len())
+                    .map(|d| (home + d) % t.lines.len())
+                    .position(|i| {
+                        records(&t.lines[i].0).iter().any(|(tg, key)| {
+                            *tg == tag(h) && (key.is_empty() || key == k.as_bytes())
+                        })
+                    })
+                    .expect("in a line");
+                reads += at + 1;
+            }
+            let mean = reads as f64 / keys.len() as f64;
+            assert!(mean < 2.1, "{name}: {mean:.2} lines read per lookup");
+        }
+    }
+
+    #[test]
+    fn words_slices_are_clamped() {
+        let bytes: Vec<u8> = [1u32, 2, 3].iter().flat_map(|w| w.to_le_bytes()).collect();
+        let w = Words(&bytes);
+        assert_eq!(w.len(), 3);
+        assert_eq!((w.first(), w.get(2), w.get(3)), (Some(1), Some(3), None));
+        assert_eq!(w.slice(1, 3).iter().collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(w.slice(2, 9).iter().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(w.slice(5, 9).len(), 0);
+        assert_eq!(Words::EMPTY.first(), None);
     }
 }

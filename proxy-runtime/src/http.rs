@@ -19,6 +19,8 @@ pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
     Incoming(Incoming),
+    /// A response body from a pooled upstream connection.
+    Upstream(crate::upstream::UpstreamBody),
 }
 
 impl ProxyBody {
@@ -39,6 +41,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Incoming(i) => Pin::new(i).poll_frame(cx),
+            ProxyBody::Upstream(u) => Pin::new(u).poll_frame(cx),
         }
     }
 
@@ -47,6 +50,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Incoming(i) => i.is_end_stream(),
+            ProxyBody::Upstream(u) => u.is_end_stream(),
         }
     }
 
@@ -55,6 +59,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Incoming(i) => i.size_hint(),
+            ProxyBody::Upstream(u) => u.size_hint(),
         }
     }
 }
@@ -76,10 +81,12 @@ pub fn local_reply(status: StatusCode, reason: &'static str) -> Response<ProxyBo
     r
 }
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// Hop-by-hop headers (RFC 9110 section 7.6.1, plus the proxy ones in common use).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
+    KEEP_ALIVE,
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
@@ -90,26 +97,62 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Remove hop-by-hop headers, including those the `Connection` header names. `TE: trailers`
 /// is kept (gRPC needs it); any other `TE` is dropped.
+///
+/// One pass over the names first: most messages carry none of these headers, and the usual
+/// one, `Connection: keep-alive` (nginx sends it on every response), costs two removals.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
+    let (mut connection, mut te, mut other) = (false, false, false);
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection = true;
+        } else if name == header::TE {
+            te = true;
+        } else if HOP_BY_HOP.contains(name) {
+            other = true;
         }
     }
-    for h in &HOP_BY_HOP {
-        headers.remove(h);
+    if connection {
+        if headers.get_all(header::CONNECTION).iter().nth(1).is_none() {
+            if let Some(value) = headers.remove(header::CONNECTION) {
+                remove_named(headers, &value);
+            }
+        } else {
+            let values: Vec<HeaderValue> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .cloned()
+                .collect();
+            headers.remove(header::CONNECTION);
+            for v in &values {
+                remove_named(headers, v);
+            }
+        }
     }
-    if let Some(te) = headers.get(header::TE)
-        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    if other {
+        for h in &HOP_BY_HOP {
+            headers.remove(h);
+        }
+    }
+    if te
+        && let Some(v) = headers.get(header::TE)
+        && !v.as_bytes().eq_ignore_ascii_case(b"trailers")
     {
         headers.remove(header::TE);
+    }
+}
+
+/// Remove the headers a `Connection` value names.
+fn remove_named(headers: &mut HeaderMap, value: &HeaderValue) {
+    let Ok(text) = value.to_str() else { return };
+    for token in text.split(',').map(str::trim) {
+        if token.is_empty() || token.eq_ignore_ascii_case("close") {
+            continue;
+        }
+        if token.eq_ignore_ascii_case("keep-alive") {
+            headers.remove(KEEP_ALIVE);
+        } else if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+            headers.remove(n);
+        }
     }
 }
 
@@ -191,6 +234,29 @@ mod tests {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
+
+        // Several `Connection` headers, each naming headers; hop-by-hop headers no
+        // `Connection` names; a message without any.
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("close, x-one"));
+        h.append(header::CONNECTION, HeaderValue::from_static("X-Two"));
+        h.insert("x-one", HeaderValue::from_static("1"));
+        h.insert("x-two", HeaderValue::from_static("2"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::CONTENT_LENGTH]);
+
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::SERVER, HeaderValue::from_static("nginx"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::SERVER]);
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
     }
 
     #[test]

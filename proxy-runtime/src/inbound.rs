@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use mesh_artifact::MtlsMode;
 use tokio::net::TcpStream;
@@ -180,34 +180,32 @@ pub async fn handle(
                 parts.headers.remove(&CALLER_HEADER);
             }
         }
-        let mut uri = hyper::http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(snap.app.authority.clone());
-        uri.path_and_query = Some(
-            parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        match Uri::from_parts(uri) {
-            Ok(u) => parts.uri = u,
-            Err(_) => {
-                return local_reply(StatusCode::BAD_REQUEST, "mesh-proxy: bad request target\n");
-            }
+        if !parts.headers.contains_key(header::HOST)
+            && let Some(h) = &snap.app.host
+        {
+            parts.headers.insert(header::HOST, h.clone());
         }
+        // Origin form; the pool adds scheme and authority where HTTP/2 needs them.
+        parts.uri = match parts.uri.path_and_query() {
+            Some(_) if parts.uri.authority().is_none() && parts.uri.scheme().is_none() => {
+                std::mem::take(&mut parts.uri)
+            }
+            Some(pq) => Uri::from(pq.clone()),
+            None => Uri::from(PathAndQuery::from_static("/")),
+        };
         parts.version = Version::HTTP_11;
-        let client = shared.upstreams.app_client(snap.app.h2);
         let t0 = Instant::now();
-        let result = client
-            .request(Request::from_parts(parts, ProxyBody::Incoming(body)))
+        let result = snap
+            .app
+            .pool
+            .send(Request::from_parts(parts, ProxyBody::Incoming(body)))
             .await;
         upstream_time = Some(t0.elapsed());
         match result {
             Ok(resp) => {
                 let (mut rp, rb) = resp.into_parts();
                 strip_hop_by_hop(&mut rp.headers);
-                Response::from_parts(rp, ProxyBody::Incoming(rb))
+                Response::from_parts(rp, ProxyBody::Upstream(rb))
             }
             Err(e) => {
                 tracing::warn!(app = %snap.app.authority, error = %e, "local application unreachable");

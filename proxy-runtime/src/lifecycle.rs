@@ -10,7 +10,7 @@ use arc_swap::ArcSwapOption;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -286,12 +286,40 @@ async fn reload_all(shared: &Arc<Shared>) -> ArtifactOutcome {
     outcome
 }
 
-/// Watch files and re-read on events and periodically, until shutdown.
-async fn reload_task(shared: Arc<Shared>) {
-    let wake = Arc::new(Notify::new());
+/// The file watcher and the channel its events bump.
+struct Watching {
+    _watcher: Option<loader::Watcher>,
+    /// Kept as long as the task runs, so `events.changed()` never fails (without a watcher it
+    /// never fires either).
+    _events_tx: watch::Sender<u64>,
+    events: watch::Receiver<u64>,
+}
+
+/// Start watching the folders of the artifact and the certificate files. Done before the first
+/// read, so that no change made once [`start`] has returned can go unnoticed.
+fn start_watching(config: &Config) -> Watching {
+    let (events_tx, events) = watch::channel(0u64);
+    let dirs = loader::watch_dirs(&[
+        &config.artifact,
+        &config.cert,
+        &config.key,
+        &config.trust_bundle,
+    ]);
+    Watching {
+        _watcher: loader::start_watcher(&dirs, config.watch_debounce, events_tx.clone()),
+        _events_tx: events_tx,
+        events,
+    }
+}
+
+/// Re-read on watcher events (debounced by the watcher) and periodically, until shutdown.
+async fn reload_task(shared: Arc<Shared>, watching: Watching) {
+    let Watching {
+        _watcher,
+        _events_tx,
+        mut events,
+    } = watching;
     let c = &shared.config;
-    let dirs = loader::watch_dirs(&[&c.artifact, &c.cert, &c.key, &c.trust_bundle]);
-    let _watcher = loader::start_watcher(&dirs, c.watch_debounce, wake.clone());
     let mut shutdown = shared.shutdown_signal();
     loop {
         // Until the first good artifact, look again every second.
@@ -307,7 +335,9 @@ async fn reload_task(shared: Arc<Shared>) {
             }
         };
         tokio::select! {
-            _ = wake.notified() => {}
+            _ = events.changed() => {
+                events.borrow_and_update();
+            }
             _ = tick => {}
             _ = shutdown.wait() => return,
         }
@@ -363,8 +393,9 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
     if let Some(e) = shared.ensure_listeners().into_iter().next() {
         return Err(e);
     }
+    let watching = start_watching(&shared.config);
     reload_all(&shared).await;
-    let task = tokio::spawn(reload_task(shared.clone()));
+    let task = tokio::spawn(reload_task(shared.clone(), watching));
     shared.tasks.lock().push(task);
     Ok(ProxyHandle { shared })
 }

@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use crate::lifecycle::Shared;
 use crate::snapshot::{BuildContext, build};
@@ -57,6 +58,7 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 /// body is consumed by the build, so the new snapshot keeps only what the request path reads.
 pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
     let path = &shared.config.artifact;
+    shared.loader.lock().reads += 1;
     let io_error = |e: std::io::Error| {
         (
             format!("io:{:?}", e.kind()),
@@ -120,6 +122,7 @@ pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
                 "artifact loaded"
             );
             shared.live.store(Some(Arc::new(snapshot)));
+            shared.upstreams.prune();
             shared.metrics.reload_success.inc();
             state.last_error = None;
             ArtifactOutcome::Loaded(body_hash)
@@ -169,10 +172,25 @@ pub struct LoaderState {
     /// Why the last artifact read was refused, while it stays refused.
     pub last_error: Option<String>,
     pub last_cert_error: Option<String>,
+    /// Artifact re-reads attempted (changed or not), for tests and diagnostics.
+    pub reads: u64,
 }
 
-/// A file watcher that wakes `notify` on any event in the given folders.
+/// The debounced file watcher (its threads live as long as this value).
 pub type Watcher = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
+
+/// Whether a watcher event may mean a watched file changed. Opening a file and closing it
+/// without writing (inotify's `IN_OPEN`, `IN_CLOSE_NOWRITE`) do not: the proxy's own re-reads
+/// cause them, and so do the other sidecars sharing a certificate folder, so reacting to them
+/// re-read everything in a loop, once per debounce window.
+pub fn is_change(kind: &EventKind) -> bool {
+    !matches!(
+        kind,
+        EventKind::Access(
+            AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)
+        )
+    )
+}
 
 /// Folders to watch for a set of files: each file's parent, and for a symlink, its target's
 /// parent too (a file linked from elsewhere changes there).
@@ -194,16 +212,29 @@ pub fn watch_dirs(files: &[&Path]) -> Vec<PathBuf> {
 }
 
 /// Start watching; `None` (logged) when the platform refuses, leaving the periodic re-read.
-pub fn start_watcher(dirs: &[PathBuf], debounce: Duration, wake: Arc<Notify>) -> Option<Watcher> {
+/// notify-debouncer-full turns a burst of events (a writer's create, modify, close and rename,
+/// or a ConfigMap's symlink swap) into one batch after `debounce`; a batch that holds a possible
+/// change (or a watcher error) bumps `events`. Its flushing thread wakes once per `debounce`.
+pub fn start_watcher(
+    dirs: &[PathBuf],
+    debounce: Duration,
+    events: watch::Sender<u64>,
+) -> Option<Watcher> {
     let handler = move |result: DebounceEventResult| {
-        if let Err(errors) = &result {
-            for e in errors {
-                tracing::warn!(error = %e, "file watcher error");
+        let changed = match &result {
+            Ok(batch) => batch.iter().any(|e| is_change(&e.event.kind)),
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!(error = %e, "file watcher error");
+                }
+                true
             }
+        };
+        if changed {
+            events.send_modify(|n| *n = n.wrapping_add(1));
         }
-        wake.notify_one();
     };
-    let mut debouncer = match new_debouncer(debounce, None, handler) {
+    let mut debouncer = match new_debouncer(debounce, Some(debounce), handler) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a file watcher; relying on the periodic re-read");
@@ -216,4 +247,27 @@ pub fn start_watcher(dirs: &[PathBuf], debounce: Duration, wake: Arc<Notify>) ->
         }
     }
     Some(debouncer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, ModifyKind, RemoveKind};
+
+    #[test]
+    fn reads_are_not_changes_writes_are() {
+        assert!(!is_change(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!is_change(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(is_change(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(is_change(&EventKind::Modify(ModifyKind::Any)));
+        assert!(is_change(&EventKind::Create(CreateKind::File)));
+        assert!(is_change(&EventKind::Remove(RemoveKind::Any)));
+        assert!(is_change(&EventKind::Any));
+    }
 }

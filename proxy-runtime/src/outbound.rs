@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use mesh_artifact::router::{Resolution, split_authority};
 use mesh_artifact::{PathMatch, PathModifier, Redirect, RetryPolicy, RuleAction};
@@ -24,6 +24,7 @@ use crate::lifecycle::Shared;
 use crate::metrics::RouteStats;
 use crate::server::serve_http;
 use crate::snapshot::{ActionRt, ClusterRt, EndpointRt, EntryRt, RouteRt, Snapshot, random_u32};
+use crate::upstream::UpstreamBody;
 
 /// Handle one connection from the local application (HTTP/1.1 or h2c).
 pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, _addr: SocketAddr) {
@@ -234,7 +235,7 @@ impl Failure {
 
 /// What a forward produced.
 struct Forwarded {
-    result: Result<Response<Incoming>, Failure>,
+    result: Result<Response<UpstreamBody>, Failure>,
     upstream_time: Option<Duration>,
     attempts: u32,
     endpoint: String,
@@ -247,21 +248,12 @@ struct Head {
     path_and_query: PathAndQuery,
 }
 
-fn upstream_request(
-    head: &Head,
-    endpoint: &EndpointRt,
-    body: ProxyBody,
-) -> Option<Request<ProxyBody>> {
-    let mut uri = hyper::http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTPS);
-    uri.authority = Some(endpoint.authority.clone());
-    uri.path_and_query = Some(head.path_and_query.clone());
-    let uri = Uri::from_parts(uri).ok()?;
+fn upstream_request(head: &Head, body: ProxyBody) -> Request<ProxyBody> {
     let mut req = Request::new(body);
     *req.method_mut() = head.method.clone();
-    *req.uri_mut() = uri;
+    *req.uri_mut() = Uri::from(head.path_and_query.clone());
     *req.version_mut() = Version::HTTP_11;
-    Some(req)
+    req
 }
 
 fn backoff(policy: &RetryPolicy, retry: u32) -> Duration {
@@ -312,10 +304,7 @@ async fn forward(
         } else {
             ProxyBody::Empty
         };
-        let Some(mut req) = upstream_request(&head, endpoint, req_body) else {
-            out.result = Err(Failure::Protocol);
-            return out;
-        };
+        let mut req = upstream_request(&head, req_body);
         *req.headers_mut() = if last {
             std::mem::take(&mut head.headers)
         } else {
@@ -326,7 +315,7 @@ async fn forward(
         }
         let in_flight = InFlight::new(endpoint);
         let t0 = Instant::now();
-        let sent = cluster.client.request(req);
+        let sent = endpoint.pool.send(req);
         // `Err(None)`: the per-try timeout fired.
         let result = match per_try {
             Some(d) => match tokio::time::timeout(d, sent).await {
@@ -513,7 +502,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
                     if let Some(r) = rule {
                         r.rt.response_headers.apply(&mut rp.headers);
                     }
-                    Response::from_parts(rp, ProxyBody::Incoming(rb))
+                    Response::from_parts(rp, ProxyBody::Upstream(rb))
                 }
                 Err(f) => f.reply(),
             }

@@ -19,7 +19,7 @@ use mesh_artifact::{
 use crate::authz::Authz;
 use crate::config::LoadBalancer;
 use crate::metrics::{ClusterStats, InfoLabels, Metrics, RouteStats};
-use crate::upstream::{MeshClient, Upstreams};
+use crate::upstream::{EndpointPool, Upstreams};
 
 /// Why an artifact that decoded fine still cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +136,8 @@ pub fn random_below(n: u32) -> u32 {
 #[derive(Debug)]
 pub struct EndpointRt {
     pub authority: Authority,
+    /// Connections to this endpoint, shared with other snapshots.
+    pub pool: Arc<EndpointPool>,
     pub in_flight: AtomicUsize,
     /// Until when (in [`now_ms`]) this endpoint is skipped after a connection failure.
     pub ejected_until: AtomicU64,
@@ -208,7 +210,6 @@ pub struct ClusterRt {
     rr: AtomicUsize,
     pub budget: RetryBudgetState,
     pub stats: ClusterStats,
-    pub client: MeshClient,
 }
 
 impl ClusterRt {
@@ -353,7 +354,9 @@ pub struct Counts {
 #[derive(Debug, Clone)]
 pub struct AppTarget {
     pub authority: Authority,
-    pub h2: bool,
+    /// `Host` for requests that arrive without one.
+    pub host: Option<HeaderValue>,
+    pub pool: Arc<EndpointPool>,
 }
 
 /// Everything one artifact serves with. The decoded body itself is not kept: only the router's
@@ -419,6 +422,12 @@ fn cluster_rt(
                 port: e.port,
             })?;
             Ok(EndpointRt {
+                pool: ctx.upstreams.mesh_pool(
+                    &authority,
+                    &c.identity,
+                    &c.service,
+                    c.protocol.is_h2(),
+                ),
                 authority,
                 in_flight: AtomicUsize::new(0),
                 ejected_until: AtomicU64::new(0),
@@ -432,9 +441,6 @@ fn cluster_rt(
         rr: AtomicUsize::new(0),
         budget: RetryBudgetState::default(),
         stats: ctx.metrics.cluster(key),
-        client: ctx
-            .upstreams
-            .mesh_client(&c.identity, &c.service, c.protocol.is_h2()),
     }))
 }
 
@@ -632,15 +638,18 @@ pub fn build(
     let app_addr = ctx
         .app_addr
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], sidecar.app_port)));
+    let authority =
+        Authority::from_str(&app_addr.to_string()).map_err(|_| BuildError::Endpoint {
+            cluster: "local application".into(),
+            address: app_addr.ip().to_string(),
+            port: app_addr.port(),
+        })?;
     let app = AppTarget {
-        authority: Authority::from_str(&app_addr.to_string()).map_err(|_| {
-            BuildError::Endpoint {
-                cluster: "local application".into(),
-                address: app_addr.ip().to_string(),
-                port: app_addr.port(),
-            }
-        })?,
-        h2: sidecar.app_protocol.is_h2(),
+        host: HeaderValue::from_str(authority.as_str()).ok(),
+        pool: ctx
+            .upstreams
+            .app_pool(&authority, sidecar.app_protocol.is_h2()),
+        authority,
     };
     let unknown_host = ctx.metrics.route("outbound", "unknown", "");
     let inbound = ctx.metrics.route("inbound", &sidecar.service, "");
@@ -665,8 +674,17 @@ mod tests {
     use super::*;
 
     fn endpoints(n: usize) -> Vec<EndpointRt> {
+        let settings = crate::upstream::ClientSettings {
+            connect_timeout: std::time::Duration::from_secs(1),
+            pool_idle_timeout: std::time::Duration::from_secs(1),
+        };
         (0..n)
             .map(|i| EndpointRt {
+                pool: Arc::new(EndpointPool::plain(
+                    Authority::from_static("10.0.0.1:15006"),
+                    false,
+                    settings,
+                )),
                 authority: Authority::from_str(&format!("10.0.0.{i}:15006")).unwrap(),
                 in_flight: AtomicUsize::new(0),
                 ejected_until: AtomicU64::new(0),

@@ -1,37 +1,43 @@
 //! Connections to destination sidecars (mutual TLS) and to the local application (plain).
 //!
-//! Upstream clients are pooled hyper-util clients. One client per (destination identity,
-//! protocol), shared by every snapshot, so an artifact reload keeps the open connections.
-//! The connector verifies the destination's SPIFFE ID during the handshake and uses whatever
-//! TLS state is current when the connection is made (rotated certificates apply to new
-//! connections).
+//! One [`EndpointPool`] per upstream address (and, for sidecars, expected identity and
+//! protocol), created at load time and kept by the snapshot's endpoint, so the request path
+//! touches no map: it pops an idle HTTP/1.1 connection (or clones the HTTP/2 one), sends, and
+//! puts the connection back as soon as its response has been read off the socket. Pools are
+//! shared by every snapshot through [`Upstreams`], so an artifact reload keeps the open
+//! connections.
+//!
+//! Each connection is one task driving hyper's client connection. A sidecar connection verifies
+//! the destination's SPIFFE ID during the handshake and uses whatever TLS state is current when
+//! it is made (rotated certificates apply to new connections); ALPN decides HTTP/2 or HTTP/1.1.
+//! Idle connections are closed after `pool_idle_timeout` by one timer per pool that runs only
+//! while the pool holds idle connections.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hyper::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper::http::uri::{Authority, Scheme};
+use hyper::{Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use crate::http::ProxyBody;
 use crate::tls::{ALPN_H2, TlsLive};
 
-/// Why a connection to a destination sidecar failed.
+/// Why a connection to an upstream could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("upstream address `{0}` has no host or port")]
-    Address(String),
     #[error("connect to `{addr}` timed out")]
     Timeout { addr: String },
     #[error("connect to `{addr}` failed: {source}")]
@@ -42,122 +48,21 @@ pub enum ConnectError {
     Config(#[from] crate::tls::TlsError),
 }
 
-/// A mutual-TLS connection to a destination sidecar.
-pub struct MeshStream {
-    io: TokioIo<TlsStream<TcpStream>>,
-    h2: bool,
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
 }
 
-impl Connection for MeshStream {
-    fn connected(&self) -> Connected {
-        let c = Connected::new();
-        if self.h2 { c.negotiated_h2() } else { c }
+impl UpstreamError {
+    /// No connection could be made (the request was not sent anywhere).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, UpstreamError::Connect(_))
     }
 }
-
-impl Read for MeshStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl Write for MeshStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-}
-
-/// Connects to a destination sidecar's inbound port with mutual TLS, requiring `identity`.
-#[derive(Clone)]
-pub struct MeshConnector {
-    tls: Arc<TlsLive>,
-    identity: Arc<str>,
-    server_name: ServerName<'static>,
-    h2: bool,
-    connect_timeout: Duration,
-}
-
-impl tower_service::Service<Uri> for MeshConnector {
-    type Response = MeshStream;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<MeshStream, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let addr = uri
-                .authority()
-                .map(|a| a.as_str().to_string())
-                .unwrap_or_default();
-            let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else {
-                return Err(ConnectError::Address(addr));
-            };
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
-            let connect = async {
-                let tcp = TcpStream::connect((host.as_str(), port))
-                    .await
-                    .map_err(|source| ConnectError::Io {
-                        addr: addr.clone(),
-                        source,
-                    })?;
-                let _ = tcp.set_nodelay(true);
-                let cfg = this.tls.current().client_config(&this.identity, this.h2)?;
-                let tls = TlsConnector::from(cfg)
-                    .connect(this.server_name.clone(), tcp)
-                    .await
-                    .map_err(|source| ConnectError::Tls {
-                        addr: addr.clone(),
-                        source,
-                    })?;
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
-                Ok(MeshStream {
-                    io: TokioIo::new(tls),
-                    h2,
-                })
-            };
-            match tokio::time::timeout(this.connect_timeout, connect).await {
-                Ok(r) => r,
-                Err(_) => Err(ConnectError::Timeout { addr }),
-            }
-        })
-    }
-}
-
-/// Pooled client to destination sidecars.
-pub type MeshClient = Client<MeshConnector, ProxyBody>;
-/// Pooled client to the local application.
-pub type AppClient = Client<HttpConnector, ProxyBody>;
 
 /// Client settings.
 #[derive(Clone, Copy, Debug)]
@@ -166,13 +71,428 @@ pub struct ClientSettings {
     pub pool_idle_timeout: Duration,
 }
 
-/// Long-lived upstream clients, shared across artifact reloads.
+/// How a pool opens connections.
+enum Dial {
+    /// Plain TCP to the local application; HTTP/2 with prior knowledge (h2c) when `h2`.
+    Plain { h2: bool },
+    /// Mutual TLS to a destination sidecar presenting `identity`; HTTP/2 when ALPN picks it
+    /// (offered only when `offer_h2`).
+    Mesh {
+        tls: Arc<TlsLive>,
+        identity: Arc<str>,
+        server_name: ServerName<'static>,
+        offer_h2: bool,
+    },
+}
+
+type H1 = http1::SendRequest<ProxyBody>;
+type H2 = http2::SendRequest<ProxyBody>;
+
+/// One connection's request handle.
+enum Conn {
+    H1(H1),
+    H2(H2),
+}
+
+#[derive(Default)]
+struct PoolState {
+    /// Idle HTTP/1.1 connections, most recently used last, with the time they became idle.
+    idle: Vec<(H1, Instant)>,
+    /// The HTTP/2 connection (multiplexed), with the time it was last used.
+    h2: Option<(H2, Instant)>,
+    /// Whether the idle reaper task is running.
+    reaper: bool,
+}
+
+/// The connections to one upstream address.
+pub struct EndpointPool {
+    authority: Authority,
+    /// `authority` parsed, when it is an IP address and port (no resolver needed).
+    addr: Option<SocketAddr>,
+    scheme: Scheme,
+    dial: Dial,
+    settings: ClientSettings,
+    state: Mutex<PoolState>,
+    /// Held while opening a connection that may turn out HTTP/2, so that concurrent first
+    /// requests share it rather than each opening one.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for EndpointPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointPool")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A bound on the connections one request may try. Only pooled connections that turned out
+/// closed before the request was written are retried, each taken out of the pool, so the pool's
+/// size bounds the retries already; this is a safety net.
+const MAX_TRIES: u32 = 64;
+
+impl EndpointPool {
+    fn new(authority: Authority, dial: Dial, settings: ClientSettings) -> Self {
+        let scheme = match dial {
+            Dial::Plain { .. } => Scheme::HTTP,
+            Dial::Mesh { .. } => Scheme::HTTPS,
+        };
+        EndpointPool {
+            addr: authority.as_str().parse().ok(),
+            authority,
+            scheme,
+            dial,
+            settings,
+            state: Mutex::new(PoolState::default()),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A pool to a plain-HTTP address (the local application).
+    pub fn plain(authority: Authority, h2: bool, settings: ClientSettings) -> Self {
+        Self::new(authority, Dial::Plain { h2 }, settings)
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Idle HTTP/1.1 connections held (for tests and diagnostics).
+    pub fn idle_connections(&self) -> usize {
+        self.lock().idle.len()
+    }
+
+    /// Send one request, its URI in origin form (path and query). A pooled connection that
+    /// turns out closed before the request was written is replaced by another, so a request is
+    /// never lost to a keep-alive race; once written, an error is returned as is.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (conn, reused) = match self.checkout() {
+                Some(c) => (c, true),
+                None if self.may_be_h2() => {
+                    let _gate = self.connecting.lock().await;
+                    match self.checkout() {
+                        Some(c) => (c, true),
+                        None => (Box::pin(self.connect()).await?, false),
+                    }
+                }
+                // Boxed: the connect future (TCP, TLS, HTTP/2 handshake) is large, and would
+                // otherwise be part of every request's future, copied with it.
+                None => (Box::pin(self.connect()).await?, false),
+            };
+            let retry_allowed = reused && tries < MAX_TRIES;
+            match conn {
+                Conn::H1(mut tx) => match tx.try_send_request(req).await {
+                    Ok(resp) => return Ok(self.h1_response(resp, tx)),
+                    Err(mut e) => match e.take_message() {
+                        Some(r) if retry_allowed => req = r,
+                        _ => return Err(UpstreamError::Http(e.into_error())),
+                    },
+                },
+                Conn::H2(mut tx) => {
+                    let origin = std::mem::take(req.uri_mut());
+                    let mut parts = origin.clone().into_parts();
+                    parts.scheme = Some(self.scheme.clone());
+                    parts.authority = Some(self.authority.clone());
+                    *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+                    match tx.try_send_request(req).await {
+                        Ok(resp) => {
+                            return Ok(resp.map(|body| UpstreamBody {
+                                body,
+                                release: None,
+                            }));
+                        }
+                        Err(mut e) => match e.take_message() {
+                            Some(mut r) if retry_allowed => {
+                                // The shared connection refused a request it never wrote:
+                                // the next try opens a new one.
+                                *r.uri_mut() = origin;
+                                self.lock().h2 = None;
+                                req = r;
+                            }
+                            _ => return Err(UpstreamError::Http(e.into_error())),
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    fn may_be_h2(&self) -> bool {
+        match self.dial {
+            Dial::Plain { h2 } => h2,
+            Dial::Mesh { offer_h2, .. } => offer_h2,
+        }
+    }
+
+    /// A connection ready for a request: the HTTP/2 one, else the most recently used idle
+    /// HTTP/1.1 one. Closed connections found on the way are dropped.
+    fn checkout(&self) -> Option<Conn> {
+        let mut st = self.lock();
+        if let Some((tx, used)) = &mut st.h2 {
+            if !tx.is_closed() {
+                *used = Instant::now();
+                return Some(Conn::H2(tx.clone()));
+            }
+            st.h2 = None;
+        }
+        let mut i = st.idle.len();
+        while i > 0 {
+            i -= 1;
+            let tx = &st.idle[i].0;
+            if tx.is_ready() {
+                return Some(Conn::H1(st.idle.remove(i).0));
+            }
+            if tx.is_closed() {
+                st.idle.remove(i);
+            }
+        }
+        None
+    }
+
+    /// Attach the connection to the response: back in the pool at once when the response has
+    /// been read whole (the connection is waiting for its next request), else when its body
+    /// has been.
+    fn h1_response(self: &Arc<Self>, resp: Response<Incoming>, tx: H1) -> Response<UpstreamBody> {
+        let release = if tx.is_ready() || resp.body().is_end_stream() {
+            self.release(tx);
+            None
+        } else {
+            Some((tx, self.clone()))
+        };
+        resp.map(|body| UpstreamBody { body, release })
+    }
+
+    fn release(self: &Arc<Self>, tx: H1) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut st = self.lock();
+        st.idle.push((tx, Instant::now()));
+        self.arm_reaper(&mut st);
+    }
+
+    /// Start the idle reaper unless it runs (it stops once the pool holds nothing idle).
+    fn arm_reaper(self: &Arc<Self>, st: &mut PoolState) {
+        if st.reaper {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            st.reaper = true;
+            rt.spawn(reap(Arc::downgrade(self), self.settings.pool_idle_timeout));
+        }
+    }
+
+    /// Open a new connection.
+    async fn connect(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
+        let addr = self.authority.as_str();
+        let timeout = self.settings.connect_timeout;
+        match &self.dial {
+            Dial::Plain { h2 } => {
+                let tcp = match tokio::time::timeout(timeout, self.tcp()).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(timed_out(addr)),
+                };
+                self.handshake(tcp, *h2).await
+            }
+            Dial::Mesh {
+                tls,
+                identity,
+                server_name,
+                offer_h2,
+            } => {
+                let connect = async {
+                    let tcp = self.tcp().await?;
+                    let cfg = tls.current().client_config(identity, *offer_h2)?;
+                    TlsConnector::from(cfg)
+                        .connect(server_name.clone(), tcp)
+                        .await
+                        .map_err(|source| ConnectError::Tls {
+                            addr: addr.to_string(),
+                            source,
+                        })
+                };
+                let tls = match tokio::time::timeout(timeout, connect).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(timed_out(addr)),
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+                self.handshake(tls, h2).await
+            }
+        }
+    }
+
+    async fn tcp(&self) -> Result<TcpStream, ConnectError> {
+        let io_error = |source| ConnectError::Io {
+            addr: self.authority.as_str().to_string(),
+            source,
+        };
+        let tcp = match self.addr {
+            Some(a) => TcpStream::connect(a).await,
+            None => {
+                let host = self.authority.host();
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let port = self.authority.port_u16().unwrap_or(80);
+                TcpStream::connect((host, port)).await
+            }
+        }
+        .map_err(io_error)?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    /// HTTP handshake on a new connection, whose task is spawned; an HTTP/2 connection is
+    /// stored for sharing at once.
+    async fn handshake<I>(self: &Arc<Self>, io: I, h2: bool) -> Result<Conn, UpstreamError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(io);
+        if h2 {
+            let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(io)
+                .await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+                }
+            });
+            let mut st = self.lock();
+            if st.h2.as_ref().is_none_or(|(h, _)| h.is_closed()) {
+                st.h2 = Some((tx.clone(), Instant::now()));
+                self.arm_reaper(&mut st);
+            }
+            Ok(Conn::H2(tx))
+        } else {
+            let (tx, conn) = http1::Builder::new().handshake(io).await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+            });
+            Ok(Conn::H1(tx))
+        }
+    }
+}
+
+fn timed_out(addr: &str) -> UpstreamError {
+    UpstreamError::Connect(ConnectError::Timeout {
+        addr: addr.to_string(),
+    })
+}
+
+/// Close connections idle for `timeout`, until the pool is gone or holds nothing idle.
+async fn reap(pool: Weak<EndpointPool>, timeout: Duration) {
+    let mut wait = timeout;
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut st = pool.lock();
+        let now = Instant::now();
+        let fresh = |since: &Instant| now.saturating_duration_since(*since) < timeout;
+        st.idle
+            .retain(|(tx, since)| !tx.is_closed() && fresh(since));
+        if st
+            .h2
+            .as_ref()
+            .is_some_and(|(tx, used)| tx.is_closed() || !fresh(used))
+        {
+            st.h2 = None;
+        }
+        let oldest = st
+            .idle
+            .iter()
+            .map(|(_, since)| *since)
+            .chain(st.h2.as_ref().map(|(_, used)| *used))
+            .min();
+        match oldest {
+            Some(t) => {
+                wait = timeout.saturating_sub(now.saturating_duration_since(t))
+                    + Duration::from_millis(1);
+            }
+            None => {
+                st.reaper = false;
+                return;
+            }
+        }
+    }
+}
+
+/// A response body from an upstream. On HTTP/1.1, it holds its connection until the body has
+/// been read whole, then puts the connection back in its pool; dropped earlier, the connection
+/// is closed.
+pub struct UpstreamBody {
+    body: Incoming,
+    release: Option<(H1, Arc<EndpointPool>)>,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody").finish_non_exhaustive()
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.body).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.finish(),
+            Poll::Ready(Some(Err(_))) => this.release = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl UpstreamBody {
+    fn finish(&mut self) {
+        if let Some((tx, pool)) = self.release.take() {
+            pool.release(tx);
+        }
+    }
+}
+
+/// Pools, keyed by address, expected identity (none for the application) and protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    authority: String,
+    identity: Option<String>,
+    h2: bool,
+}
+
+/// Long-lived upstream pools, shared across artifact reloads.
 pub struct Upstreams {
     tls: Arc<TlsLive>,
     settings: ClientSettings,
-    mesh: Mutex<HashMap<(String, bool), MeshClient>>,
-    app_h1: AppClient,
-    app_h2: AppClient,
+    pools: Mutex<HashMap<PoolKey, Arc<EndpointPool>>>,
 }
 
 /// TLS server name sent to a destination: `name.namespace.svc.cluster.local` from the
@@ -190,58 +510,72 @@ fn server_name(service: &str) -> ServerName<'static> {
 
 impl Upstreams {
     pub fn new(tls: Arc<TlsLive>, settings: ClientSettings) -> Self {
-        let app = |h2: bool| {
-            let mut http = HttpConnector::new();
-            http.set_nodelay(true);
-            http.set_connect_timeout(Some(settings.connect_timeout));
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(settings.pool_idle_timeout)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .http2_only(h2);
-            b.build(http)
-        };
         Upstreams {
             tls,
             settings,
-            mesh: Mutex::new(HashMap::new()),
-            app_h1: app(false),
-            app_h2: app(true),
+            pools: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The client for destinations that must present `identity`. Called at load time, never
-    /// per request.
-    pub fn mesh_client(&self, identity: &str, service: &str, h2: bool) -> MeshClient {
-        let key = (identity.to_string(), h2);
-        let mut map = match self.mesh.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
+    fn pool(&self, key: PoolKey, make: impl FnOnce() -> EndpointPool) -> Arc<EndpointPool> {
+        let mut map = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(key).or_insert_with(|| Arc::new(make())).clone()
+    }
+
+    /// The pool to a destination sidecar at `authority` that must present `identity`. Called
+    /// at load time, never per request.
+    pub fn mesh_pool(
+        &self,
+        authority: &Authority,
+        identity: &str,
+        service: &str,
+        h2: bool,
+    ) -> Arc<EndpointPool> {
+        let key = PoolKey {
+            authority: authority.as_str().to_string(),
+            identity: Some(identity.to_string()),
+            h2,
         };
-        map.entry(key)
-            .or_insert_with(|| {
-                let connector = MeshConnector {
-                    tls: self.tls.clone(),
-                    identity: identity.into(),
-                    server_name: server_name(service),
-                    h2,
-                    connect_timeout: self.settings.connect_timeout,
-                };
-                let mut b = Client::builder(TokioExecutor::new());
-                b.pool_idle_timeout(self.settings.pool_idle_timeout)
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new());
-                b.build(connector)
-            })
-            .clone()
+        self.pool(key, || {
+            let dial = Dial::Mesh {
+                tls: self.tls.clone(),
+                identity: identity.into(),
+                server_name: server_name(service),
+                offer_h2: h2,
+            };
+            EndpointPool::new(authority.clone(), dial, self.settings)
+        })
     }
 
-    /// The client to the local application (HTTP/1.1, or h2c when the app speaks HTTP/2).
-    pub fn app_client(&self, h2: bool) -> AppClient {
-        if h2 {
-            self.app_h2.clone()
-        } else {
-            self.app_h1.clone()
-        }
+    /// The pool to the local application (HTTP/1.1, or h2c when the app speaks HTTP/2).
+    pub fn app_pool(&self, authority: &Authority, h2: bool) -> Arc<EndpointPool> {
+        let key = PoolKey {
+            authority: authority.as_str().to_string(),
+            identity: None,
+            h2,
+        };
+        self.pool(key, || {
+            EndpointPool::plain(authority.clone(), h2, self.settings)
+        })
+    }
+
+    /// Forget the pools no snapshot refers to any more, closing their idle connections.
+    pub fn prune(&self) {
+        let mut map = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, p| Arc::strong_count(p) > 1);
+    }
+
+    /// Pools held (for tests and diagnostics).
+    pub fn pool_count(&self) -> usize {
+        self.pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 }

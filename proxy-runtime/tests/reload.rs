@@ -269,3 +269,89 @@ async fn rotated_certificates_apply_to_new_handshakes() {
     let cfg = admin(&p, "/config").await.json();
     assert_eq!(cfg["certificate"]["identity"], spiffe("b").as_str());
 }
+
+/// Reading the watched files (the proxy's own re-reads, or another sidecar reading a shared
+/// trust bundle) is not a change: it used to wake the watcher, which re-read everything, which
+/// woke the watcher again, ten times a second for as long as the proxy ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_watched_files_does_not_trigger_re_reads() {
+    let ca = Ca::new("mesh CA");
+    let app = App::start("a").await;
+    let p = start_proxy(&ca, "a", &v1(&app)).await;
+    let reads = || p.handle.shared().loader.lock().reads;
+    // Settle: the files were just written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = reads();
+    for _ in 0..5 {
+        for f in ["artifact.json", "cert.pem", "key.pem", "ca.pem"] {
+            std::fs::read(p.dir.path().join(f)).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(reads(), before, "reads were taken for changes");
+
+    // A write still is one.
+    write_atomic(&p.artifact, encode(&v2(&app)).as_bytes());
+    eventually(Duration::from_secs(3), || async {
+        get(p.outbound(), "b", "/").await.status == 500
+    })
+    .await
+    .expect("the new artifact was never applied");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = reads();
+    assert!(after > before, "{after} re-reads after a write");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(reads(), after, "re-reads continue without changes");
+}
+
+/// Connection pools outlive a reload that keeps their endpoint (connections are reused) and are
+/// dropped once no artifact refers to their endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_follow_the_endpoints_of_the_artifact() {
+    let ca = Ca::new("mesh CA");
+    let app = App::start("a").await;
+    let with_b = |ep: &str| {
+        let mut body = v1(&app);
+        let addr: std::net::SocketAddr = ep.parse().unwrap();
+        body.clusters
+            .insert("default/b:80".into(), cluster("b", None, &[addr]));
+        add_destination(&mut body, "b", None, "default/b:80");
+        body
+    };
+    let p = start_proxy(&ca, "a", &with_b("127.0.0.1:1")).await;
+    let upstreams = &p.handle.shared().upstreams;
+    // The application's pool and the endpoint's.
+    assert_eq!(upstreams.pool_count(), 2);
+    let pool_of = |p: &Proxy| {
+        let snap = p.handle.shared().live.load_full().unwrap();
+        snap.dests[0].ports[0].direct.as_ref().unwrap().endpoints[0]
+            .pool
+            .clone()
+    };
+    let first = pool_of(&p);
+
+    // Same endpoint, another artifact: the same pool.
+    let mut changed = with_b("127.0.0.1:1");
+    changed.clusters.get_mut("default/b:80").unwrap().version = Some("v9".into());
+    write_atomic(&p.artifact, encode(&changed).as_bytes());
+    eventually(Duration::from_secs(3), || async {
+        admin(&p, "/metrics")
+            .await
+            .body
+            .contains(r#"mesh_proxy_artifact_reloads_total{result="success"} 2"#)
+    })
+    .await
+    .expect("the second artifact was not loaded");
+    assert!(Arc::ptr_eq(&first, &pool_of(&p)));
+    drop(first);
+
+    // Another endpoint: a new pool, and the old one is gone.
+    write_atomic(&p.artifact, encode(&with_b("127.0.0.1:2")).as_bytes());
+    eventually(Duration::from_secs(3), || async {
+        pool_of(&p).authority().as_str() == "127.0.0.1:2"
+    })
+    .await
+    .expect("the third artifact was not loaded");
+    assert_eq!(upstreams.pool_count(), 2);
+}

@@ -9,17 +9,28 @@ use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::model::*;
 use crate::source::Loc;
 
-/// Run every semantic check.
+/// Run every semantic check. The checks of single resources and the route analysis only read
+/// the model: they run side by side, and their diagnostics are joined in a fixed order.
 pub fn validate(model: &Model) -> Vec<Diagnostic> {
-    let mut v = Validator {
-        model,
-        diags: Vec::new(),
-    };
-    v.services();
-    v.sidecars();
-    v.routes();
-    v.route_analysis();
-    v.diags
+    let passes: [fn(&mut Validator<'_>); 2] = [
+        |v| {
+            v.services();
+            v.sidecars();
+            v.routes();
+        },
+        |v| v.route_analysis(),
+    ];
+    crate::par::map(&passes, crate::par::cpus(), |pass| {
+        let mut v = Validator {
+            model,
+            diags: Vec::new(),
+        };
+        pass(&mut v);
+        v.diags
+    })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 struct Validator<'m> {

@@ -196,7 +196,9 @@ impl<'m> TableCache<'m> {
     fn put_cluster(&self, key: &str, cluster: &Cluster) {
         match self.clusters.lock() {
             Ok(mut c) => c.insert(key.to_string(), cluster.clone()),
-            Err(poisoned) => poisoned.into_inner().insert(key.to_string(), cluster.clone()),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .insert(key.to_string(), cluster.clone()),
         };
     }
 }

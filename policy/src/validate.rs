@@ -421,7 +421,7 @@ pub fn validate_parsed(
         }
     }
 
-    let cedar = match cedar_policy::PolicySet::from_policies(policies) {
+    let cedar = match cedar_policy::PolicySet::from_policies(policies.iter().cloned()) {
         Ok(set) => set,
         Err(err) => {
             // Ids are unique by construction; report rather than panic.
@@ -440,22 +440,33 @@ pub fn validate_parsed(
 
     if let Some(schema) = schema {
         let validator = Validator::new(schema);
-        // Policies type-check independently: split the set into one part per core. Each
-        // part's result holds the errors and warnings of its own policies.
-        let parts: Vec<Vec<cedar_policy::Policy>> = {
-            let all: Vec<cedar_policy::Policy> = cedar.policies().cloned().collect();
-            let per = all.len().div_ceil(threads()).max(PARALLEL_MIN);
-            all.chunks(per)
-                .map(<[cedar_policy::Policy]>::to_vec)
-                .collect()
-        };
-        let results = on_threads(&parts, |part| {
-            // The ids are unique (checked above), so assembling a part cannot fail.
-            cedar_policy::PolicySet::from_policies(part.iter().cloned())
-                .ok()
-                .map(|set| validator.validate(&set, ValidationMode::Strict))
-        });
-        let results: Vec<cedar_policy::ValidationResult> = results.into_iter().flatten().collect();
+        // Policies type-check independently. Policies that differ only in the ids of
+        // non-action entities (and in annotations, spacing and comments) type-check alike, so
+        // one of each shape is validated first; the others of a shape are validated too only
+        // when that one drew an error or a warning, so that each gets its own messages.
+        let shapes = Shapes::of(entries.iter().map(|e| e.text.as_str()));
+        let mut results = validate_in_parts(&validator, &policies, &shapes.first);
+        let flagged: BTreeSet<usize> = shapes
+            .first
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let id = entries.get(i).map_or("", |e| e.id.as_str());
+                results.iter().any(|r| {
+                    r.validation_errors()
+                        .any(|e| AsRef::<str>::as_ref(e.policy_id()) == id)
+                        || r.validation_warnings()
+                            .any(|w| AsRef::<str>::as_ref(w.policy_id()) == id)
+                })
+            })
+            .collect();
+        let again: Vec<usize> = shapes
+            .same_as
+            .iter()
+            .filter(|(_, first)| flagged.contains(first))
+            .map(|&(i, _)| i)
+            .collect();
+        results.extend(validate_in_parts(&validator, &policies, &again));
         for err in results.iter().flat_map(|r| r.validation_errors()) {
             let Some(entry) = by_id
                 .get(AsRef::<str>::as_ref(err.policy_id()))
@@ -579,6 +590,145 @@ pub fn validate_parsed(
 
 /// Fewest items worth a thread of their own.
 const PARALLEL_MIN: usize = 64;
+
+/// Validate `policies[i]` for each `i` in `which`, split into one part per core. Each part's
+/// result holds the errors and warnings of its own policies.
+fn validate_in_parts(
+    validator: &Validator,
+    policies: &[cedar_policy::Policy],
+    which: &[usize],
+) -> Vec<cedar_policy::ValidationResult> {
+    if which.is_empty() {
+        return Vec::new();
+    }
+    let chosen: Vec<&cedar_policy::Policy> =
+        which.iter().filter_map(|&i| policies.get(i)).collect();
+    let per = chosen.len().div_ceil(threads()).max(PARALLEL_MIN);
+    let parts: Vec<&[&cedar_policy::Policy]> = chosen.chunks(per).collect();
+    on_threads(&parts, |part| {
+        // The ids are unique (checked by the caller), so assembling a part cannot fail.
+        cedar_policy::PolicySet::from_policies(part.iter().map(|p| (*p).clone()))
+            .ok()
+            .map(|set| validator.validate(&set, ValidationMode::Strict))
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Policies grouped by shape: the policy text with every non-action entity id renamed by order
+/// of first appearance (`Workload::"a" == Workload::"b"` and `Workload::"c" == Workload::"d"`
+/// have one shape, `Workload::"a" == Workload::"a"` another), annotations, comments and spacing
+/// dropped. Cedar's strict validation depends on a policy's entity types, action ids,
+/// operators and other literals, and on which entity literals are equal, never on the other
+/// ids themselves (the generated schema declares no enumerated entity types), so policies of
+/// one shape draw the same errors and warnings. A policy with a character outside ASCII or a
+/// backslash anywhere gets no shape: Cedar's confusable-text warnings and escaped ids are
+/// judged policy by policy.
+#[derive(Debug, Default)]
+struct Shapes {
+    /// Index of the first policy of each shape, and of every policy without one.
+    first: Vec<usize>,
+    /// Every other policy, with the index of the first of its shape.
+    same_as: Vec<(usize, usize)>,
+}
+
+impl Shapes {
+    fn of<'t>(texts: impl Iterator<Item = &'t str>) -> Shapes {
+        let mut out = Shapes::default();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, text) in texts.enumerate() {
+            match shape_key(text) {
+                Some(key) => match seen.get(&key) {
+                    Some(&first) => out.same_as.push((i, first)),
+                    None => {
+                        seen.insert(key, i);
+                        out.first.push(i);
+                    }
+                },
+                None => out.first.push(i),
+            }
+        }
+        out
+    }
+}
+
+/// The shape of one policy's text (see [`Shapes`]), or `None` when it must be validated on
+/// its own.
+fn shape_key(text: &str) -> Option<String> {
+    if !text.is_ascii() || text.contains('\\') {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut key = String::with_capacity(text.len());
+    let mut ids: Vec<&str> = Vec::new();
+    let space = |key: &mut String| {
+        if !key.is_empty() && !key.ends_with(' ') {
+            key.push(' ');
+        }
+    };
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' => {
+                let end = text.get(i + 1..)?.find('"')? + i + 1;
+                let literal = text.get(i + 1..end)?;
+                let before = key.trim_end();
+                let is_id = before.ends_with("::")
+                    && !before.trim_end_matches("::").trim_end().ends_with("Action");
+                if is_id {
+                    let n = match ids.iter().position(|id| *id == literal) {
+                        Some(n) => n,
+                        None => {
+                            ids.push(literal);
+                            ids.len() - 1
+                        }
+                    };
+                    key.push_str(&format!("\"#{n}\""));
+                } else {
+                    key.push('"');
+                    key.push_str(literal);
+                    key.push('"');
+                }
+                i = end + 1;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = text.get(i..)?.find('\n').map_or(bytes.len(), |n| i + n);
+                space(&mut key);
+            }
+            b'@' => {
+                // `@name` or `@name("value")`: annotations do not take part in validation.
+                i += 1;
+                while bytes
+                    .get(i)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                {
+                    i += 1;
+                }
+                while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+                    i += 1;
+                }
+                if bytes.get(i) == Some(&b'(') {
+                    let rest = text.get(i + 1..)?.trim_start();
+                    let value = rest.strip_prefix('"')?;
+                    let after = value.get(value.find('"')? + 1..)?.trim_start();
+                    let after = after.strip_prefix(')')?;
+                    i = bytes.len() - after.len();
+                }
+                space(&mut key);
+            }
+            c if c.is_ascii_whitespace() => {
+                space(&mut key);
+                i += 1;
+            }
+            c => {
+                key.push(char::from(c));
+                i += 1;
+            }
+        }
+    }
+    Some(key)
+}
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -430,3 +430,73 @@ fn parsed_ahead_validates_like_text() {
     assert_eq!(diags, diags3);
     assert_eq!(ids(&set), ids(&set3));
 }
+
+/// Policies of one shape (the same text but for non-action entity ids) are type-checked once;
+/// every policy must still get exactly the diagnostics it gets when validated on its own. The
+/// variants below collide on shape where a careless shape would merge policies that validate
+/// differently: literal equality decided by the ids, escaped ids, action ids, comments and
+/// annotations holding quotes, and errors that each policy must report itself.
+#[test]
+fn policies_of_one_shape_validate_like_each_alone() {
+    // The first variant of each template is the one validated for its shape: it must be the
+    // clean one where a wrong shape would hide the others' problems.
+    let ids = [
+        ("default/productpage", "default/productpage", "GET"),
+        ("default/reviews", "default/ratings", "read"),
+        ("default/productpage", "default/details", "GETT"),
+        ("shop/cart", "default/reviews", "POST"),
+    ];
+    let templates = [
+        "permit (principal == Workload::\"{A}\", action in Action::\"read\", resource == Service::\"{B}\");",
+        "permit (principal, action, resource) when { Workload::\"{A}\" == Workload::\"{B}\" };",
+        "permit (principal, action, resource) when { Service::\"{A}\" == Service::\"{B}\" && resource.name == 1 };",
+        "forbid (principal, action == Action::\"read\", resource == Service::\"{B}\");",
+        "permit (principal, action == Action::\"{M}\", resource) when { principal == Workload::\"{A}\" };",
+        "permit (principal, action, resource) when { Action::\"{M}\" in Action::\"read\" && principal == Workload::\"{A}\" };",
+        "permit (principal == Wrkload::\"{A}\", action, resource == Service::\"{B}\");",
+        "// a comment with \"{A}\" in quotes\npermit (principal, action, resource in Namespace::\"{A}\");",
+        "permit (principal, action, resource) when { true && Workload::\"{A}\" == Workload::\"\\u{64}efault/productpage\" };",
+        "permit (principal, action, resource) when { context.path == \"{A}\" && resource == Service::\"{B}\" };",
+        "@note(\"x \\\"{A}\\\" y\") permit (principal == Workload :: \"{A}\", action, resource) when { resource.nmae == \"{B}\" };",
+    ];
+    let mut policies = Vec::new();
+    for (t, template) in templates.iter().enumerate() {
+        for (k, (a, b, m)) in ids.iter().enumerate() {
+            let body = template
+                .replace("{A}", a)
+                .replace("{B}", b)
+                .replace("{M}", m);
+            policies.push(format!("@id(\"p{t}-{k}\")\n{body}\n"));
+        }
+    }
+    // Diagnostics of one policy, positions relative to where the policy starts.
+    let relative = |diags: &[PolicyDiagnostic], start: usize, len: usize| {
+        let mut out: Vec<(String, String, (usize, usize), String)> = diags
+            .iter()
+            .filter(|d| d.span.0 >= start && d.span.0 < start + len)
+            .map(|d| {
+                (
+                    d.code.to_string(),
+                    format!("{:?}", d.severity),
+                    (d.span.0 - start, d.span.1 - start),
+                    d.message.clone(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let together: String = policies.concat();
+    let all = check(&together);
+    let mut at = 0;
+    let mut flagged = 0;
+    for policy in &policies {
+        let alone = relative(&check(policy), 0, policy.len());
+        let in_set = relative(&all, at, policy.len());
+        assert_eq!(in_set, alone, "policy {policy}");
+        flagged += usize::from(!alone.is_empty());
+        at += policy.len();
+    }
+    // The corpus exercises both outcomes within shapes.
+    assert!(flagged > 10 && flagged < policies.len() - 5, "{flagged}");
+}

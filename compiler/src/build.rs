@@ -47,7 +47,7 @@ fn compile_one<'m>(
     source_hash: &str,
     svc: &crate::model::Service,
 ) -> (OutputFile, IndexEntry) {
-    let body = crate::lower::lower_sidecar_shared(checked, slicer, tables, svc);
+    let body = crate::lower::lower_sidecar_for_encoding(checked, slicer, tables, svc);
     let (text, body_hash) = mesh_artifact::encode(&body, crate::VERSION, source_hash);
     let name = artifact_file_name(&svc.namespace, &svc.name);
     let entry = IndexEntry {

@@ -154,9 +154,30 @@ struct TableKey {
 }
 
 /// A lowered route table and the clusters its actions name (service, port, version).
-struct CachedTable<'m> {
+pub struct CachedTable<'m> {
     table: RouteTable,
     clusters: Vec<(&'m Service, u16, Option<String>)>,
+    /// The table's canonical JSON, made the first time a sidecar's artifact is encoded.
+    encoded: std::sync::OnceLock<Option<Box<serde_json::value::RawValue>>>,
+}
+
+/// A route table in a body that [`mesh_artifact::encode`] writes: the table shared by every
+/// sidecar that calls the same destination port, which serializes as its JSON encoded once
+/// (exactly the bytes the table itself would serialize to) instead of once per sidecar.
+#[derive(Clone)]
+pub struct SharedTable<'m>(std::sync::Arc<CachedTable<'m>>);
+
+impl serde::Serialize for SharedTable<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let encoded = self
+            .0
+            .encoded
+            .get_or_init(|| serde_json::value::to_raw_value(&self.0.table).ok());
+        match encoded {
+            Some(raw) => raw.serialize(serializer),
+            None => self.0.table.serialize(serializer),
+        }
+    }
 }
 
 /// Route tables lowered once and shared by every sidecar that calls the same destination port:
@@ -449,6 +470,28 @@ pub fn lower_sidecar_shared<'m>(
     tables: &TableCache<'m>,
     svc: &Service,
 ) -> Body {
+    lower_sidecar_as(checked, slicer, tables, svc, |c| c.table.clone())
+}
+
+/// [`lower_sidecar_shared`] for writing: the body holds the shared route tables themselves,
+/// each encoded once for all the sidecars that call its destination port. It encodes to the
+/// same bytes.
+pub fn lower_sidecar_for_encoding<'m>(
+    checked: &'m Checked,
+    slicer: &mesh_policy::Slicer<'_>,
+    tables: &TableCache<'m>,
+    svc: &Service,
+) -> Body<SharedTable<'m>> {
+    lower_sidecar_as(checked, slicer, tables, svc, |c| SharedTable(c.clone()))
+}
+
+fn lower_sidecar_as<'m, T>(
+    checked: &'m Checked,
+    slicer: &mesh_policy::Slicer<'_>,
+    tables: &TableCache<'m>,
+    svc: &Service,
+    hold: impl Fn(&std::sync::Arc<CachedTable<'m>>) -> T,
+) -> Body<T> {
     let model = &checked.model;
     let mut l = Lowerer {
         model,
@@ -501,12 +544,16 @@ pub fn lower_sidecar_shared<'m>(
                                 && a.1 == b.1
                                 && a.2 == b.2
                         });
-                        let c = std::sync::Arc::new(CachedTable { table, clusters });
+                        let c = std::sync::Arc::new(CachedTable {
+                            table,
+                            clusters,
+                            encoded: std::sync::OnceLock::new(),
+                        });
                         tables.put(key, c.clone());
                         c
                     }
                 };
-                Some(cached.table.clone())
+                Some(hold(&cached))
             };
             all_routes.extend(routes.iter().copied());
             ports.push(DestinationPort {

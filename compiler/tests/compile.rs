@@ -872,6 +872,14 @@ spec:
         let alone = meshc::lower::lower_sidecar_with(&checked, &slicer, svc);
         let shared = meshc::lower::lower_sidecar_shared(&checked, &slicer, &tables, svc);
         assert_eq!(alone, shared, "{}", svc.key());
+        // The writer's body holds tables encoded once for all callers: same bytes.
+        let for_writing = meshc::lower::lower_sidecar_for_encoding(&checked, &slicer, &tables, svc);
+        assert_eq!(
+            mesh_artifact::encode(&for_writing, "v", "sha256:x"),
+            mesh_artifact::encode(&alone, "v", "sha256:x"),
+            "{}",
+            svc.key()
+        );
         let text = serde_json::to_string(&shared).expect("json");
         if text.contains("cons/consumer") {
             consumer_tables += 1;

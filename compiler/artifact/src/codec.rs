@@ -5,7 +5,7 @@
 //! `header.body_hash` is the SHA-256 of the body's bytes exactly as they stand in the file, so a
 //! loader verifies integrity without re-encoding anything.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
@@ -62,7 +62,7 @@ pub fn sha256_tag(bytes: &[u8]) -> String {
 /// enables serde_json's `preserve_order` feature (cedar-policy does), `serde_json::Value` objects
 /// keep insertion order, and the encoding must not depend on which crates were linked. A body
 /// whose entities are already sorted (the compiler sorts them once per bundle) is not copied.
-pub fn encode_body(body: &Body) -> String {
+pub fn encode_body<T: Serialize + Clone>(body: &Body<T>) -> String {
     // Serialising plain-data types into a String cannot fail: no maps with non-string keys,
     // no fallible Serialize impls.
     let text = if is_sorted_deep(&body.authz.entities) {
@@ -90,7 +90,11 @@ fn is_sorted_deep(v: &serde_json::Value) -> bool {
 /// Encode a whole artifact file (`{"header":{..},"body":{..}}` and a newline); returns the file
 /// text and the body hash, which is taken over exactly the body bytes that end up in the file
 /// and is what [`decode`] verifies.
-pub fn encode(body: &Body, meshc_version: &str, source_hash: &str) -> (String, String) {
+pub fn encode<T: Serialize + Clone>(
+    body: &Body<T>,
+    meshc_version: &str,
+    source_hash: &str,
+) -> (String, String) {
     let body_text = encode_body(body);
     let body_hash = sha256_tag(body_text.as_bytes());
     let header = Header {

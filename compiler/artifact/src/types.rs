@@ -33,11 +33,15 @@ pub struct Header {
 /// Everything one sidecar needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Body {
+///
+/// `T` is how a route table is held: the tables themselves everywhere but in the compiler's
+/// writer, which hands the encoder tables it has encoded once for every sidecar that calls the
+/// same destination port (anything that serializes exactly as the [`RouteTable`] would).
+pub struct Body<T = RouteTable> {
     pub mesh: MeshInfo,
     pub sidecar: SidecarInfo,
     /// Services this sidecar may call, sorted by `service`.
-    pub destinations: Vec<Destination>,
+    pub destinations: Vec<Destination<T>>,
     /// Backend clusters referenced by route actions, keyed by [`cluster_key`] text.
     pub clusters: BTreeMap<String, Cluster>,
     /// Authorization for this sidecar's inbound side.
@@ -110,7 +114,7 @@ pub struct SidecarInfo {
 /// A service this sidecar may call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Destination {
+pub struct Destination<T = RouteTable> {
     /// `namespace/name`.
     pub service: String,
     /// Host names that address this service, lower case, without port: `name`, `name.ns`,
@@ -118,17 +122,17 @@ pub struct Destination {
     /// Short names (`name`) are only listed for services in the caller's own namespace.
     pub hosts: Vec<String>,
     /// Service ports, sorted by port number.
-    pub ports: Vec<DestinationPort>,
+    pub ports: Vec<DestinationPort<T>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DestinationPort {
+pub struct DestinationPort<T = RouteTable> {
     pub port: u16,
     pub protocol: Protocol,
     /// Route table for this port. `None` when no route is attached: traffic goes to the
     /// service itself (cluster `default_cluster`).
-    pub routes: Option<RouteTable>,
+    pub routes: Option<T>,
     /// Cluster used when no route is attached.
     pub default_cluster: String,
 }

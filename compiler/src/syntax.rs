@@ -50,35 +50,44 @@ impl Value<'_> {
 impl<'a> Node<'a> {
     /// Feed the node's content (not its position or formatting) into a hash.
     pub fn digest(&self, h: &mut impl sha2::Digest) {
+        // The content is laid out in a buffer first: a hash update per scalar costs more than
+        // the hashing itself.
+        let mut buf = Vec::new();
+        self.content_bytes(&mut buf);
+        h.update(&buf);
+    }
+
+    /// The bytes [`Node::digest`] hashes: a tag byte per node, lengths and counts as 8 bytes.
+    fn content_bytes(&self, out: &mut Vec<u8>) {
         match &self.value {
-            Value::Null => h.update(b"n"),
-            Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+            Value::Null => out.push(b'n'),
+            Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
             Value::Int(i) => {
-                h.update(b"i");
-                h.update(i.to_le_bytes());
+                out.push(b'i');
+                out.extend_from_slice(&i.to_le_bytes());
             }
             Value::Float(f) => {
-                h.update(b"d");
-                h.update(f.to_bits().to_le_bytes());
+                out.push(b'd');
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
             }
             Value::Str(s) => {
-                h.update(b"s");
-                h.update((s.len() as u64).to_le_bytes());
-                h.update(s.as_bytes());
+                out.push(b's');
+                out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
             }
             Value::Seq(items) => {
-                h.update(b"[");
-                h.update((items.len() as u64).to_le_bytes());
+                out.push(b'[');
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
                 for i in items {
-                    i.digest(h);
+                    i.content_bytes(out);
                 }
             }
             Value::Map(entries) => {
-                h.update(b"{");
-                h.update((entries.len() as u64).to_le_bytes());
+                out.push(b'{');
+                out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
                 for (k, v) in entries {
-                    k.digest(h);
-                    v.digest(h);
+                    k.content_bytes(out);
+                    v.content_bytes(out);
                 }
             }
         }

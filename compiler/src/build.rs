@@ -88,9 +88,17 @@ pub fn compile_into(checked: &Checked, out: &Path) -> std::io::Result<usize> {
     let source_hash = crate::lower::source_hash(&checked.model);
     let slicer = crate::policy::slicer(checked);
     let tables = crate::lower::TableCache::default();
-    let written = crate::par::map(&checked.model.services, crate::par::cpus(), |svc| {
-        let (file, entry) = compile_one(checked, &slicer, &tables, &source_hash, svc);
-        write_temp(out, &file).map(|tmp| (tmp, entry))
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let written = std::thread::scope(|s| {
+        // Start writing back what is already written while the rest is compiled, so that the
+        // final sync has less left to wait for.
+        let _ = std::thread::Builder::new().spawn_scoped(s, || early_writeback(out, &done));
+        let written = crate::par::map(&checked.model.services, crate::par::cpus(), |svc| {
+            let (file, entry) = compile_one(checked, &slicer, &tables, &source_hash, svc);
+            write_temp(out, &file).map(|tmp| (tmp, entry))
+        });
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        written
     });
     let mut temps = Vec::with_capacity(written.len());
     let mut entries = Vec::with_capacity(written.len());
@@ -117,6 +125,20 @@ pub fn compile_into(checked: &Checked, out: &Path) -> std::io::Result<usize> {
     let written: std::collections::HashSet<&str> = temps.iter().map(|(_, n)| n.as_str()).collect();
     finish(out, old, &written);
     Ok(count)
+}
+
+/// Until `done`: sync the output's file system every so often.
+fn early_writeback(out: &Path, done: &std::sync::atomic::AtomicBool) {
+    let step = std::time::Duration::from_millis(25);
+    let mut waited = std::time::Duration::ZERO;
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(step);
+        waited += step;
+        if waited >= std::time::Duration::from_millis(150) {
+            waited = std::time::Duration::ZERO;
+            let _ = sync_file_system(out);
+        }
+    }
 }
 
 /// The temporary name a file is written under before it is renamed into place.

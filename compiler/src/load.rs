@@ -163,8 +163,13 @@ pub fn load_dir(root: &Path, opts: &LoadOptions) -> Loaded {
     }
     let mut inputs: Vec<(String, String)> = Vec::new();
     let found_files = !files.is_empty();
-    for (relpath, path) in files {
-        match read_text(&path, opts.max_file_bytes) {
+    // Read on every core (the text is copied out of the page cache and checked for UTF-8),
+    // then handle the results in path order.
+    let texts = crate::par::map(&files, crate::par::cpus(), |(_, path)| {
+        read_text(path, opts.max_file_bytes)
+    });
+    for ((relpath, _), text) in files.into_iter().zip(texts) {
+        match text {
             Ok(text) => inputs.push((relpath, text)),
             Err(ReadError::Io(e)) => {
                 let id = loaded.sources.add(relpath.clone(), String::new());

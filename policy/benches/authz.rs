@@ -11,6 +11,10 @@
 //! - `load_sliced`: `Authorizer::new` for one sidecar's bundle (parse once at load).
 //! - `validate_mesh`: `validate` over the whole mesh, as `meshc check` runs it.
 //! - `bundle_for_one`: slicing one sidecar's bundle, as `meshc build` does per artifact.
+//! - `proxy_bundle`: the bundles of `mesh-proxy`'s `authz_check` bench: 1 is
+//!   `permit (principal, action, resource);`, 20 is 18 path conditions, a header `forbid` and a
+//!   blanket permit for another caller. `proxy_bundle_decide`: the same through
+//!   `Authorizer::decide` (what the proxy calls: no allocation for policy ids).
 //!
 //! Run: `cargo bench -p mesh-policy --bench authz`
 
@@ -186,4 +190,72 @@ fn bundle_for_one(bencher: Bencher<'_, '_>, policies: usize) {
             .policies
             .len()
     });
+}
+
+/// A bundle of `policies` policies for `default/b` (see the module doc).
+fn proxy_bundle_of(policies: usize) -> AuthzBundle {
+    let model = PolicyModel {
+        trust_domain: "cluster.local".into(),
+        services: ["a", "b", "c"]
+            .iter()
+            .map(|n| ServiceEntry::new("default", *n))
+            .collect(),
+        context_headers: vec!["x-user".into()],
+    };
+    let mut text = String::new();
+    if policies == 1 {
+        text.push_str("permit (principal, action, resource);\n");
+    } else {
+        for i in 0..policies.saturating_sub(2) {
+            text.push_str(&format!(
+                "permit (principal == Workload::\"default/a\", action in Action::\"read\", \
+                 resource == Service::\"default/b\") when {{ context.path like \"/api/v{i}/*\" }};\n"
+            ));
+        }
+        text.push_str(
+            "forbid (principal, action, resource) when { context.headers has \"x-user\" \
+             && context.headers[\"x-user\"] == \"mallory\" };\n\
+             permit (principal == Workload::\"default/c\", action, resource);\n",
+        );
+    }
+    let sources = vec![("mesh.cedar".to_string(), text)];
+    let (set, diags) = validate(&model, &sources);
+    assert!(diags.is_empty(), "{:?}", diags.first());
+    bundle_for(&model, &set, "default/b", &["mesh.cedar".to_string()])
+}
+
+#[divan::bench(args = [1, 20])]
+fn proxy_bundle(bencher: Bencher<'_, '_>, policies: usize) {
+    proxy_bundle_with(bencher, policies, false);
+}
+
+/// The same through `Authorizer::decide`, which `mesh-proxy` calls: policy ids stay borrowed.
+#[divan::bench(args = [1, 20])]
+fn proxy_bundle_decide(bencher: Bencher<'_, '_>, policies: usize) {
+    proxy_bundle_with(bencher, policies, true);
+}
+
+fn proxy_bundle_with(bencher: Bencher<'_, '_>, policies: usize, borrowed: bool) {
+    let authz = Authorizer::new(&proxy_bundle_of(policies)).expect("bundle loads");
+    let caller = "spiffe://cluster.local/ns/default/sa/a";
+    let headers = [("x-user", "alice")];
+    let request = AuthzRequest {
+        principal: caller,
+        service: "default/b",
+        method: "GET",
+        path: "/api/v7/items",
+        query: "x=1",
+        route: "default/b-route",
+        headers: &headers,
+    };
+    assert!(authz.authorize(&request, AuthzMode::Enforce).allowed);
+    if borrowed {
+        bencher.bench_local(|| {
+            authz
+                .decide(black_box(&request), AuthzMode::Enforce)
+                .allowed
+        });
+    } else {
+        bencher.bench_local(|| authz.authorize(black_box(&request), AuthzMode::Enforce));
+    }
 }

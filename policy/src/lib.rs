@@ -16,7 +16,9 @@ pub mod model;
 pub mod slice;
 pub mod validate;
 
-pub use authorize::{Authorizer, AuthzDecision, AuthzRequest, Decision, PolicyError};
+pub use authorize::{
+    Authorizer, AuthzDecision, AuthzRequest, Decision, PolicyError, PolicyIds, Verdict,
+};
 pub use model::{
     PolicyModel, ServiceEntry, entities_json, schema_text, spiffe_id, workload_uid_from_spiffe,
 };

@@ -420,3 +420,351 @@ fn authorizer_is_shareable() {
     send_sync::<Authorizer>();
     send_sync::<mesh_policy::PolicySet>();
 }
+
+// Differential coverage: the indexed, natively pre-checked evaluation (scopes checked on entity
+// numbers, string tests on the context checked without Cedar, Cedar's evaluator built lazily
+// and given a context only once an expression reading it runs) against Cedar's own authorizer
+// over every policy, on bundles that are not validated, so conditions may also error.
+
+const PRINCIPALS: &[&str] = &[
+    "principal",
+    "principal == Workload::\"default/productpage\"",
+    "principal == Workload::\"default/reviews\"",
+    "principal == Workload::\"\"",
+    "principal in Namespace::\"default\"",
+    "principal in Workload::\"default/reviews\"",
+    "principal is Workload",
+    "principal is Service",
+    "principal is Workload in Namespace::\"shop\"",
+    "principal is Service in Namespace::\"default\"",
+];
+
+const ACTIONS: &[&str] = &[
+    "action",
+    "action == Action::\"GET\"",
+    "action == Action::\"PROPFIND\"",
+    "action in Action::\"read\"",
+    "action in Action::\"write\"",
+    "action in [Action::\"POST\", Action::\"read\"]",
+    "action in [Action::\"write\"]",
+];
+
+const RESOURCES: &[&str] = &[
+    "resource",
+    "resource == Service::\"default/details\"",
+    "resource == Service::\"default/ghost\"",
+    "resource == Service::\"shop/cart\"",
+    "resource in Namespace::\"default\"",
+    "resource in Service::\"default/details\"",
+    "resource is Service",
+    "resource is Workload",
+    "resource is Service in Namespace::\"shop\"",
+    "resource is Workload in Namespace::\"default\"",
+];
+
+/// Conditions: none, context string tests the authorizer checks natively, expressions only
+/// Cedar evaluates (with and without `context`), and conditions that error on some requests.
+const CONDITIONS: &[&str] = &[
+    "",
+    "when { context.path like \"/api/*\" }",
+    "when { context.path == \"/health\" }",
+    "when { \"/health\" == context.path }",
+    "unless { context.method == \"DELETE\" }",
+    "when { context.query like \"*debug=1*\" }",
+    "when { context.route == \"default/r\" }",
+    "when { context.path like \"*\" } unless { context.path like \"\" }",
+    "when { context.headers has \"x-user\" && context.headers[\"x-user\"] == \"alice\" }",
+    "when { context.headers has \"x-debug\" || context.path like \"/a*/*\" }",
+    "when { !(context.headers has \"x-user\") }",
+    "when { context.headers has \"X-Debug\" }",
+    "when { context.headers has \"x-other\" }",
+    // Errors when the header is absent.
+    "when { context.headers[\"x-user\"] like \"a*\" }",
+    // No context: Cedar alone, without building one.
+    "when { principal.namespace == resource.namespace }",
+    "when { principal.name != \"reviews\" }",
+    "unless { principal in Namespace::\"shop\" }",
+    // Context only Cedar reads.
+    "when { if context.path == \"/\" then true else context.path like \"/api/*\" }",
+    "when { context has path && context.headers == {} }",
+    "when { principal.name == \"productpage\" && context.path like \"/api/*\" }",
+    "when { context.path like \"/health\" || principal.namespace == \"shop\" }",
+    // Entity attributes (strings in the store), natively compared.
+    "when { principal.spiffe like \"spiffe://cluster.local/ns/default/*\" }",
+    "when { resource.namespace == \"shop\" || resource.name == principal.name }",
+    "unless { resource.namespace == context.headers[\"x-user\"] }",
+    "when { principal.nope == \"x\" || context.path == \"/\" }",
+    // Errors: unknown services have no attributes; `context.nope` does not exist.
+    "when { resource.name == \"ghost\" }",
+    "when { context.nope == \"x\" }",
+    "when { context.path == \"/\" || context.nope == \"x\" }",
+];
+
+fn policy_text(effect: bool, p: usize, a: usize, r: usize, c: usize) -> String {
+    format!(
+        "{} ({}, {}, {}) {};",
+        if effect { "forbid" } else { "permit" },
+        PRINCIPALS[p % PRINCIPALS.len()],
+        ACTIONS[a % ACTIONS.len()],
+        RESOURCES[r % RESOURCES.len()],
+        CONDITIONS[c % CONDITIONS.len()],
+    )
+}
+
+/// An authorizer over `texts`, unvalidated, with ids given in `ids`.
+fn raw(texts: &[(String, String)]) -> Authorizer {
+    let model = bookinfo();
+    let policies = texts
+        .iter()
+        .map(|(id, text)| mesh_artifact::PolicyText {
+            id: id.clone(),
+            source: mesh_artifact::SourcePos {
+                file: "gen.cedar".into(),
+                line: 1,
+                column: 1,
+            },
+            text: text.clone(),
+        })
+        .collect();
+    let bundle = AuthzBundle {
+        schema: schema_text(&model),
+        policies,
+        entities: entities_json(&model),
+        context_headers: model.context_headers.clone(),
+    };
+    Authorizer::new(&bundle).expect("bundle loads")
+}
+
+const CALLERS: &[&str] = &[
+    "default/productpage",
+    "default/reviews",
+    "shop/cart",
+    "default/intruder",
+];
+const SERVICES: &[&str] = &[
+    "default/details",
+    "default/productpage",
+    "shop/cart",
+    "default/ghost",
+];
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "DELETE", "PROPFIND", "read"];
+const PATHS: &[&str] = &["/", "/health", "/api/v1", "/apix", ""];
+const HEADERS: &[&[(&str, &str)]] = &[
+    &[],
+    &[("x-user", "alice")],
+    &[("X-User", "bob"), ("x-debug", "1")],
+    &[("x-debug", "0"), ("x-user", "alice"), ("x-user", "mallory")],
+    &[("x-other", "1")],
+];
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    allow: usize,
+    deny_by_forbid: usize,
+    deny_by_default: usize,
+    errors: usize,
+}
+
+/// `authorize` and `authorize_reference` agree on one request; returns the decision.
+fn agree(authz: &Authorizer, req: &AuthzRequest<'_>, mode: AuthzMode, seen: &mut Seen) {
+    let d = authz.authorize(req, mode);
+    let reference = authz.authorize_reference(req, mode);
+    assert_eq!(d, reference, "{req:?} {mode:?}");
+    // The borrowing form gives the same outcome.
+    let v = authz.decide(req, mode);
+    assert_eq!(
+        v.policies.iter().collect::<Vec<_>>(),
+        d.policies.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert_eq!(format!("{:?}", v.policies), format!("{:?}", d.policies));
+    assert_eq!(v.into_decision(), d);
+    match (d.decision, d.policies.is_empty()) {
+        (Decision::Allow, _) => seen.allow += 1,
+        (Decision::Deny, false) => seen.deny_by_forbid += 1,
+        (Decision::Deny, true) => seen.deny_by_default += 1,
+    }
+    seen.errors += usize::from(!d.errors.is_empty());
+}
+
+fn sweep(authz: &Authorizer, seen: &mut Seen, stride: usize) {
+    let mut n = 0usize;
+    for from in CALLERS {
+        let (ns, name) = from.split_once('/').expect("ns/name");
+        let principal = spiffe(ns, name);
+        for to in SERVICES {
+            for method in METHODS {
+                for path in PATHS {
+                    for headers in HEADERS {
+                        n += 1;
+                        if !n.is_multiple_of(stride) {
+                            continue;
+                        }
+                        let req = AuthzRequest {
+                            principal: &principal,
+                            service: to,
+                            method,
+                            path,
+                            query: if n.is_multiple_of(3) {
+                                "a=1&debug=1"
+                            } else {
+                                ""
+                            },
+                            route: if n.is_multiple_of(2) { "default/r" } else { "" },
+                            headers,
+                        };
+                        let mode = if n.is_multiple_of(4) {
+                            AuthzMode::Audit
+                        } else {
+                            AuthzMode::Enforce
+                        };
+                        agree(authz, &req, mode, seen);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_condition_alone_agrees_with_cedar() {
+    // Each condition under a blanket scope, as a permit and as a forbid next to a blanket
+    // permit, over the whole request grid.
+    let mut seen = Seen::default();
+    for c in 0..CONDITIONS.len() {
+        for forbid in [false, true] {
+            let mut texts = vec![("c".to_string(), policy_text(forbid, 0, 0, 0, c))];
+            if forbid {
+                texts.push(("all".into(), policy_text(false, 0, 0, 0, 0)));
+            }
+            sweep(&raw(&texts), &mut seen, 1);
+        }
+    }
+    assert!(seen.allow > 100 && seen.deny_by_forbid > 100, "{seen:?}");
+    assert!(seen.deny_by_default > 100 && seen.errors > 100, "{seen:?}");
+}
+
+#[test]
+fn every_scope_alone_agrees_with_cedar() {
+    let mut seen = Seen::default();
+    for p in 0..PRINCIPALS.len() {
+        for a in 0..ACTIONS.len() {
+            for r in 0..RESOURCES.len() {
+                let texts = vec![("s".to_string(), policy_text(false, p, a, r, 0))];
+                sweep(&raw(&texts), &mut seen, 7);
+            }
+        }
+    }
+    assert!(seen.allow > 100 && seen.deny_by_default > 100, "{seen:?}");
+}
+
+#[test]
+fn context_free_policies_before_context_readers() {
+    // Ids sort the evaluation order: `a-*` (read no context, evaluated by Cedar first, so its
+    // evaluator is built without one) come before `b-*`, which read the context only through
+    // expressions Cedar evaluates. A lazily built context that is not rebuilt shows as
+    // errors or wrong decisions here.
+    let texts = vec![
+        (
+            "a-same-namespace".to_string(),
+            "permit (principal, action, resource) when { principal.namespace == resource.namespace };"
+                .to_string(),
+        ),
+        (
+            "b-if-context".to_string(),
+            "forbid (principal, action, resource) when { if context.path == \"/\" then true else false };"
+                .to_string(),
+        ),
+        (
+            "c-record".to_string(),
+            "forbid (principal, action == Action::\"POST\", resource) when { principal.name != \"x\" && context.headers == {} };"
+                .to_string(),
+        ),
+    ];
+    let authz = raw(&texts);
+    let mut seen = Seen::default();
+    sweep(&authz, &mut seen, 1);
+    assert!(seen.allow > 10 && seen.deny_by_forbid > 10, "{seen:?}");
+    // One request by hand: same namespace, path `/`: the context forbid applies.
+    let from = spiffe("default", "reviews");
+    let req = AuthzRequest {
+        principal: &from,
+        service: "default/details",
+        method: "GET",
+        path: "/",
+        ..Default::default()
+    };
+    let d = authz.authorize(&req, AuthzMode::Enforce);
+    assert_eq!(d.decision, Decision::Deny);
+    assert_eq!(d.policies, ids(&["b-if-context"]));
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    let req = AuthzRequest { path: "/x", ..req };
+    let d = authz.authorize(&req, AuthzMode::Audit);
+    assert_eq!((d.decision, d.allowed), (Decision::Allow, true));
+    assert_eq!(d.policies, ids(&["a-same-namespace"]));
+}
+
+#[test]
+fn determining_policies_are_sorted_by_id() {
+    // Bundle order, index bucket and id order all differ: `m-pair` is indexed by principal
+    // and resource, `z-any` and `a-ns` by neither.
+    let texts = vec![
+        (
+            "z-any".to_string(),
+            "permit (principal, action, resource);".to_string(),
+        ),
+        (
+            "m-pair".to_string(),
+            "permit (principal == Workload::\"default/reviews\", action, resource == Service::\"default/details\");".to_string(),
+        ),
+        (
+            "a-ns".to_string(),
+            "permit (principal in Namespace::\"default\", action, resource) when { context.path like \"/*\" };".to_string(),
+        ),
+    ];
+    let authz = raw(&texts);
+    let from = spiffe("default", "reviews");
+    let req = AuthzRequest {
+        principal: &from,
+        service: "default/details",
+        method: "GET",
+        path: "/",
+        ..Default::default()
+    };
+    let mut seen = Seen::default();
+    agree(&authz, &req, AuthzMode::Enforce, &mut seen);
+    let d = authz.authorize(&req, AuthzMode::Enforce);
+    assert_eq!(d.policies, ids(&["a-ns", "m-pair", "z-any"]));
+}
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Random mixes of permits and forbids, scopes and conditions.
+        #[test]
+        fn mixed_policy_sets_agree_with_cedar(
+            policies in proptest::collection::vec(
+                (any::<bool>(), 0..PRINCIPALS.len(), 0..ACTIONS.len(), 0..RESOURCES.len(), 0..CONDITIONS.len()),
+                1..8,
+            ),
+            stride in 3usize..13,
+        ) {
+            let texts: Vec<(String, String)> = policies
+                .iter()
+                .enumerate()
+                .map(|(i, (f, p, a, r, c))| (format!("p{}", (i * 7) % 10), policy_text(*f, *p, *a, *r, *c)))
+                .collect();
+            // Ids may repeat (`p0` twice): such a bundle is refused; keep the first of each.
+            let mut unique: Vec<(String, String)> = Vec::new();
+            for t in texts {
+                if !unique.iter().any(|(id, _)| *id == t.0) {
+                    unique.push(t);
+                }
+            }
+            let mut seen = Seen::default();
+            sweep(&raw(&unique), &mut seen, stride);
+        }
+    }
+}

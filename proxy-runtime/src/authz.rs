@@ -1,10 +1,12 @@
 //! Inbound authorization: from a request head and the caller's identity to a
-//! [`mesh_policy::AuthzDecision`].
+//! [`mesh_policy::authorize::Verdict`] (the allocation-free form of
+//! [`mesh_policy::AuthzDecision`]: determining policy ids are borrowed from the authorizer).
 
 use hyper::header::HeaderName;
 use hyper::http::request::Parts;
 use mesh_artifact::{AuthzMode, Body};
-use mesh_policy::{Authorizer, AuthzDecision, AuthzRequest, PolicyError};
+use mesh_policy::authorize::Verdict;
+use mesh_policy::{Authorizer, AuthzRequest, PolicyError};
 
 /// The authorizer of one artifact, with what the request path needs prepared.
 #[derive(Debug)]
@@ -39,7 +41,7 @@ impl Authz {
 
     /// Decide one request. `principal` is the caller's SPIFFE ID, empty when unauthenticated;
     /// `route` the route the caller's sidecar matched, empty when unknown.
-    pub fn check(&self, principal: &str, parts: &Parts, route: &str) -> AuthzDecision {
+    pub fn check(&self, principal: &str, parts: &Parts, route: &str) -> Verdict<'_> {
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(self.context_headers.len());
         for name in &self.context_headers {
             if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
@@ -55,6 +57,6 @@ impl Authz {
             route,
             headers: &headers,
         };
-        self.authorizer.authorize(&req, self.mode)
+        self.authorizer.decide(&req, self.mode)
     }
 }

@@ -93,12 +93,12 @@ pub fn compile_into(checked: &Checked, out: &Path) -> std::io::Result<usize> {
         // Start writing back what is already written while the rest is compiled, so that the
         // final sync has less left to wait for.
         let _ = std::thread::Builder::new().spawn_scoped(s, || early_writeback(out, &done));
-        let written = crate::par::map(&checked.model.services, crate::par::cpus(), |svc| {
+        // Set on every way out, a panic in a worker included, so the scope can join the thread.
+        let _stop = SetOnDrop(&done);
+        crate::par::map(&checked.model.services, crate::par::cpus(), |svc| {
             let (file, entry) = compile_one(checked, &slicer, &tables, &source_hash, svc);
             write_temp(out, &file).map(|tmp| (tmp, entry))
-        });
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        written
+        })
     });
     let mut temps = Vec::with_capacity(written.len());
     let mut entries = Vec::with_capacity(written.len());
@@ -125,6 +125,15 @@ pub fn compile_into(checked: &Checked, out: &Path) -> std::io::Result<usize> {
     let written: std::collections::HashSet<&str> = temps.iter().map(|(_, n)| n.as_str()).collect();
     finish(out, old, &written);
     Ok(count)
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Until `done`: sync the output's file system every so often.

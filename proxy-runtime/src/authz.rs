@@ -8,6 +8,9 @@ use mesh_artifact::{AuthzMode, Body};
 use mesh_policy::authorize::Verdict;
 use mesh_policy::{Authorizer, AuthzRequest, PolicyError};
 
+/// Visible headers a request's authorization collects without allocating.
+const HEADERS_ON_STACK: usize = 8;
+
 /// The authorizer of one artifact, with what the request path needs prepared.
 #[derive(Debug)]
 pub struct Authz {
@@ -42,12 +45,24 @@ impl Authz {
     /// Decide one request. `principal` is the caller's SPIFFE ID, empty when unauthenticated;
     /// `route` the route the caller's sidecar matched, empty when unknown.
     pub fn check(&self, principal: &str, parts: &Parts, route: &str) -> Verdict<'_> {
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(self.context_headers.len());
-        for name in &self.context_headers {
-            if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
-                headers.push((name.as_str(), v));
+        // The visible headers the request carries, on the stack for the usual few.
+        let mut on_stack = [("", ""); HEADERS_ON_STACK];
+        let mut on_heap: Vec<(&str, &str)> = Vec::new();
+        let present = self.context_headers.iter().filter_map(|name| {
+            let v = parts.headers.get(name).and_then(|v| v.to_str().ok())?;
+            Some((name.as_str(), v))
+        });
+        let headers: &[(&str, &str)] = if self.context_headers.len() <= HEADERS_ON_STACK {
+            let mut n = 0;
+            for (slot, h) in on_stack.iter_mut().zip(present) {
+                *slot = h;
+                n += 1;
             }
-        }
+            on_stack.get(..n).unwrap_or_default()
+        } else {
+            on_heap.extend(present);
+            &on_heap
+        };
         let req = AuthzRequest {
             principal,
             service: &self.service,
@@ -55,7 +70,7 @@ impl Authz {
             path: parts.uri.path(),
             query: parts.uri.query().unwrap_or(""),
             route,
-            headers: &headers,
+            headers,
         };
         self.authorizer.decide(&req, self.mode)
     }

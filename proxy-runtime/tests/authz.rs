@@ -160,3 +160,41 @@ async fn permissive_mode_accepts_plaintext_as_an_unknown_caller() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["caller"], spiffe("a").as_str());
 }
+
+/// `Authz::check` collects the visible headers a request carries: the first few on the stack,
+/// more in a vector. Either way the header a policy reads must reach it, whatever its place.
+#[test]
+fn every_visible_header_reaches_policy() {
+    use mesh_policy::model::{PolicyModel, ServiceEntry, schema_text};
+    for count in [1usize, 8, 9, 12] {
+        let names: Vec<String> = (0..count).map(|i| format!("x-h{i}")).collect();
+        let last = names.last().cloned().unwrap();
+        let forbid = format!(
+            r#"forbid (principal, action, resource) when {{ context.headers has "{last}" && context.headers["{last}"] == "no" }};"#
+        );
+        let mut body = sidecar("b", "127.0.0.1:1".parse().unwrap(), &[PERMIT_ALL, &forbid]);
+        let model = PolicyModel {
+            trust_domain: TD.into(),
+            services: ["a", "b", "c"]
+                .iter()
+                .map(|s| ServiceEntry::new("default", *s))
+                .collect(),
+            context_headers: names.clone(),
+        };
+        body.authz.schema = schema_text(&model);
+        body.authz.context_headers = names.clone();
+        let authz = mesh_proxy::authz::Authz::new(&body).unwrap();
+        let request = |value: &str| {
+            let mut r = hyper::Request::builder().method("GET").uri("/items");
+            for n in &names {
+                r = r.header(n.as_str(), if *n == last { value } else { "yes" });
+            }
+            r.body(()).unwrap().into_parts().0
+        };
+        let caller = spiffe("a");
+        let denied = authz.check(&caller, &request("no"), "");
+        assert!(!denied.allowed, "{count} headers: {denied:?}");
+        let allowed = authz.check(&caller, &request("fine"), "");
+        assert!(allowed.allowed, "{count} headers: {allowed:?}");
+    }
+}

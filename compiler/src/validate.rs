@@ -570,7 +570,9 @@ impl Validator<'_> {
                 cands.sort_unstable();
                 for &h in &cands {
                     let hi = &entries[h].1;
-                    if hi.route.key() == e.route.key() && hi.entry.rule == e.entry.rule {
+                    let same_route = hi.route.namespace == e.route.namespace
+                        && hi.route.name == e.route.name;
+                    if same_route && hi.entry.rule == e.entry.rule {
                         continue;
                     }
                     if !covers(&hi.entry, &e.entry) {
@@ -583,7 +585,7 @@ impl Validator<'_> {
                     let identical =
                         covers(&e.entry, &hi.entry) && rank::same_specificity(&hi.entry, &e.entry);
                     let why = match (&hi.route.creation_timestamp, &e.route.creation_timestamp) {
-                        _ if hi.route.key() == e.route.key() => {
+                        _ if same_route => {
                             "it comes first in the same route".to_string()
                         }
                         (Some(a), Some(b)) if a != b => {
@@ -595,7 +597,7 @@ impl Validator<'_> {
                         ),
                         _ => format!("`{}` sorts before `{}`", hi.route.key(), e.route.key()),
                     };
-                    let d = if identical && hi.route.key() != e.route.key() {
+                    let d = if identical && !same_route {
                         Diagnostic::new(
                             Code::DuplicateMatch,
                             format!(

@@ -570,8 +570,8 @@ impl Validator<'_> {
                 cands.sort_unstable();
                 for &h in &cands {
                     let hi = &entries[h].1;
-                    let same_route = hi.route.namespace == e.route.namespace
-                        && hi.route.name == e.route.name;
+                    let same_route =
+                        hi.route.namespace == e.route.namespace && hi.route.name == e.route.name;
                     if same_route && hi.entry.rule == e.entry.rule {
                         continue;
                     }
@@ -585,9 +585,7 @@ impl Validator<'_> {
                     let identical =
                         covers(&e.entry, &hi.entry) && rank::same_specificity(&hi.entry, &e.entry);
                     let why = match (&hi.route.creation_timestamp, &e.route.creation_timestamp) {
-                        _ if same_route => {
-                            "it comes first in the same route".to_string()
-                        }
+                        _ if same_route => "it comes first in the same route".to_string(),
                         (Some(a), Some(b)) if a != b => {
                             format!("route `{}` is older", hi.route.key())
                         }

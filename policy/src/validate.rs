@@ -446,18 +446,25 @@ pub fn validate_parsed(
         // when that one drew an error or a warning, so that each gets its own messages.
         let shapes = Shapes::of(entries.iter().map(|e| e.text.as_str()));
         let mut results = validate_in_parts(&validator, &policies, &shapes.first);
+        let with_messages: BTreeSet<&str> = results
+            .iter()
+            .flat_map(|r| {
+                r.validation_errors()
+                    .map(|e| AsRef::<str>::as_ref(e.policy_id()))
+                    .chain(
+                        r.validation_warnings()
+                            .map(|w| AsRef::<str>::as_ref(w.policy_id())),
+                    )
+            })
+            .collect();
         let flagged: BTreeSet<usize> = shapes
             .first
             .iter()
             .copied()
             .filter(|&i| {
-                let id = entries.get(i).map_or("", |e| e.id.as_str());
-                results.iter().any(|r| {
-                    r.validation_errors()
-                        .any(|e| AsRef::<str>::as_ref(e.policy_id()) == id)
-                        || r.validation_warnings()
-                            .any(|w| AsRef::<str>::as_ref(w.policy_id()) == id)
-                })
+                entries
+                    .get(i)
+                    .is_some_and(|e| with_messages.contains(e.id.as_str()))
             })
             .collect();
         let again: Vec<usize> = shapes

@@ -20,47 +20,14 @@
 
 use divan::{Bencher, black_box};
 use mesh_artifact::{AuthzBundle, AuthzMode, PolicyText, SourcePos};
-use mesh_policy::{
-    Authorizer, AuthzRequest, PolicyModel, ServiceEntry, bundle_for, entities_json, schema_text,
-    validate,
-};
+use mesh_policy::{Authorizer, AuthzRequest, bundle_for, entities_json, schema_text, validate};
+
+mod common;
+
+use common::{mesh, proxy_bundle_of, service};
 
 fn main() {
     divan::main();
-}
-
-const NAMESPACES: usize = 50;
-
-fn service(i: usize) -> ServiceEntry {
-    ServiceEntry::new(format!("ns{}", i % NAMESPACES), format!("svc{i}"))
-}
-
-fn mesh(policies: usize) -> (PolicyModel, Vec<(String, String)>) {
-    let services = (policies / 2).max(3);
-    let model = PolicyModel {
-        trust_domain: "cluster.local".into(),
-        services: (0..services).map(service).collect(),
-        context_headers: vec!["x-debug".into(), "x-user".into()],
-    };
-    let mut text = String::new();
-    text.push_str(
-        "@id(\"debug-only-from-svc0\")\nforbid (principal, action, resource is Service)\n\
-         when { context.headers has \"x-debug\" && principal.name != \"svc0\" };\n\n\
-         @id(\"health\")\npermit (principal, action == Action::\"GET\", resource)\n\
-         when { context.path == \"/health\" && principal.namespace == resource.namespace };\n\n",
-    );
-    for i in 0..services {
-        let me = service(i).key();
-        let prev = service((i + services - 1) % services).key();
-        let next = service((i + 1) % services).key();
-        text.push_str(&format!(
-            "@id(\"{me}-read\")\npermit (principal == Workload::\"{prev}\", action in Action::\"read\", \
-             resource == Service::\"{me}\");\n\n\
-             @id(\"{me}-write\")\npermit (principal == Workload::\"{next}\", action == Action::\"POST\", \
-             resource == Service::\"{me}\")\nwhen {{ context.path like \"/api/*\" }};\n\n"
-        ));
-    }
-    (model, vec![("mesh.cedar".to_string(), text)])
 }
 
 /// The bundle of `svc1` (sliced) or of every policy (unsliced).
@@ -190,38 +157,6 @@ fn bundle_for_one(bencher: Bencher<'_, '_>, policies: usize) {
             .policies
             .len()
     });
-}
-
-/// A bundle of `policies` policies for `default/b` (see the module doc).
-fn proxy_bundle_of(policies: usize) -> AuthzBundle {
-    let model = PolicyModel {
-        trust_domain: "cluster.local".into(),
-        services: ["a", "b", "c"]
-            .iter()
-            .map(|n| ServiceEntry::new("default", *n))
-            .collect(),
-        context_headers: vec!["x-user".into()],
-    };
-    let mut text = String::new();
-    if policies == 1 {
-        text.push_str("permit (principal, action, resource);\n");
-    } else {
-        for i in 0..policies.saturating_sub(2) {
-            text.push_str(&format!(
-                "permit (principal == Workload::\"default/a\", action in Action::\"read\", \
-                 resource == Service::\"default/b\") when {{ context.path like \"/api/v{i}/*\" }};\n"
-            ));
-        }
-        text.push_str(
-            "forbid (principal, action, resource) when { context.headers has \"x-user\" \
-             && context.headers[\"x-user\"] == \"mallory\" };\n\
-             permit (principal == Workload::\"default/c\", action, resource);\n",
-        );
-    }
-    let sources = vec![("mesh.cedar".to_string(), text)];
-    let (set, diags) = validate(&model, &sources);
-    assert!(diags.is_empty(), "{:?}", diags.first());
-    bundle_for(&model, &set, "default/b", &["mesh.cedar".to_string()])
 }
 
 #[divan::bench(args = [1, 20])]

@@ -21,8 +21,11 @@
 
 use std::hint::black_box;
 
-use mesh_artifact::{AuthzBundle, AuthzMode};
-use mesh_policy::{Authorizer, AuthzRequest, PolicyModel, ServiceEntry, bundle_for, validate};
+use mesh_artifact::AuthzMode;
+use mesh_policy::{Authorizer, AuthzRequest, bundle_for, validate};
+
+#[path = "../benches/common/mod.rs"]
+mod common;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -71,31 +74,8 @@ fn scenario_of(name: &str) -> Option<Scenario> {
     let spiffe = |ns: &str, n: &str| format!("spiffe://cluster.local/ns/{ns}/sa/{n}");
     match name {
         "permit_all" | "proxy20" => {
-            let model = PolicyModel {
-                trust_domain: "cluster.local".into(),
-                services: ["a", "b", "c"]
-                    .iter()
-                    .map(|n| ServiceEntry::new("default", *n))
-                    .collect(),
-                context_headers: vec!["x-user".into()],
-            };
-            let mut text = String::new();
-            if name == "permit_all" {
-                text.push_str("permit (principal, action, resource);\n");
-            } else {
-                for i in 0..18 {
-                    text.push_str(&format!(
-                        "permit (principal == Workload::\"default/a\", action in Action::\"read\", \
-                         resource == Service::\"default/b\") when {{ context.path like \"/api/v{i}/*\" }};\n"
-                    ));
-                }
-                text.push_str(
-                    "forbid (principal, action, resource) when { context.headers has \"x-user\" \
-                     && context.headers[\"x-user\"] == \"mallory\" };\n\
-                     permit (principal == Workload::\"default/c\", action, resource);\n",
-                );
-            }
-            let authz = load(&model, text, "default/b")?;
+            let policies = if name == "permit_all" { 1 } else { 20 };
+            let authz = Authorizer::new(&common::proxy_bundle_of(policies)).ok()?;
             Some((
                 authz,
                 spiffe("default", "a"),
@@ -104,8 +84,14 @@ fn scenario_of(name: &str) -> Option<Scenario> {
             ))
         }
         "sliced_allow" | "sliced_deny" => {
-            let (model, text) = bench_mesh(1000);
-            let authz = load(&model, text, "ns1/svc1")?;
+            let (model, sources) = common::mesh(1000);
+            let (set, diags) = validate(&model, &sources);
+            if let Some(d) = diags.first() {
+                eprintln!("{d:?}");
+                return None;
+            }
+            let bundle = bundle_for(&model, &set, "ns1/svc1", &["mesh.cedar".to_string()]);
+            let authz = Authorizer::new(&bundle).ok()?;
             let (caller, headers) = if name == "sliced_allow" {
                 (spiffe("ns0", "svc0"), vec![("x-user", "alice")])
             } else {
@@ -115,45 +101,4 @@ fn scenario_of(name: &str) -> Option<Scenario> {
         }
         _ => None,
     }
-}
-
-fn load(model: &PolicyModel, text: String, service: &str) -> Option<Authorizer> {
-    let sources = vec![("mesh.cedar".to_string(), text)];
-    let (set, diags) = validate(model, &sources);
-    if !diags.is_empty() {
-        eprintln!("{:?}", diags.first());
-        return None;
-    }
-    let bundle: AuthzBundle = bundle_for(model, &set, service, &["mesh.cedar".to_string()]);
-    Authorizer::new(&bundle).ok()
-}
-
-/// The mesh of `benches/authz.rs`.
-fn bench_mesh(policies: usize) -> (PolicyModel, String) {
-    let service = |i: usize| ServiceEntry::new(format!("ns{}", i % 50), format!("svc{i}"));
-    let services = (policies / 2).max(3);
-    let model = PolicyModel {
-        trust_domain: "cluster.local".into(),
-        services: (0..services).map(service).collect(),
-        context_headers: vec!["x-debug".into(), "x-user".into()],
-    };
-    let mut text = String::new();
-    text.push_str(
-        "@id(\"debug-only-from-svc0\")\nforbid (principal, action, resource is Service)\n\
-         when { context.headers has \"x-debug\" && principal.name != \"svc0\" };\n\n\
-         @id(\"health\")\npermit (principal, action == Action::\"GET\", resource)\n\
-         when { context.path == \"/health\" && principal.namespace == resource.namespace };\n\n",
-    );
-    for i in 0..services {
-        let me = service(i).key();
-        let prev = service((i + services - 1) % services).key();
-        let next = service((i + 1) % services).key();
-        text.push_str(&format!(
-            "@id(\"{me}-read\")\npermit (principal == Workload::\"{prev}\", action in Action::\"read\", \
-             resource == Service::\"{me}\");\n\n\
-             @id(\"{me}-write\")\npermit (principal == Workload::\"{next}\", action == Action::\"POST\", \
-             resource == Service::\"{me}\")\nwhen {{ context.path like \"/api/*\" }};\n\n"
-        ));
-    }
-    (model, text)
 }

@@ -32,6 +32,29 @@ fn main() {
             "raw granit events {:?} ({events} events, {bytes} bytes)",
             t.elapsed()
         );
+        for (name, fast) in [("granit-parser", false), ("the fast path", true)] {
+            let t = Instant::now();
+            let mut docs = 0usize;
+            for (p, text) in &files {
+                if p.ends_with(".yaml") {
+                    let limits = meshc::syntax::Limits::default();
+                    docs += if fast {
+                        meshc::syntax::parse_documents_fast(text, limits).map_or(0, |d| d.len())
+                    } else {
+                        meshc::syntax::parse_documents_granit(
+                            meshc::source::FileId(0),
+                            text,
+                            limits,
+                        )
+                        .map_or(0, |d| d.len())
+                    };
+                }
+            }
+            eprintln!(
+                "spanned trees from {name} {:?} ({docs} documents)",
+                t.elapsed()
+            );
+        }
         let t = Instant::now();
         for (p, text) in &files {
             if p.ends_with(".yaml") {

@@ -478,19 +478,14 @@ fn decode_file(sources: &SourceMap, id: FileId, opts: &LoadOptions) -> DecodedFi
     let separators = text.match_indices("\n---").count();
     out.resources
         .reserve(separators.saturating_add(1).min(opts.limits.max_documents));
-    let mut dec = Decoder::new(id, text, &opts.default_namespace);
     // Each document is decoded as soon as it is parsed and its tree dropped at once.
-    let parsed = syntax::parse_documents_with(id, text, opts.limits, |doc| {
-        if opts.hash_documents {
-            // Hash the document's content, so that comments, formatting and position do not
-            // change the source hash.
-            let mut h = sha2::Sha256::new();
-            doc.digest(&mut h);
-            out.hashes
-                .push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
-        }
-        out.resources.push(dec.document(&doc));
-    });
+    let mut sink = DecodeSink {
+        dec: Decoder::new(id, text, &opts.default_namespace),
+        out: &mut out,
+        hash: opts.hash_documents,
+    };
+    let parsed = syntax::parse_documents_with(id, text, opts.limits, &mut sink);
+    let mut dec = sink.dec;
     if let Err(d) = parsed {
         // A file with a syntax error contributes that one diagnostic and nothing else, as if
         // none of its documents had been read.
@@ -502,6 +497,35 @@ fn decode_file(sources: &SourceMap, id: FileId, opts: &LoadOptions) -> DecodedFi
     }
     out.diags.append(&mut dec.diags);
     out
+}
+
+/// Decodes (and hashes) each document as the parser completes it.
+struct DecodeSink<'s, 'a> {
+    dec: Decoder<'a>,
+    out: &'s mut DecodedFile,
+    hash: bool,
+}
+
+impl<'a> syntax::Documents<'a> for DecodeSink<'_, 'a> {
+    fn document(&mut self, doc: syntax::Node<'a>) {
+        if self.hash {
+            // Hash the document's content, so that comments, formatting and position do not
+            // change the source hash.
+            let mut h = sha2::Sha256::new();
+            doc.digest(&mut h);
+            self.out
+                .hashes
+                .push(format!("sha256:{}", hex::encode(sha2::Digest::finalize(h))));
+        }
+        self.out.resources.push(self.dec.document(&doc));
+    }
+
+    /// The file is parsed again from the start: forget what its first reading decoded.
+    fn restart(&mut self) {
+        self.out.resources.clear();
+        self.out.hashes.clear();
+        self.dec = Decoder::new(self.dec.file, self.dec.text, self.dec.default_namespace);
+    }
 }
 
 /// Decode files on every core, returning results in the order of `ids`.

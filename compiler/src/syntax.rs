@@ -13,6 +13,8 @@ use serde_saphyr::granit_parser;
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
 
+mod fast;
+
 /// One YAML node with its byte span in the file. Strings borrow from the file's text where the
 /// YAML spelled them literally (no escapes, no folding), which is nearly always.
 #[derive(Clone, Debug, PartialEq)]
@@ -205,13 +207,24 @@ struct Frame<'a> {
     map: Option<Vec<(Node<'a>, Node<'a>)>>,
 }
 
+/// Where parsed documents go. A file may be parsed twice (see [`parse_documents_with`]):
+/// [`Documents::restart`] says to forget what was handed over so far.
+pub trait Documents<'a> {
+    fn document(&mut self, doc: Node<'a>);
+    fn restart(&mut self);
+}
+
+impl<'a> Documents<'a> for Vec<Node<'a>> {
+    fn document(&mut self, doc: Node<'a>) {
+        self.push(doc);
+    }
+    fn restart(&mut self) {
+        self.clear();
+    }
+}
+
 /// Parse a multi-document YAML file into spanned trees, with the limits applied while parsing.
 /// On an error no documents are returned and one diagnostic says where and why.
-///
-/// Events come from granit-parser, the YAML parser serde-saphyr is built on (through
-/// serde-saphyr's re-export); building the tree from events directly is about three times
-/// faster than going through serde (see `BENCHMARKS.md`), and gives every node, collections
-/// included, a full byte span.
 #[allow(clippy::result_large_err)] // One error per file; its size does not matter.
 pub fn parse_documents(
     file: FileId,
@@ -219,16 +232,59 @@ pub fn parse_documents(
     limits: Limits,
 ) -> Result<Vec<Node<'_>>, Diagnostic> {
     let mut docs = Vec::new();
-    parse_documents_with(file, text, limits, |doc| docs.push(doc))?;
+    parse_documents_with(file, text, limits, &mut docs)?;
     Ok(docs)
 }
 
-/// Like [`parse_documents`], but hands each document to `on_document` as soon as it is complete,
-/// so that a caller can decode it and drop its tree while the next one is parsed (the tree of
-/// one document stays in cache; the trees of a whole file would not). On an error, documents
-/// before it have been handed over already: the caller discards what it made of them.
+/// Like [`parse_documents`], but hands each document to `sink` as soon as it is complete, so
+/// that a caller can decode it and drop its tree while the next one is parsed (the tree of one
+/// document stays in cache; the trees of a whole file would not).
+///
+/// The file is first read by the fast path for plain YAML (`syntax/fast.rs`). If that gives up,
+/// `sink` is told to restart and granit-parser reads the file from the start; its verdict then
+/// stands. On an error, documents before it have been handed over already: the caller discards
+/// what it made of them.
 #[allow(clippy::result_large_err)] // One error per file; its size does not matter.
 pub fn parse_documents_with<'a>(
+    file: FileId,
+    text: &'a str,
+    limits: Limits,
+    sink: &mut impl Documents<'a>,
+) -> Result<(), Diagnostic> {
+    if fast::parse(text, limits, |doc| sink.document(doc)).is_ok() {
+        return Ok(());
+    }
+    sink.restart();
+    parse_with_granit(file, text, limits, |doc| sink.document(doc))
+}
+
+/// The fast path alone: `None` where it gives up. For the differential test and the benchmark.
+#[doc(hidden)]
+pub fn parse_documents_fast(text: &str, limits: Limits) -> Option<Vec<Node<'_>>> {
+    let mut docs = Vec::new();
+    fast::parse(text, limits, |doc| docs.push(doc)).ok()?;
+    Some(docs)
+}
+
+/// granit-parser alone, the reference the fast path is tested against.
+#[doc(hidden)]
+#[allow(clippy::result_large_err)]
+pub fn parse_documents_granit(
+    file: FileId,
+    text: &str,
+    limits: Limits,
+) -> Result<Vec<Node<'_>>, Diagnostic> {
+    let mut docs = Vec::new();
+    parse_with_granit(file, text, limits, |doc| docs.push(doc))?;
+    Ok(docs)
+}
+
+/// The full parser: events come from granit-parser, the YAML parser serde-saphyr is built on
+/// (through serde-saphyr's re-export); building the tree from events directly is about three
+/// times faster than going through serde (see `BENCHMARKS.md`), and gives every node,
+/// collections included, a full byte span.
+#[allow(clippy::result_large_err)] // One error per file; its size does not matter.
+fn parse_with_granit<'a>(
     file: FileId,
     text: &'a str,
     limits: Limits,

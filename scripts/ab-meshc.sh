@@ -9,15 +9,20 @@
 # `@OUT@` in ARGS becomes a new directory under $AB_OUT (default /tmp/meshc-ab) for every run.
 # The directories are kept until the series ends and removed afterwards: on ext4 without a
 # journal, files created just after many were deleted are slow to create (see BENCHMARKS.md).
+# AB_KEEP=1 keeps them (for a series of series: ext4 skips inodes freed in the last 1-5 minutes).
 # Prints each binary's wall and CPU (user + sys) times, sorted, and its peak RSS.
 set -euo pipefail
-[ $# -ge 4 ] || { sed -n 2,12p "$0"; exit 2; }
+[ $# -ge 4 ] || { sed -n 2,13p "$0"; exit 2; }
 OLD=$1 NEW=$2 RUNS=$3
 shift 3
 AB_OUT=${AB_OUT:-/tmp/meshc-ab}
 mkdir -p "$AB_OUT"
 T=$(mktemp -d)
-trap 'rm -rf "$T" "$AB_OUT"' EXIT
+if [ "${AB_KEEP:-0}" = 1 ]; then
+    trap 'rm -rf "$T"' EXIT
+else
+    trap 'rm -rf "$T" "$AB_OUT"' EXIT
+fi
 for _ in $(seq "$RUNS"); do
     for b in old new; do
         bin=$OLD

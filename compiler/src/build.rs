@@ -89,16 +89,38 @@ pub fn compile_into(checked: &Checked, out: &Path) -> std::io::Result<usize> {
     let slicer = crate::policy::slicer(checked);
     let tables = crate::lower::TableCache::default();
     let done = std::sync::atomic::AtomicBool::new(false);
+    let services = &checked.model.services;
+    let order: Vec<usize> = (0..services.len()).collect();
     let written = std::thread::scope(|s| {
         // Start writing back what is already written while the rest is compiled, so that the
         // final sync has less left to wait for.
         let _ = std::thread::Builder::new().spawn_scoped(s, || early_writeback(out, &done));
         // Set on every way out, a panic in a worker included, so the scope can join the thread.
         let _stop = SetOnDrop(&done);
-        crate::par::map(&checked.model.services, crate::par::cpus(), |svc| {
-            let (file, entry) = compile_one(checked, &slicer, &tables, &source_hash, svc);
-            write_temp(out, &file).map(|tmp| (tmp, entry))
-        })
+        // One thread creates the files while the workers compile: creating files in one
+        // directory takes the directory's lock, and a second creator only spins on it.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, OutputFile, IndexEntry)>(64);
+        let writer = s.spawn(move || {
+            let mut written: Vec<Option<std::io::Result<_>>> = Vec::new();
+            written.resize_with(services.len(), || None);
+            for (i, file, entry) in rx {
+                written[i] = Some(write_temp(out, &file).map(|tmp| (tmp, entry)));
+            }
+            written
+        });
+        crate::par::map(&order, crate::par::cpus(), |&i| {
+            let (file, entry) = compile_one(checked, &slicer, &tables, &source_hash, &services[i]);
+            // The writer only stops receiving if it panicked, which the join below reports.
+            let _ = tx.send((i, file, entry));
+        });
+        drop(tx);
+        match writer.join() {
+            Ok(w) => w
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("artifact not written"))))
+                .collect::<Vec<_>>(),
+            Err(_) => vec![Err(std::io::Error::other("the artifact writer panicked"))],
+        }
     });
     let mut temps = Vec::with_capacity(written.len());
     let mut entries = Vec::with_capacity(written.len());

@@ -181,8 +181,8 @@ impl<'a> Fast<'a> {
         matches!(self.at(i), None | Some(b' ' | b'\n'))
     }
 
-    /// Whether a document marker starts at `i`: `---` starts a document, `...` is left to
-    /// granit.
+    /// Whether a document marker starts at `i`: `---` starts a document; `...`, and a line
+    /// that merely starts with `---` or `...` (`---x: 1`), are left to granit.
     fn marker(&self, i: usize) -> R<bool> {
         if !self.at_line_start(i) {
             return Ok(false);
@@ -191,7 +191,7 @@ impl<'a> Fast<'a> {
         if rest.starts_with(b"---") && self.ends_token(i + 3) {
             return Ok(true);
         }
-        if rest.starts_with(b"...") && self.ends_token(i + 3) {
+        if rest.starts_with(b"---") || rest.starts_with(b"...") {
             return Err(Bail);
         }
         Ok(false)

@@ -384,19 +384,11 @@ impl<'a> Fast<'a> {
         }
     }
 
-    /// A value on the rest of a line in block context: a flow collection or a scalar.
+    /// A value on the rest of a line in block context: a flow collection or a scalar. Only
+    /// plain scalars read differently from inside a flow collection.
     fn inline_value(&mut self, i: usize, depth: usize) -> R<(Node<'a>, usize)> {
         match self.at(i) {
-            Some(b'{') => self.flow_map(i, depth),
-            Some(b'[') => self.flow_seq(i, depth),
-            Some(b'"') => {
-                self.count()?;
-                self.double_quoted(i)
-            }
-            Some(b'\'') => {
-                self.count()?;
-                self.single_quoted(i)
-            }
+            Some(b'{' | b'[' | b'"' | b'\'') => self.flow_value(i, depth),
             Some(c) if plain_start(c, self.at(i + 1)) => {
                 let (end, stop) = self.plain_block(i)?;
                 if stop == Stop::Colon {
@@ -407,6 +399,14 @@ impl<'a> Fast<'a> {
             }
             _ => Err(Bail),
         }
+    }
+
+    /// `end` moved back over the spaces that end `start..end`.
+    fn trim_end(&self, start: usize, mut end: usize) -> usize {
+        while end > start && self.b[end - 1] == b' ' {
+            end -= 1;
+        }
+        end
     }
 
     fn plain_node(&self, start: usize, end: usize) -> Node<'a> {
@@ -429,10 +429,7 @@ impl<'a> Fast<'a> {
                 Some(_) => j += 1,
             }
         };
-        let mut end = j;
-        while end > i && self.b[end - 1] == b' ' {
-            end -= 1;
-        }
+        let end = self.trim_end(i, j);
         if stop == Stop::Colon && end != j {
             // Spaces between a key and its colon.
             return Err(Bail);
@@ -586,10 +583,7 @@ impl<'a> Fast<'a> {
                 if matches!(self.at(j), None | Some(b'\n' | b'[' | b'{')) {
                     return Err(Bail);
                 }
-                let mut end = j;
-                while end > i && self.b[end - 1] == b' ' {
-                    end -= 1;
-                }
+                let end = self.trim_end(i, j);
                 if self.at(j) == Some(b':') && end != j {
                     return Err(Bail);
                 }

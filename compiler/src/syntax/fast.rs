@@ -486,6 +486,22 @@ impl<'a> Fast<'a> {
         ))
     }
 
+    /// After an item of a flow collection closed by `close`, at `i`: the start of the next
+    /// item, or `None` at the closing bracket. A trailing comma is left to granit.
+    fn flow_next(&self, i: usize, close: u8) -> R<Option<usize>> {
+        match self.at(i) {
+            Some(b',') => {
+                let next = self.skip_spaces(i + 1);
+                if self.at(next) == Some(close) {
+                    return Err(Bail);
+                }
+                Ok(Some(next))
+            }
+            Some(c) if c == close => Ok(None),
+            _ => Err(Bail),
+        }
+    }
+
     fn flow_seq(&mut self, start: usize, depth: usize) -> R<(Node<'a>, usize)> {
         self.enter(depth)?;
         self.count()?;
@@ -496,15 +512,9 @@ impl<'a> Fast<'a> {
                 let (v, e) = self.flow_value(i, depth + 1)?;
                 items.push(v);
                 i = self.skip_spaces(e);
-                match self.at(i) {
-                    Some(b',') => {
-                        i = self.skip_spaces(i + 1);
-                        if self.at(i) == Some(b']') {
-                            return Err(Bail);
-                        }
-                    }
-                    Some(b']') => break,
-                    _ => return Err(Bail),
+                match self.flow_next(i, b']')? {
+                    Some(next) => i = next,
+                    None => break,
                 }
             }
         }
@@ -535,15 +545,9 @@ impl<'a> Fast<'a> {
                 let (value, e) = self.flow_value(i, depth + 1)?;
                 entries.push((key, value));
                 i = self.skip_spaces(e);
-                match self.at(i) {
-                    Some(b',') => {
-                        i = self.skip_spaces(i + 1);
-                        if self.at(i) == Some(b'}') {
-                            return Err(Bail);
-                        }
-                    }
-                    Some(b'}') => break,
-                    _ => return Err(Bail),
+                match self.flow_next(i, b'}')? {
+                    Some(next) => i = next,
+                    None => break,
                 }
             }
         }

@@ -502,61 +502,67 @@ impl<'a> Fast<'a> {
         }
     }
 
-    fn flow_seq(&mut self, start: usize, depth: usize) -> R<(Node<'a>, usize)> {
+    /// The items of a flow collection opened at `start` and closed by `close`, each read by
+    /// `item` (which returns where the item ends); the position of the closing bracket.
+    fn flow_items(
+        &mut self,
+        start: usize,
+        close: u8,
+        depth: usize,
+        mut item: impl FnMut(&mut Self, usize) -> R<usize>,
+    ) -> R<usize> {
         self.enter(depth)?;
         self.count()?;
-        let mut items = Vec::new();
         let mut i = self.skip_spaces(start + 1);
-        if self.at(i) != Some(b']') {
-            loop {
-                let (v, e) = self.flow_value(i, depth + 1)?;
-                items.push(v);
-                i = self.skip_spaces(e);
-                match self.flow_next(i, b']')? {
-                    Some(next) => i = next,
-                    None => break,
-                }
+        if self.at(i) == Some(close) {
+            return Ok(i);
+        }
+        loop {
+            let e = item(self, i)?;
+            i = self.skip_spaces(e);
+            match self.flow_next(i, close)? {
+                Some(next) => i = next,
+                None => return Ok(i),
             }
         }
+    }
+
+    fn flow_seq(&mut self, start: usize, depth: usize) -> R<(Node<'a>, usize)> {
+        let mut items = Vec::new();
+        let close = self.flow_items(start, b']', depth, |p, i| {
+            let (v, e) = p.flow_value(i, depth + 1)?;
+            items.push(v);
+            Ok(e)
+        })?;
         Ok((
             Node {
-                span: Span::new(start, i + 1),
+                span: Span::new(start, close + 1),
                 value: Value::Seq(items),
             },
-            i + 1,
+            close + 1,
         ))
     }
 
     fn flow_map(&mut self, start: usize, depth: usize) -> R<(Node<'a>, usize)> {
-        self.enter(depth)?;
-        self.count()?;
         let mut entries = Vec::new();
-        let mut i = self.skip_spaces(start + 1);
-        if self.at(i) != Some(b'}') {
-            loop {
-                let (key, e) = match self.at(i) {
-                    Some(b'{' | b'[') | None => return Err(Bail),
-                    _ => self.flow_value(i, depth + 1)?,
-                };
-                if e - i > MAX_KEY || self.at(e) != Some(b':') || self.at(e + 1) != Some(b' ') {
-                    return Err(Bail);
-                }
-                i = self.skip_spaces(e + 1);
-                let (value, e) = self.flow_value(i, depth + 1)?;
-                entries.push((key, value));
-                i = self.skip_spaces(e);
-                match self.flow_next(i, b'}')? {
-                    Some(next) => i = next,
-                    None => break,
-                }
+        let close = self.flow_items(start, b'}', depth, |p, i| {
+            let (key, e) = match p.at(i) {
+                Some(b'{' | b'[') | None => return Err(Bail),
+                _ => p.flow_value(i, depth + 1)?,
+            };
+            if e - i > MAX_KEY || p.at(e) != Some(b':') || p.at(e + 1) != Some(b' ') {
+                return Err(Bail);
             }
-        }
+            let (value, e) = p.flow_value(p.skip_spaces(e + 1), depth + 1)?;
+            entries.push((key, value));
+            Ok(e)
+        })?;
         Ok((
             Node {
-                span: Span::new(start, i + 1),
+                span: Span::new(start, close + 1),
                 value: Value::Map(entries),
             },
-            i + 1,
+            close + 1,
         ))
     }
 

@@ -1,14 +1,27 @@
-//! The `mesh-proxy` binary: flags, logging, runtime, signals. Everything else is in the library.
+//! The `mesh-proxy` binary: command line, logging, runtime, signals. Everything else is in the library.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use mesh_proxy::config::{Cli, LogFormat};
+use mesh_proxy::config::{Cli, Invocation, LogFormat, help};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::parse_env() {
+        Ok(Invocation::Run(cli)) => *cli,
+        Ok(Invocation::Help) => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Version) => {
+            println!("mesh-proxy {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\nFor more information, try `--help`.");
+            return ExitCode::from(2);
+        }
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()

@@ -10,8 +10,20 @@
 #     haproxy     `http-reuse always`, nbthread 1
 #     mesh        one mesh-proxy, plaintext: the backend's sidecar inbound listener in a
 #                 `permissive` mesh (plaintext accepted), Cedar evaluated on every request
+#     nginx-mtls  a pair of nginx: client side plaintext on 127.0.0.1:18131 -> `proxy_pass https://`
+#                 (upstream keepalive 64, HTTP/1.1, empty Connection, TLS 1.3 only, the client
+#                 sidecar's certificate, server name verified, session reuse) -> server side
+#                 127.0.0.1:18132 (`ssl_verify_client on` against the mesh CA) -> backend
+#     haproxy-mtls a pair of haproxy (nbthread 1, `http-reuse always` each): client side plaintext
+#                 on 127.0.0.1:18141 -> `server ... ssl crt` (client sidecar's certificate, TLS 1.3
+#                 only, `verify required` + `verifyhost`) -> server side 127.0.0.1:18142 (`bind ...
+#                 ssl crt ... verify required`, TLS 1.3 only) -> backend
 #     mesh-mtls   a pair: client sidecar outbound (routes with a 10,001-route artifact) ->
 #                 mutual TLS 1.3 -> backend sidecar inbound -> backend
+#   the two pairs use the certificates `meshc certs` makes for the mesh-mtls pair (client sidecar's
+#   to connect, backend sidecar's to serve, ca.pem on both sides), so the three pairs do the same
+#   cryptography; nginx and haproxy are the fair comparison for mesh-mtls, the single plaintext
+#   nginx and haproxy for mesh;
 # - proxies and backend pinned to CPU 0, the load generator to CPU 1;
 # - oha -z DURATION -q RATE --latency-correction -c 16 -w --worker-threads 1 --output-format json;
 # - added latency = target minus direct in the same round, median over rounds;
@@ -20,6 +32,9 @@
 # - peak RSS = VmHWM at the end;
 # - full TLS 1.3 handshakes: `openssl s_time -new -tls1_3` (client on CPU 1) against the backend
 #   sidecar's inbound, with the sidecar's CPU per handshake -> handshakes per second of one core.
+# - CPU per request and peak RSS of a pair: both processes (for nginx, each master's worker);
+# - the summary ends with the ratios of issue 5's goal (added p99 at most 0.7 x nginx's and
+#   haproxy's): mesh against the one-proxy nginx and haproxy, mesh-mtls against the two pairs.
 # Results: $OUT (default target/bench-proxy/) results.tsv, summary.md.
 set -u -o pipefail
 
@@ -184,11 +199,63 @@ frontend f
 backend b
     server s1 127.0.0.1:18080
 EOF
+# The mTLS pairs use the mesh-mtls pair's certificates: the client sidecar's to connect, the
+# backend sidecar's to serve, ca.pem to verify on both sides. The backend sidecar's certificate
+# carries DNS:backend.default.svc.cluster.local (and the SPIFFE URI): both clients verify that name.
+CC="$W/certs/default/client"
+BC="$W/certs/default/backend"
+CA="$W/certs/ca.pem"
+SNAME=backend.default.svc.cluster.local
+# nginx pair. Names are verified without SNI (proxy_ssl_server_name off, as haproxy below sends
+# none either); the handshake happens once per pooled connection anyway.
+ngx_conf "$W/nginxmtls-c" "upstream s { server 127.0.0.1:18132; keepalive 64; keepalive_requests 10000000; }
+  server { listen 127.0.0.1:18131 backlog=4096; location / { proxy_pass https://s; proxy_http_version 1.1;
+    proxy_set_header Connection \"\"; proxy_ssl_protocols TLSv1.3; proxy_ssl_certificate $CC/cert.pem;
+    proxy_ssl_certificate_key $CC/key.pem; proxy_ssl_trusted_certificate $CA; proxy_ssl_verify on;
+    proxy_ssl_name $SNAME; proxy_ssl_session_reuse on; } }"
+ngx_conf "$W/nginxmtls-s" "upstream b { server 127.0.0.1:18080; keepalive 64; keepalive_requests 10000000; }
+  server { listen 127.0.0.1:18132 ssl backlog=4096; ssl_protocols TLSv1.3; ssl_certificate $BC/cert.pem;
+    ssl_certificate_key $BC/key.pem; ssl_client_certificate $CA; ssl_verify_client on;
+    location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+# haproxy pair: haproxy wants certificate and key in one file. `verifyhost` checks the server's
+# name (no SNI is sent, like nginx above); `verify required` on the bind asks for a client certificate.
+cat "$CC/cert.pem" "$CC/key.pem" >"$W/haproxy-client.pem"
+cat "$BC/cert.pem" "$BC/key.pem" >"$W/haproxy-server.pem"
+hap_conf() { # FILE BIND BACKEND-SERVER
+    cat >"$1" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend f
+    bind $2
+    default_backend b
+backend b
+    server s1 $3
+EOF
+}
+hap_conf "$W/haproxymtls-c.cfg" "127.0.0.1:18141" \
+    "127.0.0.1:18142 ssl crt $W/haproxy-client.pem ca-file $CA verify required verifyhost $SNAME ssl-min-ver TLSv1.3"
+hap_conf "$W/haproxymtls-s.cfg" "127.0.0.1:18142 ssl crt $W/haproxy-server.pem ca-file $CA verify required ssl-min-ver TLSv1.3" \
+    "127.0.0.1:18080"
 taskset -c $PCPU "$NGINX" -c "$W/backend/nginx.conf" -p "$W/backend" & PIDS+=($!)
 taskset -c $PCPU "$NGINX" -c "$W/nginxproxy/nginx.conf" -p "$W/nginxproxy" & PIDS+=($!)
 NGINXPROXY_MASTER=$!
 taskset -c $PCPU "$HAPROXY" -f "$W/haproxy.cfg" -db & PIDS+=($!)
 HAPROXY_PID=$!
+taskset -c $PCPU "$NGINX" -c "$W/nginxmtls-c/nginx.conf" -p "$W/nginxmtls-c" & PIDS+=($!)
+NGINXMTLS_C_MASTER=$!
+taskset -c $PCPU "$NGINX" -c "$W/nginxmtls-s/nginx.conf" -p "$W/nginxmtls-s" & PIDS+=($!)
+NGINXMTLS_S_MASTER=$!
+taskset -c $PCPU "$HAPROXY" -f "$W/haproxymtls-c.cfg" -db & PIDS+=($!)
+HAPROXYMTLS_C=$!
+taskset -c $PCPU "$HAPROXY" -f "$W/haproxymtls-s.cfg" -db & PIDS+=($!)
+HAPROXYMTLS_S=$!
 sidecar() { # NAME INBOUND
     taskset -c $PCPU "$BIN/mesh-proxy" --artifact "$W/art/default.$1.json" --cert "$W/certs/default/$1/cert.pem" \
         --key "$W/certs/default/$1/key.pem" --trust-bundle "$W/certs/ca.pem" --inbound-addr "127.0.0.1:$2" \
@@ -199,25 +266,35 @@ sidecar backend 18111
 MESH_B=$!
 sidecar client 18121
 MESH_C=$!
-for u in http://127.0.0.1:18080/ http://127.0.0.1:18081/ http://127.0.0.1:18082/ http://127.0.0.1:18113/ready http://127.0.0.1:18123/ready; do
+# 18131 and 18141 answer only once the whole pair (and its mutual TLS) works
+for u in http://127.0.0.1:18080/ http://127.0.0.1:18081/ http://127.0.0.1:18082/ http://127.0.0.1:18113/ready \
+    http://127.0.0.1:18123/ready http://127.0.0.1:18131/ http://127.0.0.1:18141/; do
     for _ in $(seq 1 100); do curl -sf -o /dev/null "$u" && break; sleep 0.1; done
-    curl -sf -o /dev/null "$u" || { echo "$u is not answering"; cat "$W"/proxy.*.log; exit 2; }
+    curl -sf -o /dev/null "$u" || {
+        echo "$u is not answering"
+        cat "$W"/proxy.*.log "$W"/nginxmtls-*/error.log
+        exit 2
+    }
 done
 curl -sf -o /dev/null -H 'Host: backend' http://127.0.0.1:18122/ || { echo "mTLS pair not answering"; exit 2; }
 NGINXPROXY_WORKER=$(pgrep -P "$NGINXPROXY_MASTER" | head -1)
+NGINXMTLS_C_WORKER=$(pgrep -P "$NGINXMTLS_C_MASTER" | head -1)
+NGINXMTLS_S_WORKER=$(pgrep -P "$NGINXMTLS_S_MASTER" | head -1)
 
 cpu_ns() { # PIDS...: CPU time of every thread, ns
     local p t s=0
     for p in "$@"; do for t in /proc/"$p"/task/*/schedstat; do read -r c _ <"$t" && s=$((s + c)); done; done
     echo $s
 }
-declare -A URL HOSTHDR TPIDS
+declare -A URL TPIDS
 URL[direct]=http://127.0.0.1:18080/;  TPIDS[direct]=""
 URL[nginx]=http://127.0.0.1:18081/;   TPIDS[nginx]="$NGINXPROXY_WORKER"
 URL[haproxy]=http://127.0.0.1:18082/; TPIDS[haproxy]="$HAPROXY_PID"
 URL[mesh]=http://127.0.0.1:18111/;    TPIDS[mesh]="$MESH_B"
-URL[mesh-mtls]=http://127.0.0.1:18122/; TPIDS[mesh-mtls]="$MESH_C $MESH_B"
-TARGETS="direct nginx haproxy mesh mesh-mtls"
+URL[nginx-mtls]=http://127.0.0.1:18131/;   TPIDS[nginx-mtls]="$NGINXMTLS_C_WORKER $NGINXMTLS_S_WORKER"
+URL[haproxy-mtls]=http://127.0.0.1:18141/; TPIDS[haproxy-mtls]="$HAPROXYMTLS_C $HAPROXYMTLS_S"
+URL[mesh-mtls]=http://127.0.0.1:18122/;    TPIDS[mesh-mtls]="$MESH_C $MESH_B"
+TARGETS="direct nginx haproxy mesh nginx-mtls haproxy-mtls mesh-mtls"
 
 run_oha() { # TARGET RATE DURATION FILE
     taskset -c $LCPU "$OHA" --no-tui -z "$3" -q "$2" --latency-correction -c 16 -w --worker-threads 1 \
@@ -256,6 +333,8 @@ RSS_NGINX=$(rss "$NGINXPROXY_WORKER")
 RSS_HAPROXY=$(rss "$HAPROXY_PID")
 RSS_MB=$(rss "$MESH_B")
 RSS_MC=$(rss "$MESH_C")
+RSS_NGINXMTLS="$(rss "$NGINXMTLS_C_WORKER") + $(rss "$NGINXMTLS_S_WORKER")"
+RSS_HAPROXYMTLS="$(rss "$HAPROXYMTLS_C") + $(rss "$HAPROXYMTLS_S")"
 c0=$(cpu_ns "$MESH_B")
 HS=$(taskset -c $LCPU openssl s_time -connect 127.0.0.1:18111 -new -tls1_3 -time 5 \
     -cert "$W/certs/default/client/cert.pem" -key "$W/certs/default/client/key.pem" -CAfile "$W/certs/ca.pem" 2>/dev/null |
@@ -266,12 +345,12 @@ HS_REAL=${HS##* }
 HS_FAIL=$(curl -s http://127.0.0.1:18113/metrics | awk '/^mesh_proxy_tls_handshake_failures_total\{listener="inbound"\}/ {print $2}')
 
 python3 - "$RES" "$OUT/summary.md" "$RSS_NGINX" "$RSS_HAPROXY" "$RSS_MB" "$RSS_MC" "${HS_N:-0}" "${HS_REAL:-1}" \
-    "$((c1 - c0))" "$ROUTES" "${HS_FAIL:-?}" <<'EOF'
+    "$((c1 - c0))" "$ROUTES" "${HS_FAIL:-?}" "$RSS_NGINXMTLS" "$RSS_HAPROXYMTLS" <<'EOF'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 out = open(sys.argv[2], "w")
 rss = {"nginx": sys.argv[3], "haproxy": sys.argv[4], "mesh": sys.argv[5],
-       "mesh-mtls": f"{sys.argv[6]} + {sys.argv[5]}"}
+       "nginx-mtls": sys.argv[12], "haproxy-mtls": sys.argv[13], "mesh-mtls": f"{sys.argv[6]} + {sys.argv[5]}"}
 hs_n, hs_real, hs_cpu = int(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9]) / 1e9
 def p(*a):
     print(*a); print(*a, file=out)
@@ -279,7 +358,8 @@ by = {}
 for r in rows:
     by.setdefault((r["round"], r["rate"]), {})[r["target"]] = r
 rates = sorted({r["rate"] for r in rows}, key=int)
-targets = ["nginx", "haproxy", "mesh", "mesh-mtls"]
+targets = ["nginx", "haproxy", "mesh", "nginx-mtls", "haproxy-mtls", "mesh-mtls"]
+added99 = {}  # (target, rate) -> median added p99, µs
 p("| target | " + " | ".join(f"added p50 @{int(x)//1000}k | added p99 @{int(x)//1000}k" for x in rates)
   + " | " + " | ".join(f"CPU µs/req @{int(x)//1000}k" for x in rates) + " | peak RSS MB |")
 p("| --- " * (1 + 3 * len(rates) + 1) + "|")
@@ -297,10 +377,26 @@ for t in targets:
                 a50.append(float(v[t]["p50_us"]) - float(v["direct"]["p50_us"]))
                 a99.append(float(v[t]["p99_us"]) - float(v["direct"]["p99_us"]))
                 cpu.append(float(v[t]["cpu_us_per_req"]))
-        rng = lambda xs: f"{statistics.median(xs):+.0f} ({min(xs):+.0f}..{max(xs):+.0f})"
+        rng = lambda xs: f"{statistics.median(xs):+.0f} ({min(xs):+.0f}..{max(xs):+.0f})" if xs else "n/a"
         cells += [rng(a50), rng(a99)]
-        cpus.append(f"{statistics.median(cpu):.1f}")
+        cpus.append(f"{statistics.median(cpu):.1f}" if cpu else "n/a")
+        if a99:
+            added99[(t, rate)] = statistics.median(a99)
     p(f"| {t} | " + " | ".join(cells) + " | " + " | ".join(cpus) + f" | {rss[t]} |")
+p("")
+# issue 5's goal: our added p99 at most 0.7 x nginx's and haproxy's (medians over rounds)
+def ratio(ours, theirs, rate):
+    a, b = added99.get((ours, rate)), added99.get((theirs, rate))
+    if a is None or b is None:
+        return f"{theirs} n/a"
+    r = f"{a / b:.2f}" if b > 0 else "n/a"
+    return f"{theirs} {b:+.0f} µs -> {r}"
+for rate in rates:
+    one = "; ".join(ratio("mesh", t, rate) for t in ("nginx", "haproxy"))
+    pair = "; ".join(ratio("mesh-mtls", t, rate) for t in ("nginx-mtls", "haproxy-mtls"))
+    m = lambda t: f"{added99[(t, rate)]:+.0f} µs" if (t, rate) in added99 else "n/a"
+    p(f"added p99 ratio @{int(rate)//1000}k (goal <= 0.70): one proxy, mesh {m('mesh')} / {one}; "
+      f"pair with mTLS, mesh-mtls {m('mesh-mtls')} / {pair}")
 p("")
 p("direct (backend alone): " + "; ".join(direct))
 low = min(float(r["success"]) for r in rows)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mesh-proxy against nginx and haproxy, the method of shared/REFERENCE.md ("Proxy cost: measured").
 #
-#   scripts/bench-proxy.sh            DURATION=5s ROUNDS=3 RATES="1000 5000" (environment overrides)
+#   scripts/bench-proxy.sh            DURATION=5s ROUNDS=3 RATES="1000 5000" (environment overrides;
+#                                     TARGETS="mesh nginx" measures a subset, direct always)
 #
 # - backend: nginx `return 200` (Debian package) on 127.0.0.1:18080;
 # - targets, each routing every request to that backend, each with one worker / thread:
@@ -25,17 +26,22 @@
 #   cryptography; nginx and haproxy are the fair comparison for mesh-mtls, the single plaintext
 #   nginx and haproxy for mesh;
 # - proxies and backend pinned to CPU 0, the load generator to CPU 1;
-# - oha -z DURATION -q RATE --latency-correction -c 16 -w --worker-threads 1 --output-format json;
-# - added latency = target minus direct in the same round, median over rounds;
+# - oha -z DURATION -q RATE --latency-correction -c 16 -w --worker-threads 1 --output-format json,
+#   and --db-url: every request's latency (corrected for coordinated omission) lands in SQLite;
+# - added latency, two ways: per round (target minus direct in the same round, median over
+#   rounds), and pooled (percentiles of every request of every round, target minus direct); the
+#   VM's noise comes in bursts that can make one round's direct p99 larger than a proxy's, and
+#   pooling weighs each burst by the requests it hit instead of letting it decide a whole round;
 # - CPU per request from the proxies' CPU time (sum over threads of /proc/PID/task/*/schedstat,
-#   nanoseconds; /proc/PID/stat's ticks are too coarse for 5 s runs) before and after each run;
+#   nanoseconds; /proc/PID/stat's ticks are too coarse for 5 s runs) before and after each run,
+#   with the kernel's share of it from /proc/PID/task/*/stat (user and system ticks);
 # - peak RSS = VmHWM at the end;
 # - full TLS 1.3 handshakes: `openssl s_time -new -tls1_3` (client on CPU 1) against the backend
 #   sidecar's inbound, with the sidecar's CPU per handshake -> handshakes per second of one core.
 # - CPU per request and peak RSS of a pair: both processes (for nginx, each master's worker);
 # - the summary ends with the ratios of issue 5's goal (added p99 at most 0.7 x nginx's and
 #   haproxy's): mesh against the one-proxy nginx and haproxy, mesh-mtls against the two pairs.
-# Results: $OUT (default target/bench-proxy/) results.tsv, summary.md.
+# Results: $OUT (default target/bench-proxy/) results.tsv (one line per run), summary.md.
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -286,6 +292,12 @@ cpu_ns() { # PIDS...: CPU time of every thread, ns
     for p in "$@"; do for t in /proc/"$p"/task/*/schedstat; do read -r c _ <"$t" && s=$((s + c)); done; done
     echo $s
 }
+cpu_ticks() { # PIDS...: "user kernel" CPU ticks of every thread (/proc/PID/task/*/stat fields 14, 15)
+    local p f=()
+    for p in "$@"; do f+=(/proc/"$p"/task/*/stat); done
+    [ ${#f[@]} -gt 0 ] || { echo "0 0"; return; }
+    cat "${f[@]}" 2>/dev/null | awk '{ sub(/.*\) /, ""); u += $12; k += $13 } END { print u + 0, k + 0 }'
+}
 declare -A URL TPIDS
 URL[direct]=http://127.0.0.1:18080/;  TPIDS[direct]=""
 URL[nginx]=http://127.0.0.1:18081/;   TPIDS[nginx]="$NGINXPROXY_WORKER"
@@ -294,33 +306,38 @@ URL[mesh]=http://127.0.0.1:18111/;    TPIDS[mesh]="$MESH_B"
 URL[nginx-mtls]=http://127.0.0.1:18131/;   TPIDS[nginx-mtls]="$NGINXMTLS_C_WORKER $NGINXMTLS_S_WORKER"
 URL[haproxy-mtls]=http://127.0.0.1:18141/; TPIDS[haproxy-mtls]="$HAPROXYMTLS_C $HAPROXYMTLS_S"
 URL[mesh-mtls]=http://127.0.0.1:18122/;    TPIDS[mesh-mtls]="$MESH_C $MESH_B"
-TARGETS="direct nginx haproxy mesh nginx-mtls haproxy-mtls mesh-mtls"
+# TARGETS (environment) may pick a subset; `direct` is always measured (added = target - direct).
+T=${TARGETS:-nginx haproxy mesh nginx-mtls haproxy-mtls mesh-mtls}
+TARGETS="direct ${T//direct/}"
 
-run_oha() { # TARGET RATE DURATION FILE
+run_oha() { # TARGET RATE DURATION FILE [SQLITE]: SQLITE collects every request's latency
     taskset -c $LCPU "$OHA" --no-tui -z "$3" -q "$2" --latency-correction -c 16 -w --worker-threads 1 \
-        --host backend --output-format json -o "$4" "${URL[$1]}" >/dev/null 2>&1
+        --host backend --output-format json -o "$4" ${5:+--db-url "$5"} "${URL[$1]}" >/dev/null 2>&1
 }
 echo "warm-up"
 for t in $TARGETS; do run_oha "$t" 1000 1s "$W/warm.json"; done
 
 RES="$OUT/results.tsv"
-printf 'round\trate\ttarget\tp50_us\tp99_us\trps\tsuccess\trequests\tcpu_us_per_req\n' >"$RES"
+printf 'round\trate\ttarget\tp50_us\tp99_us\trps\tsuccess\trequests\tcpu_us_per_req\tkernel_share\n' >"$RES"
+mkdir -p "$W/db"
 for round in $(seq 1 "$ROUNDS"); do
     for rate in $RATES; do
         for t in $TARGETS; do
             # shellcheck disable=SC2086
-            c0=$(cpu_ns ${TPIDS[$t]})
-            run_oha "$t" "$rate" "$DURATION" "$W/o.json"
+            c0=$(cpu_ns ${TPIDS[$t]}) && read -r u0 k0 < <(cpu_ticks ${TPIDS[$t]})
+            run_oha "$t" "$rate" "$DURATION" "$W/o.json" "$W/db/$t.$rate.db"
             # shellcheck disable=SC2086
-            c1=$(cpu_ns ${TPIDS[$t]})
-            python3 - "$W/o.json" "$round" "$rate" "$t" "$((c1 - c0))" >>"$RES" <<'EOF'
+            c1=$(cpu_ns ${TPIDS[$t]}) && read -r u1 k1 < <(cpu_ticks ${TPIDS[$t]})
+            python3 - "$W/o.json" "$round" "$rate" "$t" "$((c1 - c0))" "$((k1 - k0))" "$((u1 - u0))" >>"$RES" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 lp = d["latencyPercentiles"]
 n = sum(d.get("statusCodeDistribution", {}).values())
 cpu = int(sys.argv[5]) / 1000 / n if n else 0
+ks, us = int(sys.argv[6]), int(sys.argv[7])
+share = f"{ks / (ks + us):.3f}" if ks + us else "nan"
 print(f"{sys.argv[2]}\t{sys.argv[3]}\t{sys.argv[4]}\t{lp['p50'] * 1e6:.1f}\t{lp['p99'] * 1e6:.1f}\t"
-      f"{d['summary']['requestsPerSec']:.0f}\t{d['summary']['successRate']:.4f}\t{n}\t{cpu:.1f}")
+      f"{d['summary']['requestsPerSec']:.0f}\t{d['summary']['successRate']:.4f}\t{n}\t{cpu:.1f}\t{share}")
 EOF
             tail -1 "$RES"
         done
@@ -345,8 +362,8 @@ HS_REAL=${HS##* }
 HS_FAIL=$(curl -s http://127.0.0.1:18113/metrics | awk '/^mesh_proxy_tls_handshake_failures_total\{listener="inbound"\}/ {print $2}')
 
 python3 - "$RES" "$OUT/summary.md" "$RSS_NGINX" "$RSS_HAPROXY" "$RSS_MB" "$RSS_MC" "${HS_N:-0}" "${HS_REAL:-1}" \
-    "$((c1 - c0))" "$ROUTES" "${HS_FAIL:-?}" "$RSS_NGINXMTLS" "$RSS_HAPROXYMTLS" <<'EOF'
-import csv, statistics, sys
+    "$((c1 - c0))" "$ROUTES" "${HS_FAIL:-?}" "$RSS_NGINXMTLS" "$RSS_HAPROXYMTLS" "$W/db" <<'EOF'
+import csv, math, os, sqlite3, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 out = open(sys.argv[2], "w")
 rss = {"nginx": sys.argv[3], "haproxy": sys.argv[4], "mesh": sys.argv[5],
@@ -358,47 +375,87 @@ by = {}
 for r in rows:
     by.setdefault((r["round"], r["rate"]), {})[r["target"]] = r
 rates = sorted({r["rate"] for r in rows}, key=int)
-targets = ["nginx", "haproxy", "mesh", "nginx-mtls", "haproxy-mtls", "mesh-mtls"]
-added99 = {}  # (target, rate) -> median added p99, µs
-p("| target | " + " | ".join(f"added p50 @{int(x)//1000}k | added p99 @{int(x)//1000}k" for x in rates)
-  + " | " + " | ".join(f"CPU µs/req @{int(x)//1000}k" for x in rates) + " | peak RSS MB |")
+targets = [t for t in ["nginx", "haproxy", "mesh", "nginx-mtls", "haproxy-mtls", "mesh-mtls"]
+           if any(r["target"] == t for r in rows)]
+k = lambda rate: f"@{int(rate)//1000}k"
+
+# 1. per round: target minus direct in the same round, median (min..max) over rounds
+p("Per round (added = target minus direct in the same round; median (min..max) over rounds):")
+p("")
+p("| target | " + " | ".join(f"added p50 {k(x)} | added p99 {k(x)}" for x in rates)
+  + " | " + " | ".join(f"CPU µs/req {k(x)} (kernel)" for x in rates) + " | peak RSS MB |")
 p("| --- " * (1 + 3 * len(rates) + 1) + "|")
-direct = []
-for rate in rates:
-    ds = [by[k]["direct"] for k in by if k[1] == rate and "direct" in by[k]]
-    direct.append(f"@{int(rate)//1000}k p50 {statistics.median(float(d['p50_us']) for d in ds):.0f} µs, "
-                  f"p99 {statistics.median(float(d['p99_us']) for d in ds):.0f} µs")
+added99 = {}  # (target, rate) -> median over rounds of the added p99, µs
 for t in targets:
     cells, cpus = [], []
     for rate in rates:
-        a50, a99, cpu = [], [], []
-        for k, v in by.items():
-            if k[1] == rate and t in v and "direct" in v:
+        a50, a99, cpu, ks = [], [], [], []
+        for key, v in by.items():
+            if key[1] == rate and t in v and "direct" in v:
                 a50.append(float(v[t]["p50_us"]) - float(v["direct"]["p50_us"]))
                 a99.append(float(v[t]["p99_us"]) - float(v["direct"]["p99_us"]))
                 cpu.append(float(v[t]["cpu_us_per_req"]))
+                if v[t]["kernel_share"] != "nan":
+                    ks.append(float(v[t]["kernel_share"]))
         rng = lambda xs: f"{statistics.median(xs):+.0f} ({min(xs):+.0f}..{max(xs):+.0f})" if xs else "n/a"
         cells += [rng(a50), rng(a99)]
-        cpus.append(f"{statistics.median(cpu):.1f}" if cpu else "n/a")
+        share = f" ({statistics.median(ks):.0%})" if ks else ""
+        cpus.append(f"{statistics.median(cpu):.1f}{share}" if cpu else "n/a")
         if a99:
             added99[(t, rate)] = statistics.median(a99)
     p(f"| {t} | " + " | ".join(cells) + " | " + " | ".join(cpus) + f" | {rss[t]} |")
 p("")
-# issue 5's goal: our added p99 at most 0.7 x nginx's and haproxy's (medians over rounds)
-def ratio(ours, theirs, rate):
-    a, b = added99.get((ours, rate)), added99.get((theirs, rate))
+
+# 2. pooled: every request of every round (oha's per-request records, latency-corrected)
+def durations(t, rate):
+    f = os.path.join(sys.argv[14], f"{t}.{rate}.db")
+    if not os.path.exists(f):
+        return []
+    with sqlite3.connect(f) as c:
+        return sorted(d for (d,) in c.execute("SELECT duration FROM oha"))
+def pct(xs, q):  # nearest rank
+    return xs[max(0, math.ceil(q * len(xs)) - 1)] * 1e6
+pooled = {}  # (target, rate) -> (p50, p99, p99.9, n)
+for rate in rates:
+    for t in ["direct"] + targets:
+        xs = durations(t, rate)
+        if xs:
+            pooled[(t, rate)] = (pct(xs, 0.5), pct(xs, 0.99), pct(xs, 0.999), len(xs))
+p("Pooled (every request of every round; added = target minus direct, both pooled):")
+p("")
+p("| target | " + " | ".join(f"p50 {k(x)} | p99 {k(x)} | p99.9 {k(x)} | added p50 {k(x)} | added p99 {k(x)}"
+                            for x in rates) + " |")
+p("| --- " * (1 + 5 * len(rates)) + "|")
+for t in ["direct"] + targets:
+    cells = []
+    for rate in rates:
+        v, d = pooled.get((t, rate)), pooled.get(("direct", rate))
+        if v is None or d is None:
+            cells += ["n/a"] * 5
+            continue
+        added = ["", ""] if t == "direct" else [f"{v[0] - d[0]:+.0f}", f"{v[1] - d[1]:+.0f}"]
+        cells += [f"{v[0]:.0f}", f"{v[1]:.0f}", f"{v[2]:.0f}"] + added
+    p(f"| {t} | " + " | ".join(cells) + " |")
+p("")
+
+# 3. issue 5's goal: our added p99 at most 0.7 x nginx's and haproxy's
+def ratio(get, ours, theirs, rate):
+    a, b = get(ours, rate), get(theirs, rate)
     if a is None or b is None:
         return f"{theirs} n/a"
     r = f"{a / b:.2f}" if b > 0 else "n/a"
     return f"{theirs} {b:+.0f} µs -> {r}"
-for rate in rates:
-    one = "; ".join(ratio("mesh", t, rate) for t in ("nginx", "haproxy"))
-    pair = "; ".join(ratio("mesh-mtls", t, rate) for t in ("nginx-mtls", "haproxy-mtls"))
-    m = lambda t: f"{added99[(t, rate)]:+.0f} µs" if (t, rate) in added99 else "n/a"
-    p(f"added p99 ratio @{int(rate)//1000}k (goal <= 0.70): one proxy, mesh {m('mesh')} / {one}; "
-      f"pair with mTLS, mesh-mtls {m('mesh-mtls')} / {pair}")
+def pooled_added(t, rate):
+    v, d = pooled.get((t, rate)), pooled.get(("direct", rate))
+    return None if v is None or d is None else v[1] - d[1]
+for name, get in [("pooled", pooled_added), ("median of rounds", lambda t, rate: added99.get((t, rate)))]:
+    for rate in rates:
+        m = lambda t: f"{get(t, rate):+.0f} µs" if get(t, rate) is not None else "n/a"
+        one = "; ".join(ratio(get, "mesh", t, rate) for t in ("nginx", "haproxy"))
+        pair = "; ".join(ratio(get, "mesh-mtls", t, rate) for t in ("nginx-mtls", "haproxy-mtls"))
+        p(f"added p99 ratio {k(rate)}, {name} (goal <= 0.70): one proxy, mesh {m('mesh')} / {one}; "
+          f"pair with mTLS, mesh-mtls {m('mesh-mtls')} / {pair}")
 p("")
-p("direct (backend alone): " + "; ".join(direct))
 low = min(float(r["success"]) for r in rows)
 p(f"lowest success rate of any run: {low:.4f}; routes in the client sidecar's artifact: {sys.argv[10]}")
 if hs_n:

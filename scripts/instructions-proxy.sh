@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, counted by valgrind's callgrind (the count does not
+# depend on the VM's speed, unlike the latency and CPU figures of scripts/bench-proxy.sh):
+#
+#   scripts/instructions-proxy.sh         N=3000 (environment); MESH_BENCH_BIN=DIR as in bench-proxy.sh
+#
+# - mesh-proxy: the one-hop plaintext path of bench-proxy.sh (the backend sidecar's inbound
+#   listener in the `permissive` bench mesh, Cedar on every request, pooled connections to the app);
+# - nginx: bench-proxy.sh's reverse-proxy configuration, with `master_process off` so that
+#   callgrind sees the one process that proxies;
+# - each in front of an nginx `return 200` backend on 127.0.0.1:18080; oha sends 100 requests to
+#   warm up, the counters are zeroed (`callgrind_control -z`), oha sends N more at 500 rps over 16
+#   keep-alive connections, and the counters are dumped: instructions / N, libc included.
+# Results: $OUT (default target/instructions-proxy/) with the callgrind dumps, for
+# `callgrind_annotate --inclusive=yes FILE`.
+set -u -o pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+N=${N:-3000}
+OUT=${OUT:-$ROOT/target/instructions-proxy}
+W=$(mktemp -d /tmp/mesh-instr.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+mkdir -p "$OUT"
+
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || exit 2
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
+[ -x "$OHA" ] || { echo "installing oha"; cargo install oha --locked -q || exit 2; OHA="$HOME/.cargo/bin/oha"; }
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=${MESH_BENCH_BIN:-$TARGET/sidecar}
+MESHC=${MESH_BENCH_MESHC:-$TARGET/release/meshc}
+if [ -z "${MESH_BENCH_BIN:-}" ]; then
+    (cd "$ROOT" && cargo build -q --profile sidecar -p mesh-proxy) || exit 2
+fi
+if ! [ -x "$MESHC" ]; then
+    (cd "$ROOT" && cargo build -q -p meshc) || exit 2
+    MESHC="$TARGET/debug/meshc"
+fi
+bash "$ROOT/scripts/bench-mesh.sh" "$MESHC" "$W" || exit 2
+
+ngx_conf() { # DIR EXTRA-MAIN BODY
+    mkdir -p "$1"
+    cat >"$1/nginx.conf" <<EOC
+daemon off; $2 worker_processes 1; pid $1/nginx.pid; error_log $1/error.log;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1;
+  uwsgi_temp_path $1; scgi_temp_path $1; keepalive_requests 10000000; keepalive_timeout 300s;
+  $3 }
+EOC
+}
+ngx_conf "$W/backend" "" "server { listen 127.0.0.1:18080; location / { return 200 'ok\n'; } }"
+ngx_conf "$W/nginxproxy" "master_process off;" "upstream b { server 127.0.0.1:18080; keepalive 64; keepalive_requests 10000000; }
+  server { listen 127.0.0.1:18081; location / { proxy_pass http://b; proxy_http_version 1.1;
+    proxy_set_header Connection \"\"; } }"
+"$NGINX" -c "$W/backend/nginx.conf" -p "$W/backend" & PIDS+=($!)
+
+count() { # NAME URL READY-URL COMMAND...: prints instructions per request
+    local name=$1 url=$2 ready=$3 pid
+    shift 3
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$name" "$@" >"$W/$name.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    for _ in $(seq 1 300); do curl -sf -o /dev/null "$ready" && break; sleep 0.2; done
+    curl -sf -o /dev/null "$ready" || { echo "$name is not answering"; cat "$W/$name.log"; exit 2; }
+    "$OHA" --no-tui -n 100 -c 16 --host backend --output-format quiet "$url" >/dev/null 2>&1
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    "$OHA" --no-tui -n "$N" -c 16 -q 500 --host backend --output-format quiet "$url" >/dev/null 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    sleep 1
+    kill "$pid"
+    wait "$pid" 2>/dev/null
+    awk -v n="$N" -v name="$name" '/^totals:/ { printf "%s: %.0f instructions per request (%d requests)\n", name, $2 / n, n }' \
+        "$OUT/callgrind.$name.1"
+}
+{
+    count mesh-proxy http://127.0.0.1:18111/ http://127.0.0.1:18113/ready "$BIN/mesh-proxy" \
+        --artifact "$W/art/default.backend.json" --cert "$W/certs/default/backend/cert.pem" \
+        --key "$W/certs/default/backend/key.pem" --trust-bundle "$W/certs/ca.pem" \
+        --inbound-addr 127.0.0.1:18111 --workers 1 --reload-interval 0s
+    count nginx http://127.0.0.1:18081/ http://127.0.0.1:18081/ "$NGINX" -c "$W/nginxproxy/nginx.conf" -p "$W/nginxproxy"
+} | tee "$OUT/summary.txt"

@@ -322,26 +322,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// The parsed command line.
+/// The parsed command line: the runtime configuration and the two choices `main` makes before
+/// the runtime starts.
 #[derive(Debug)]
 pub struct Cli {
-    pub artifact: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub trust_bundle: PathBuf,
-    pub admin_addr: Option<SocketAddr>,
-    pub inbound_addr: Option<SocketAddr>,
-    pub outbound_addr: Option<SocketAddr>,
-    pub app_addr: Option<SocketAddr>,
-    pub access_log: bool,
-    pub drain_timeout: Duration,
-    pub max_connections: u32,
-    pub header_read_timeout: Duration,
-    pub max_header_bytes: u32,
-    pub reload_interval: Duration,
-    pub connect_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub load_balancer: LoadBalancer,
+    pub config: Config,
+    /// Worker threads; `None`: one per CPU.
     pub workers: Option<u16>,
     pub log_format: LogFormat,
 }
@@ -361,30 +347,13 @@ impl Cli {
     {
         use lexopt::Arg;
         let mut paths: [Option<PathBuf>; 4] = Default::default();
-        let d = Config::new(
-            PathBuf::new(),
-            PathBuf::new(),
-            PathBuf::new(),
-            PathBuf::new(),
-        );
         let mut cli = Cli {
-            artifact: PathBuf::new(),
-            cert: PathBuf::new(),
-            key: PathBuf::new(),
-            trust_bundle: PathBuf::new(),
-            admin_addr: None,
-            inbound_addr: None,
-            outbound_addr: None,
-            app_addr: None,
-            access_log: false,
-            drain_timeout: d.drain_timeout,
-            max_connections: 10_000,
-            header_read_timeout: d.header_read_timeout,
-            max_header_bytes: 65_536,
-            reload_interval: d.reload_interval.unwrap_or(Duration::ZERO),
-            connect_timeout: d.connect_timeout,
-            pool_idle_timeout: d.pool_idle_timeout,
-            load_balancer: d.load_balancer,
+            config: Config::new(
+                PathBuf::new(),
+                PathBuf::new(),
+                PathBuf::new(),
+                PathBuf::new(),
+            ),
             workers: None,
             log_format: LogFormat::Text,
         };
@@ -411,43 +380,43 @@ impl Cli {
                     flag: format!("--{name}"),
                 });
             };
-            let Some(_) = flag.value else {
+            if flag.value.is_none() {
                 // A switch: `--access-log=yes` is a mistake, not a value.
                 if parser.optional_value().is_some() {
                     return Err(CliError::UnexpectedValue { flag: flag.name });
                 }
-                cli.access_log = true;
+                cli.config.access_log = true;
                 continue;
-            };
+            }
             let raw = parser
                 .value()
                 .map_err(|_| CliError::MissingValue { flag: flag.name })?;
-            match flag.name {
-                "artifact" => paths[0] = Some(raw.into()),
-                "cert" => paths[1] = Some(raw.into()),
-                "key" => paths[2] = Some(raw.into()),
-                "trust-bundle" => paths[3] = Some(raw.into()),
-                other => cli.set(flag, other, &raw)?,
+            match FLAGS[..4].iter().position(|f| f.name == flag.name) {
+                Some(i) => paths[i] = Some(raw.into()),
+                None => cli.set(flag, &raw)?,
             }
         }
-        let mut paths = paths.into_iter().zip(&FLAGS[..4]).map(|(p, f)| {
-            let env_name = f.env.unwrap_or_default();
-            p.or_else(|| env(env_name).filter(|v| !v.is_empty()).map(PathBuf::from))
+        let [artifact, cert, key, trust_bundle] = paths;
+        let path = |given: Option<PathBuf>, i: usize| {
+            let f = &FLAGS[i];
+            let var = f.env.unwrap_or_default();
+            given
+                .or_else(|| env(var).filter(|v| !v.is_empty()).map(PathBuf::from))
                 .ok_or(CliError::Missing {
                     flag: f.name,
-                    env: env_name,
+                    env: var,
                 })
-        });
-        let mut next = || paths.next().unwrap_or(Ok(PathBuf::new()));
-        cli.artifact = next()?;
-        cli.cert = next()?;
-        cli.key = next()?;
-        cli.trust_bundle = next()?;
+        };
+        let c = &mut cli.config;
+        c.artifact = path(artifact, 0)?;
+        c.cert = path(cert, 1)?;
+        c.key = path(key, 2)?;
+        c.trust_bundle = path(trust_bundle, 3)?;
         Ok(Invocation::Run(Box::new(cli)))
     }
 
     /// Set the value of one non-path flag.
-    fn set(&mut self, flag: &'static Flag, name: &str, raw: &OsString) -> Result<(), CliError> {
+    fn set(&mut self, flag: &'static Flag, raw: &OsString) -> Result<(), CliError> {
         let value = raw.to_string_lossy();
         let invalid = |reason: String| CliError::Invalid {
             flag: flag.name,
@@ -460,28 +429,26 @@ impl Cli {
                 .map_err(|e| invalid(e.to_string()))
         };
         let duration = || parse_duration(&value).map_err(invalid);
-        match name {
-            "admin-addr" => self.admin_addr = Some(addr()?),
-            "inbound-addr" => self.inbound_addr = Some(addr()?),
-            "outbound-addr" => self.outbound_addr = Some(addr()?),
-            "app-addr" => self.app_addr = Some(addr()?),
-            "drain-timeout" => self.drain_timeout = duration()?,
-            "header-read-timeout" => self.header_read_timeout = duration()?,
-            "reload-interval" => self.reload_interval = duration()?,
-            "connect-timeout" => self.connect_timeout = duration()?,
-            "pool-idle-timeout" => self.pool_idle_timeout = duration()?,
-            "max-connections" => {
-                self.max_connections = parse_at_least(&value, 1).map_err(invalid)?
-            }
-            "max-header-bytes" => {
-                self.max_header_bytes = parse_at_least(&value, 8192).map_err(invalid)?;
-            }
+        let at_least = |min| parse_at_least(&value, min).map_err(invalid);
+        let c = &mut self.config;
+        match flag.name {
+            "admin-addr" => c.admin_addr = Some(addr()?),
+            "inbound-addr" => c.inbound_addr = Some(addr()?),
+            "outbound-addr" => c.outbound_addr = Some(addr()?),
+            "app-addr" => c.app_addr = Some(addr()?),
+            "drain-timeout" => c.drain_timeout = duration()?,
+            "header-read-timeout" => c.header_read_timeout = duration()?,
+            "reload-interval" => c.reload_interval = Some(duration()?).filter(|d| !d.is_zero()),
+            "connect-timeout" => c.connect_timeout = duration()?,
+            "pool-idle-timeout" => c.pool_idle_timeout = duration()?,
+            "max-connections" => c.max_connections = at_least(1)? as usize,
+            "max-header-bytes" => c.max_header_bytes = at_least(8192)? as usize,
             "workers" => {
-                let n = parse_at_least(&value, 1).map_err(invalid)?;
+                let n = at_least(1)?;
                 self.workers = Some(u16::try_from(n).map_err(|_| invalid("at most 65535".into()))?);
             }
             "load-balancer" => {
-                self.load_balancer = match &*value {
+                c.load_balancer = match &*value {
                     "round-robin" => LoadBalancer::RoundRobin,
                     "p2c" => LoadBalancer::P2c,
                     _ => return Err(invalid("expected `round-robin` or `p2c`".into())),
@@ -571,26 +538,6 @@ impl Config {
     }
 }
 
-impl Cli {
-    pub fn into_config(self) -> Config {
-        let mut c = Config::new(self.artifact, self.cert, self.key, self.trust_bundle);
-        c.admin_addr = self.admin_addr;
-        c.inbound_addr = self.inbound_addr;
-        c.outbound_addr = self.outbound_addr;
-        c.app_addr = self.app_addr;
-        c.access_log = self.access_log;
-        c.drain_timeout = self.drain_timeout;
-        c.max_connections = self.max_connections as usize;
-        c.header_read_timeout = self.header_read_timeout;
-        c.max_header_bytes = self.max_header_bytes as usize;
-        c.reload_interval = (!self.reload_interval.is_zero()).then_some(self.reload_interval);
-        c.connect_timeout = self.connect_timeout;
-        c.pool_idle_timeout = self.pool_idle_timeout;
-        c.load_balancer = self.load_balancer;
-        c
-    }
-}
-
 /// Parse `250ms`, `10s`, `2m` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -674,7 +621,7 @@ mod tests {
         let cli = run(&args);
         assert_eq!(cli.workers, Some(3));
         assert_eq!(cli.log_format, LogFormat::Json);
-        let c = cli.into_config();
+        let c = cli.config;
         assert_eq!(c.artifact, PathBuf::from("a.json"));
         assert_eq!(c.trust_bundle, PathBuf::from("ca.pem"));
         assert_eq!(c.reload_interval, None);
@@ -703,9 +650,9 @@ mod tests {
         let Ok(Invocation::Run(cli)) = Cli::parse_from(args, env) else {
             panic!("paths from the environment were not taken");
         };
-        assert_eq!(cli.artifact, PathBuf::from("/env/a.json"));
+        assert_eq!(cli.config.artifact, PathBuf::from("/env/a.json"));
         assert_eq!(
-            cli.key,
+            cli.config.key,
             PathBuf::from("flag.pem"),
             "a flag wins over the environment"
         );
@@ -787,7 +734,7 @@ mod tests {
             let f = FLAGS.iter().find(|f| f.name == name).unwrap();
             f.default.unwrap()
         };
-        let c = run(&PATHS).into_config();
+        let c = run(&PATHS).config;
         let d = Config::new(
             c.artifact.clone(),
             c.cert.clone(),

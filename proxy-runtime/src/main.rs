@@ -7,7 +7,11 @@ use mesh_proxy::config::{Cli, Invocation, LogFormat, help};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = match Cli::parse_env() {
+    let Cli {
+        config,
+        workers,
+        log_format,
+    } = match Cli::parse_env() {
         Ok(Invocation::Run(cli)) => *cli,
         Ok(Invocation::Help) => {
             print!("{}", help());
@@ -28,12 +32,10 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    match cli.log_format {
+    match log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    let workers = cli.workers;
-    let config = cli.into_config();
     let runtime = match workers {
         Some(1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()

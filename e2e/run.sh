@@ -274,6 +274,17 @@ out=$(tls -tls1_3 -cert "$C/productpage/cert.pem" -key "$C/productpage/key.pem")
 check "TLS 1.3 with a valid certificate (meshc certs) succeeds and reaches the app" grep -q 'HTTP/1.1 200' <<<"$out"
 out=$(tls -tls1_3 -cert "$W/bad/valid.pem" -key "$W/bad/key.pem")
 check "TLS 1.3 with a valid openssl-made certificate (control for the expired one) succeeds" grep -q 'HTTP/1.1 200' <<<"$out"
+# Two Host headers over mutual TLS: the sidecar would authorize by one and the app could read the
+# other; it answers 400 itself and the app never sees the request.
+v1c=$(count 17300)
+out=$(REQ=$'GET /reviews/1 HTTP/1.1\r\nHost: reviews\r\nHost: productpage\r\nConnection: close\r\n\r\n' \
+    tls -tls1_3 -cert "$C/productpage/cert.pem" -key "$C/productpage/key.pem")
+v1d=$(count 17300)
+if grep -q 'HTTP/1.1 400' <<<"$out" && [ "$v1d" = "$v1c" ]; then
+    ok "two Host headers over mutual TLS: 400 from the sidecar, app counter unchanged"
+else
+    bad "two Host headers over mutual TLS: 400 from the sidecar, app counter unchanged" "app $v1c -> $v1d: $out"
+fi
 
 # ---------------------------------------------------------------- 5. Cedar deny, audit mode
 pp0=$(count 17100)

@@ -182,6 +182,35 @@ impl RequestParts for ReqView<'_> {
     }
 }
 
+/// A request no proxy may forward as it came, answered locally instead (both listeners, before
+/// routing or authorization):
+/// - more than one `Host` (RFC 9112, section 3.2): the proxy would route and authorize by one
+///   and the application could read the other;
+/// - a `Transfer-Encoding` with a coding other than `chunked` (RFC 9112, section 6.1, 501): the
+///   body would reach the application re-framed as plain chunked, its coding silently lost.
+pub fn refuse_ambiguous(parts: &Parts) -> Option<Response<ProxyBody>> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return Some(local_reply(
+            StatusCode::BAD_REQUEST,
+            "mesh-proxy: more than one host header\n",
+        ));
+    }
+    let other_coding = parts
+        .headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+    if other_coding {
+        return Some(local_reply(
+            StatusCode::NOT_IMPLEMENTED,
+            "mesh-proxy: transfer coding other than chunked\n",
+        ));
+    }
+    None
+}
+
 /// The authority a request is addressed to: the request target's authority in absolute form
 /// (`curl -x`, `HTTP_PROXY`) and HTTP/2, else the `Host` header.
 pub fn request_authority(parts: &Parts) -> Option<&str> {
@@ -210,6 +239,56 @@ pub fn status_class(status: u16) -> usize {
 mod tests {
     use super::*;
     use hyper::Request;
+
+    fn refused(req: hyper::http::request::Builder) -> Option<u16> {
+        let (parts, ()) = req.body(()).unwrap().into_parts();
+        refuse_ambiguous(&parts).map(|r| r.status().as_u16())
+    }
+
+    #[test]
+    fn ambiguous_requests_are_refused() {
+        let get = || Request::get("/x");
+        assert_eq!(refused(get().header("host", "a")), None);
+        assert_eq!(
+            refused(get()),
+            None,
+            "no host is the router's 400, not this one"
+        );
+        assert_eq!(
+            refused(get().header("host", "a").header("host", "a")),
+            Some(400)
+        );
+        assert_eq!(
+            refused(get().header("host", "a").header("Host", "b")),
+            Some(400)
+        );
+        // absolute form over HTTP/1.1: the target's authority wins and Host is replaced
+        assert_eq!(
+            refused(Request::get("http://a/x").header("host", "b")),
+            None
+        );
+        let post = || Request::post("/x").header("host", "a");
+        assert_eq!(refused(post().header("transfer-encoding", "chunked")), None);
+        assert_eq!(
+            refused(post().header("transfer-encoding", " Chunked ")),
+            None
+        );
+        for te in ["gzip, chunked", "chunked, chunked,gzip", "identity", ""] {
+            assert_eq!(
+                refused(post().header("transfer-encoding", te)),
+                Some(501),
+                "{te:?}"
+            );
+        }
+        assert_eq!(
+            refused(
+                post()
+                    .header("transfer-encoding", "gzip")
+                    .header("transfer-encoding", "chunked")
+            ),
+            Some(501)
+        );
+    }
 
     #[test]
     fn hop_by_hop_headers_and_connection_named_ones_are_removed() {

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access::{self, AccessEntry};
-use crate::http::{ProxyBody, local_reply, strip_hop_by_hop};
+use crate::http::{ProxyBody, local_reply, refuse_ambiguous, strip_hop_by_hop};
 use crate::lifecycle::Shared;
 use crate::server::serve_http;
 
@@ -109,6 +109,9 @@ pub async fn handle(
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: not ready\n");
     };
     let (mut parts, body) = req.into_parts();
+    if let Some(refused) = refuse_ambiguous(&parts) {
+        return refused;
+    }
     let principal = peer.identity.as_deref().unwrap_or("");
     let route = match peer.identity {
         Some(_) => parts

@@ -18,7 +18,9 @@ use mesh_artifact::{PathMatch, PathModifier, Redirect, RetryPolicy, RuleAction};
 use tokio::net::TcpStream;
 
 use crate::access::{self, AccessEntry};
-use crate::http::{ProxyBody, ReqView, local_reply, request_authority, strip_hop_by_hop};
+use crate::http::{
+    ProxyBody, ReqView, local_reply, refuse_ambiguous, request_authority, strip_hop_by_hop,
+};
 use crate::inbound::{CALLER_HEADER, ROUTE_HEADER, micros};
 use crate::lifecycle::Shared;
 use crate::metrics::RouteStats;
@@ -401,6 +403,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: not ready\n");
     };
     let (mut parts, body) = req.into_parts();
+    if let Some(refused) = refuse_ambiguous(&parts) {
+        return refused;
+    }
     if parts.method == Method::CONNECT {
         return local_reply(
             StatusCode::NOT_IMPLEMENTED,

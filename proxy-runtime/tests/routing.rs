@@ -275,6 +275,40 @@ async fn absolute_form_requests_are_routed_like_a_proxy() {
     );
 }
 
+/// Requests that would reach the application with a meaning other than the one the proxy routed
+/// and authorized are answered by the sidecar and never forwarded (the inbound listener runs the
+/// same check; `e2e/run.sh` sends it such a request over mutual TLS with `openssl s_client`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_requests_never_reach_the_app() {
+    let w = world().await;
+    let before = w.app_v1.hits();
+    for (request, status) in [
+        (
+            "GET /api/x HTTP/1.1\r\nHost: b\r\nHost: evil\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
+        (
+            "POST /api/x HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+            "501",
+        ),
+    ] {
+        let text = raw(w.a.outbound(), request).await;
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");
+    }
+    assert_eq!(
+        w.app_v1.hits(),
+        before,
+        "an ambiguous request reached the app"
+    );
+    let text = raw(
+        w.a.outbound(),
+        "GET /api/ok HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(w.app_v1.hits(), before + 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listed_statuses_are_retried() {
     let w = world().await;

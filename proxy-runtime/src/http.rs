@@ -145,12 +145,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 fn remove_named(headers: &mut HeaderMap, value: &HeaderValue) {
     let Ok(text) = value.to_str() else { return };
     for token in text.split(',').map(str::trim) {
-        if token.is_empty() || token.eq_ignore_ascii_case("close") {
+        // `keep-alive` (on nearly every response of nginx and others) names a header that is
+        // hop-by-hop anyway: `strip_hop_by_hop` removes it with the others when it is present,
+        // so it costs no lookup here.
+        if token.is_empty()
+            || token.eq_ignore_ascii_case("close")
+            || token.eq_ignore_ascii_case("keep-alive")
+        {
             continue;
         }
-        if token.eq_ignore_ascii_case("keep-alive") {
-            headers.remove(KEEP_ALIVE);
-        } else if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+        if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
             headers.remove(n);
         }
     }
@@ -188,20 +192,27 @@ impl RequestParts for ReqView<'_> {
 ///   and the application could read the other;
 /// - a `Transfer-Encoding` with a coding other than `chunked` (RFC 9112, section 6.1, 501): the
 ///   body would reach the application re-framed as plain chunked, its coding silently lost.
+///
+/// One pass over the headers (a few names, compared as enum values) rather than a hash lookup
+/// per name: this runs on every request.
 pub fn refuse_ambiguous(parts: &Parts) -> Option<Response<ProxyBody>> {
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    if hosts.next().is_some() && hosts.next().is_some() {
+    let (mut hosts, mut other_coding) = (0, false);
+    for (name, value) in &parts.headers {
+        if name == header::HOST {
+            hosts += 1;
+        } else if name == header::TRANSFER_ENCODING {
+            other_coding |= value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        }
+    }
+    if hosts > 1 {
         return Some(local_reply(
             StatusCode::BAD_REQUEST,
             "mesh-proxy: more than one host header\n",
         ));
     }
-    let other_coding = parts
-        .headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
     if other_coding {
         return Some(local_reply(
             StatusCode::NOT_IMPLEMENTED,

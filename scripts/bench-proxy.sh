@@ -50,28 +50,15 @@ ROUNDS=${ROUNDS:-3}
 RATES=${RATES:-"1000 5000"}
 OUT=${OUT:-$ROOT/target/bench-proxy}
 W=$(mktemp -d /tmp/mesh-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$W"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 mkdir -p "$OUT"
 PCPU=0
 LCPU=1
 [ "$(nproc)" -ge 2 ] || LCPU=0
 
 # ---------------------------------------------------------------- tools
-need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v openssl >/dev/null || need+=(openssl)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || exit 2
-fi
+need_tools nginx haproxy openssl curl || exit 2
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
@@ -102,21 +89,12 @@ bash "$ROOT/scripts/bench-mesh.sh" "$MESHC" "$W" || exit 2
 ROUTES=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["body"]; print(sum(len((p.get("routes") or {}).get("entries", [])) for x in d["destinations"] for p in x["ports"]))' "$W/art/default.client.json" 2>/dev/null || echo "?")
 
 # ---------------------------------------------------------------- servers, pinned to CPU 0
-ngx_conf() { # DIR BODY
-    mkdir -p "$1"
-    cat >"$1/nginx.conf" <<EOF
-daemon off; worker_processes 1; pid $1/nginx.pid; error_log $1/error.log;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1;
-  uwsgi_temp_path $1; scgi_temp_path $1; keepalive_requests 10000000; keepalive_timeout 300s;
-  $2 }
-EOF
-}
 ngx_conf "$W/backend" "server { listen 127.0.0.1:18080 backlog=4096; location / { return 200 'ok\n'; } }"
 ngx_conf "$W/nginxproxy" "upstream b { server 127.0.0.1:18080; keepalive 64; keepalive_requests 10000000; }
   server { listen 127.0.0.1:18081 backlog=4096; location / { proxy_pass http://b; proxy_http_version 1.1;
     proxy_set_header Connection \"\"; } }"
-cat >"$W/haproxy.cfg" <<'EOF'
+hap_conf() { # FILE BIND BACKEND-SERVER
+    cat >"$1" <<EOF
 global
     nbthread 1
     maxconn 4096
@@ -127,11 +105,13 @@ defaults
     timeout server 60s
     http-reuse always
 frontend f
-    bind 127.0.0.1:18082
+    bind $2
     default_backend b
 backend b
-    server s1 127.0.0.1:18080
+    server s1 $3
 EOF
+}
+hap_conf "$W/haproxy.cfg" 127.0.0.1:18082 127.0.0.1:18080
 # The mTLS pairs use the mesh-mtls pair's certificates: the client sidecar's to connect, the
 # backend sidecar's to serve, ca.pem to verify on both sides. The backend sidecar's certificate
 # carries DNS:backend.default.svc.cluster.local (and the SPIFFE URI): both clients verify that name.
@@ -154,24 +134,6 @@ ngx_conf "$W/nginxmtls-s" "upstream b { server 127.0.0.1:18080; keepalive 64; ke
 # name (no SNI is sent, like nginx above); `verify required` on the bind asks for a client certificate.
 cat "$CC/cert.pem" "$CC/key.pem" >"$W/haproxy-client.pem"
 cat "$BC/cert.pem" "$BC/key.pem" >"$W/haproxy-server.pem"
-hap_conf() { # FILE BIND BACKEND-SERVER
-    cat >"$1" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    http-reuse always
-frontend f
-    bind $2
-    default_backend b
-backend b
-    server s1 $3
-EOF
-}
 hap_conf "$W/haproxymtls-c.cfg" "127.0.0.1:18141" \
     "127.0.0.1:18142 ssl crt $W/haproxy-client.pem ca-file $CA verify required verifyhost $SNAME ssl-min-ver TLSv1.3"
 hap_conf "$W/haproxymtls-s.cfg" "127.0.0.1:18142 ssl crt $W/haproxy-server.pem ca-file $CA verify required ssl-min-ver TLSv1.3" \

@@ -7,7 +7,7 @@
 #   runtime, no YAML parser, no CLI parser and no diagnostic renderer either.
 # Prints each offending crate with the path that brings it in; exit 1 if there is one.
 set -u -o pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 status=0
 check() { # PACKAGE FORBIDDEN...
     local pkg=$1 tree bad

@@ -13,14 +13,8 @@ set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PROFILE=${MESH_DEMO_PROFILE:-release}
 W=$(mktemp -d /tmp/mesh-demo.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$W"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

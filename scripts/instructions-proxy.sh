@@ -18,23 +18,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-3000}
 OUT=${OUT:-$ROOT/target/instructions-proxy}
 W=$(mktemp -d /tmp/mesh-instr.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$W"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 mkdir -p "$OUT"
 
-need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || exit 2
-fi
+need_tools nginx valgrind curl || exit 2
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
 [ -x "$OHA" ] || { echo "installing oha"; cargo install oha --locked -q || exit 2; OHA="$HOME/.cargo/bin/oha"; }
@@ -50,20 +38,10 @@ if ! [ -x "$MESHC" ]; then
 fi
 bash "$ROOT/scripts/bench-mesh.sh" "$MESHC" "$W" || exit 2
 
-ngx_conf() { # DIR EXTRA-MAIN BODY
-    mkdir -p "$1"
-    cat >"$1/nginx.conf" <<EOC
-daemon off; $2 worker_processes 1; pid $1/nginx.pid; error_log $1/error.log;
-events { worker_connections 1024; }
-http { access_log off; client_body_temp_path $1; proxy_temp_path $1; fastcgi_temp_path $1;
-  uwsgi_temp_path $1; scgi_temp_path $1; keepalive_requests 10000000; keepalive_timeout 300s;
-  $3 }
-EOC
-}
-ngx_conf "$W/backend" "" "server { listen 127.0.0.1:18080; location / { return 200 'ok\n'; } }"
-ngx_conf "$W/nginxproxy" "master_process off;" "upstream b { server 127.0.0.1:18080; keepalive 64; keepalive_requests 10000000; }
+ngx_conf "$W/backend" "server { listen 127.0.0.1:18080; location / { return 200 'ok\n'; } }"
+ngx_conf "$W/nginxproxy" "upstream b { server 127.0.0.1:18080; keepalive 64; keepalive_requests 10000000; }
   server { listen 127.0.0.1:18081; location / { proxy_pass http://b; proxy_http_version 1.1;
-    proxy_set_header Connection \"\"; } }"
+    proxy_set_header Connection \"\"; } }" "master_process off;"
 "$NGINX" -c "$W/backend/nginx.conf" -p "$W/backend" & PIDS+=($!)
 
 count() { # NAME URL READY-URL COMMAND...: prints instructions per request

@@ -190,16 +190,19 @@ impl RequestParts for ReqView<'_> {
 /// routing or authorization):
 /// - more than one `Host` (RFC 9112, section 3.2): the proxy would route and authorize by one
 ///   and the application could read the other;
+/// - userinfo (`user@`) in `Host` or in the target's authority (RFC 9110, sections 4.2.4 and
+///   7.2): the mesh routes by the host after the `@`, an application may take the whole value;
 /// - a `Transfer-Encoding` with a coding other than `chunked` (RFC 9112, section 6.1, 501): the
 ///   body would reach the application re-framed as plain chunked, its coding silently lost.
 ///
 /// One pass over the headers (a few names, compared as enum values) rather than a hash lookup
 /// per name: this runs on every request.
 pub fn refuse_ambiguous(parts: &Parts) -> Option<Response<ProxyBody>> {
-    let (mut hosts, mut other_coding) = (0, false);
+    let (mut hosts, mut userinfo, mut other_coding) = (0, false, false);
     for (name, value) in &parts.headers {
         if name == header::HOST {
             hosts += 1;
+            userinfo |= value.as_bytes().contains(&b'@');
         } else if name == header::TRANSFER_ENCODING {
             other_coding |= value
                 .as_bytes()
@@ -211,6 +214,17 @@ pub fn refuse_ambiguous(parts: &Parts) -> Option<Response<ProxyBody>> {
         return Some(local_reply(
             StatusCode::BAD_REQUEST,
             "mesh-proxy: more than one host header\n",
+        ));
+    }
+    if userinfo
+        || parts
+            .uri
+            .authority()
+            .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Some(local_reply(
+            StatusCode::BAD_REQUEST,
+            "mesh-proxy: userinfo in the request's authority\n",
         ));
     }
     if other_coding {

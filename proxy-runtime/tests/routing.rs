@@ -288,6 +288,10 @@ async fn ambiguous_requests_never_reach_the_app() {
             "400",
         ),
         (
+            "GET http://u@b/api/x HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
+        (
             "POST /api/x HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
             "501",
         ),

@@ -77,7 +77,8 @@ const fn with_default(
     }
 }
 
-/// Every flag `mesh-proxy` takes, in the order `--help` lists them.
+/// Every flag `mesh-proxy` takes, in the order `--help` lists them. The four paths come first
+/// (the parser keeps them apart: each may come from the environment instead).
 pub const FLAGS: &[Flag] = &[
     path_flag(
         "artifact",
@@ -385,7 +386,11 @@ impl Cli {
                 if parser.optional_value().is_some() {
                     return Err(CliError::UnexpectedValue { flag: flag.name });
                 }
-                cli.config.access_log = true;
+                match flag.name {
+                    "access-log" => cli.config.access_log = true,
+                    // a new switch without a case is refused, not ignored
+                    other => return Err(CliError::Other(format!("flag `--{other}` not handled"))),
+                }
                 continue;
             }
             let raw = parser

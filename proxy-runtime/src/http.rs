@@ -292,6 +292,12 @@ mod tests {
             refused(Request::get("http://a/x").header("host", "b")),
             None
         );
+        assert_eq!(refused(get().header("host", "u@a")), Some(400));
+        assert_eq!(refused(get().header("host", "u:p@a:80")), Some(400));
+        assert_eq!(
+            refused(Request::get("http://u:p@a/x").header("host", "a")),
+            Some(400)
+        );
         let post = || Request::post("/x").header("host", "a");
         assert_eq!(refused(post().header("transfer-encoding", "chunked")), None);
         assert_eq!(

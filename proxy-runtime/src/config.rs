@@ -42,158 +42,157 @@ pub struct Flag {
     pub help: &'static str,
 }
 
-const fn flag(name: &'static str, value: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        value: Some(value),
-        env: None,
-        default: None,
-        help,
+impl Flag {
+    /// A flag that takes a value, shown as `<value>` in the help.
+    const fn takes(name: &'static str, value: &'static str, help: &'static str) -> Flag {
+        Flag {
+            name,
+            value: Some(value),
+            env: None,
+            default: None,
+            help,
+        }
     }
-}
 
-const fn path_flag(name: &'static str, env: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        value: Some("PATH"),
-        env: Some(env),
-        default: None,
-        help,
+    /// A flag without a value.
+    const fn switch(name: &'static str, help: &'static str) -> Flag {
+        Flag {
+            value: None,
+            ..Flag::takes(name, "", help)
+        }
     }
-}
 
-const fn with_default(
-    name: &'static str,
-    value: &'static str,
-    default: &'static str,
-    help: &'static str,
-) -> Flag {
-    Flag {
-        name,
-        value: Some(value),
-        env: None,
-        default: Some(default),
-        help,
+    /// Read from `env` when the flag is absent.
+    const fn or_env(mut self, env: &'static str) -> Flag {
+        self.env = Some(env);
+        self
+    }
+
+    /// The default the help shows.
+    const fn or_default(mut self, default: &'static str) -> Flag {
+        self.default = Some(default);
+        self
     }
 }
 
 /// Every flag `mesh-proxy` takes, in the order `--help` lists them. The four paths come first
 /// (the parser keeps them apart: each may come from the environment instead).
 pub const FLAGS: &[Flag] = &[
-    path_flag(
+    Flag::takes(
         "artifact",
-        "MESH_PROXY_ARTIFACT",
+        "PATH",
         "Compiled artifact for this sidecar (written by `meshc build`); its folder is watched and a \
          changed artifact is swapped in once it verifies",
-    ),
-    path_flag(
+    )
+    .or_env("MESH_PROXY_ARTIFACT"),
+    Flag::takes(
         "cert",
-        "MESH_PROXY_CERT",
+        "PATH",
         "PEM certificate chain of this sidecar; its URI SAN is the sidecar's SPIFFE ID (reloaded \
          when the file changes)",
-    ),
-    path_flag(
+    )
+    .or_env("MESH_PROXY_CERT"),
+    Flag::takes(
         "key",
-        "MESH_PROXY_KEY",
+        "PATH",
         "PEM private key (PKCS#8, SEC1 or PKCS#1) for `--cert` (reloaded when the file changes)",
-    ),
-    path_flag(
+    )
+    .or_env("MESH_PROXY_KEY"),
+    Flag::takes(
         "trust-bundle",
-        "MESH_PROXY_TRUST_BUNDLE",
+        "PATH",
         "PEM CA certificates trusted for peer sidecars, inbound and outbound (reloaded when the \
          file changes)",
-    ),
-    flag(
+    )
+    .or_env("MESH_PROXY_TRUST_BUNDLE"),
+    Flag::takes(
         "admin-addr",
         "ADDR",
         "Admin listener: /ready, /live, /metrics, /config [default: 127.0.0.1:<artifact \
          admin_port>]",
     ),
-    flag(
+    Flag::takes(
         "inbound-addr",
         "ADDR",
         "Inbound (mutual TLS) listener [default: 0.0.0.0:<artifact inbound_port>]",
     ),
-    flag(
+    Flag::takes(
         "outbound-addr",
         "ADDR",
         "Outbound listener for the local application [default: 127.0.0.1:<artifact \
          outbound_port>]",
     ),
-    flag(
+    Flag::takes(
         "app-addr",
         "ADDR",
         "Where inbound requests are forwarded [default: 127.0.0.1:<artifact app_port>]",
     ),
-    Flag {
-        name: "access-log",
-        value: None,
-        env: None,
-        default: None,
-        help: "Print one JSON line per request on stdout",
-    },
-    with_default(
+    Flag::switch(
+        "access-log",
+        "Print one JSON line per request on stdout",
+    ),
+    Flag::takes(
         "drain-timeout",
         "DURATION",
-        "15s",
         "On SIGTERM or SIGINT, how long in-flight requests may take to finish",
-    ),
-    with_default(
+    )
+    .or_default("15s"),
+    Flag::takes(
         "max-connections",
         "N",
-        "10000",
         "Most client connections held open at once, inbound and outbound together; further \
          connections wait in the listen backlog",
-    ),
-    with_default(
+    )
+    .or_default("10000"),
+    Flag::takes(
         "header-read-timeout",
         "DURATION",
-        "10s",
         "How long a client may take to send a request's headers (and the TLS handshake)",
-    ),
-    with_default(
+    )
+    .or_default("10s"),
+    Flag::takes(
         "max-header-bytes",
         "BYTES",
-        "65536",
         "Largest request head accepted, in bytes (at least 8192); larger heads get 431",
-    ),
-    with_default(
+    )
+    .or_default("65536"),
+    Flag::takes(
         "reload-interval",
         "DURATION",
-        "10s",
         "Re-read the artifact and certificates this often even without a file event; `0s` turns \
          the periodic re-read off",
-    ),
-    with_default(
+    )
+    .or_default("10s"),
+    Flag::takes(
         "connect-timeout",
         "DURATION",
-        "1s",
         "Timeout of a TCP connect plus TLS handshake to a destination sidecar",
-    ),
-    with_default(
+    )
+    .or_default("1s"),
+    Flag::takes(
         "pool-idle-timeout",
         "DURATION",
-        "90s",
         "Idle pooled upstream connections are closed after this long",
-    ),
-    with_default(
+    )
+    .or_default("90s"),
+    Flag::takes(
         "load-balancer",
         "round-robin|p2c",
-        "p2c",
         "How an endpoint is chosen within a cluster: `round-robin` takes each endpoint in turn, \
          `p2c` draws two at random and takes the one with fewer requests in flight",
-    ),
-    flag(
+    )
+    .or_default("p2c"),
+    Flag::takes(
         "workers",
         "N",
         "Worker threads [default: number of CPUs; 1 runs everything on one thread]",
     ),
-    with_default(
+    Flag::takes(
         "log-format",
         "text|json",
-        "text",
         "Format of the diagnostic log on stderr",
-    ),
+    )
+    .or_default("text"),
 ];
 
 const ABOUT: &str = "The meshc sidecar: loads a compiled artifact, serves mutual-TLS inbound traffic \
@@ -467,7 +466,7 @@ impl Cli {
                 };
             }
             // Every name of FLAGS is handled above; a new flag without a case is refused
-            // rather than ignored (and `every_flag_parses` fails).
+            // rather than ignored (and `every_flag_is_documented_and_parses` fails).
             _ => return Err(invalid("flag not handled".into())),
         }
         Ok(())

@@ -2,6 +2,8 @@
 //! header handling and the matcher's view of a request.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -18,7 +20,8 @@ use mesh_artifact::RequestParts;
 pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
-    Incoming(Incoming),
+    /// The caller's request body, streamed through (made by [`ProxyBody::from_caller`]).
+    Incoming(Incoming, BodyFailed),
     /// A response body from a pooled upstream connection.
     Upstream(crate::upstream::UpstreamBody),
 }
@@ -26,6 +29,37 @@ pub enum ProxyBody {
 impl ProxyBody {
     pub fn text(text: &'static str) -> Self {
         ProxyBody::Full(Some(Bytes::from_static(text.as_bytes())))
+    }
+
+    /// The caller's request body to stream upstream, and the flag that tells afterwards whether
+    /// reading it failed.
+    pub fn from_caller(body: Incoming) -> (Self, BodyFailed) {
+        let failed = BodyFailed::watching(&body);
+        (ProxyBody::Incoming(body, failed.clone()), failed)
+    }
+}
+
+/// Set when reading the caller's request body fails while it is streamed upstream (malformed
+/// chunked framing, a caller gone mid-upload). The upstream then reports an error too (HTTP/1
+/// and HTTP/2 each in their own way); this flag says the fault was the caller's, so the answer
+/// is 400 and the upstream is not blamed. A body that is already complete (a `GET`) cannot
+/// fail and gets no flag, so the common request allocates nothing for it.
+#[derive(Clone, Debug, Default)]
+pub struct BodyFailed(Option<Arc<AtomicBool>>);
+
+impl BodyFailed {
+    fn watching(body: &Incoming) -> Self {
+        BodyFailed((!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(false))))
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    fn set(&self) {
+        if let Some(f) = &self.0 {
+            f.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -40,7 +74,13 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Incoming(i) => Pin::new(i).poll_frame(cx),
+            ProxyBody::Incoming(i, failed) => {
+                let frame = Pin::new(i).poll_frame(cx);
+                if let Poll::Ready(Some(Err(_))) = &frame {
+                    failed.set();
+                }
+                frame
+            }
             ProxyBody::Upstream(u) => Pin::new(u).poll_frame(cx),
         }
     }
@@ -49,7 +89,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => true,
             ProxyBody::Full(b) => b.is_none(),
-            ProxyBody::Incoming(i) => i.is_end_stream(),
+            ProxyBody::Incoming(i, _) => i.is_end_stream(),
             ProxyBody::Upstream(u) => u.is_end_stream(),
         }
     }
@@ -58,7 +98,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ProxyBody::Incoming(i) => i.size_hint(),
+            ProxyBody::Incoming(i, _) => i.size_hint(),
             ProxyBody::Upstream(u) => u.size_hint(),
         }
     }
@@ -80,6 +120,10 @@ pub fn local_reply(status: StatusCode, reason: &'static str) -> Response<ProxyBo
     h.insert(LOCAL_REPLY, HeaderValue::from_static("local-reply"));
     r
 }
+
+/// The reply to a request whose body turned out malformed (or was cut off) after its head was
+/// forwarded: the caller's fault, so 400 rather than a gateway error.
+pub const BAD_REQUEST_BODY: &str = "mesh-proxy: malformed or incomplete request body\n";
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 

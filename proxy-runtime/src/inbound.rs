@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::access::{self, AccessEntry};
-use crate::http::{ProxyBody, local_reply, refuse_ambiguous, strip_hop_by_hop};
+use crate::http::{BAD_REQUEST_BODY, ProxyBody, local_reply, refuse_ambiguous, strip_hop_by_hop};
 use crate::lifecycle::Shared;
 use crate::server::serve_http;
 
@@ -197,11 +197,12 @@ pub async fn handle(
             None => Uri::from(PathAndQuery::from_static("/")),
         };
         parts.version = Version::HTTP_11;
+        let (req_body, body_failed) = ProxyBody::from_caller(body);
         let t0 = Instant::now();
         let result = snap
             .app
             .pool
-            .send(Request::from_parts(parts, ProxyBody::Incoming(body)))
+            .send(Request::from_parts(parts, req_body))
             .await;
         upstream_time = Some(t0.elapsed());
         match result {
@@ -209,6 +210,10 @@ pub async fn handle(
                 let (mut rp, rb) = resp.into_parts();
                 strip_hop_by_hop(&mut rp.headers);
                 Response::from_parts(rp, ProxyBody::Upstream(rb))
+            }
+            Err(e) if body_failed.get() => {
+                tracing::debug!(error = %e, "the caller's request body failed");
+                local_reply(StatusCode::BAD_REQUEST, BAD_REQUEST_BODY)
             }
             Err(e) => {
                 tracing::warn!(app = %snap.app.authority, error = %e, "local application unreachable");

@@ -19,7 +19,8 @@ use tokio::net::TcpStream;
 
 use crate::access::{self, AccessEntry};
 use crate::http::{
-    ProxyBody, ReqView, local_reply, refuse_ambiguous, request_authority, strip_hop_by_hop,
+    BAD_REQUEST_BODY, BodyFailed, ProxyBody, ReqView, local_reply, refuse_ambiguous,
+    request_authority, strip_hop_by_hop,
 };
 use crate::inbound::{CALLER_HEADER, ROUTE_HEADER, micros};
 use crate::lifecycle::Shared;
@@ -211,6 +212,8 @@ enum Failure {
     Connect,
     Timeout,
     Protocol,
+    /// The caller's request body failed mid-send (malformed chunked framing, a cut upload).
+    RequestBody,
 }
 
 impl Failure {
@@ -231,6 +234,7 @@ impl Failure {
                 StatusCode::BAD_GATEWAY,
                 "mesh-proxy: upstream protocol error\n",
             ),
+            Failure::RequestBody => local_reply(StatusCode::BAD_REQUEST, BAD_REQUEST_BODY),
         }
     }
 }
@@ -283,11 +287,12 @@ async fn forward(
     let replayable = body.is_end_stream();
     let retry = retry.filter(|r| replayable && r.attempts > 0);
     let max_attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
-    let mut body = Some(if replayable {
-        ProxyBody::Empty
+    let (body, body_failed) = if replayable {
+        (ProxyBody::Empty, BodyFailed::default())
     } else {
-        ProxyBody::Incoming(body)
-    });
+        ProxyBody::from_caller(body)
+    };
+    let mut body = Some(body);
     let mut out = Forwarded {
         result: Err(Failure::NoEndpoint),
         upstream_time: None,
@@ -342,6 +347,12 @@ async fn forward(
             Err(None) => {
                 cluster.stats.timeouts.inc();
                 Some(Failure::Timeout)
+            }
+            Err(Some(e)) if body_failed.get() => {
+                // The caller's fault: not the endpoint's, and the body is gone, so no retry.
+                tracing::debug!(cluster = %cluster.key, error = %e, "the caller's request body failed");
+                out.result = Err(Failure::RequestBody);
+                return out;
             }
             Err(Some(e)) => {
                 if e.is_connect() {

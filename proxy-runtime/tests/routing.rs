@@ -395,19 +395,25 @@ async fn h2c_from_the_application() {
     drop((w.ca, w.b1, w.b2));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_between_sidecars_and_to_an_h2c_application() {
-    let ca = Ca::new("test mesh CA");
-    let app = App::start("grpc-ish").await;
+/// Sidecars `a` -> `b` speaking HTTP/2 to each other (over mutual TLS) and `b` speaking h2c to
+/// the application.
+async fn h2_pair(ca: &Ca, app: &App) -> (Proxy, Proxy) {
     let mut b = sidecar("b", app.addr, &[PERMIT_ALL]);
     b.sidecar.app_protocol = mesh_artifact::Protocol::Http2;
-    let b = start_proxy(&ca, "b", &b).await;
+    let b = start_proxy(ca, "b", &b).await;
     let mut a = sidecar("a", app.addr, &[PERMIT_ALL]);
     let mut c = cluster("b", None, &[b.inbound()]);
     c.protocol = mesh_artifact::Protocol::Http2;
     a.clusters.insert("default/b:80".into(), c);
     add_destination(&mut a, "b", None, "default/b:80");
-    let a = start_proxy(&ca, "a", &a).await;
+    (start_proxy(ca, "a", &a).await, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_between_sidecars_and_to_an_h2c_application() {
+    let ca = Ca::new("test mesh CA");
+    let app = App::start("grpc-ish").await;
+    let (a, _b) = h2_pair(&ca, &app).await;
     for _ in 0..2 {
         let r = get(a.outbound(), "b", "/x").await;
         assert_eq!(r.status, 200, "{}", r.body);
@@ -430,4 +436,113 @@ async fn endpoints_of_a_cluster_share_the_traffic() {
     }
     // The test proxies balance round robin.
     assert_eq!((w.app_v1.hits(), w.app_v2.hits()), (5, 5));
+}
+
+/// A request body of one data frame followed by trailers.
+struct WithTrailers(Option<Bytes>, Option<hyper::HeaderMap>);
+
+impl hyper::body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let frame = match self.0.take() {
+            Some(d) => Some(hyper::body::Frame::data(d)),
+            None => self.1.take().map(hyper::body::Frame::trailers),
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
+}
+
+/// gRPC's shape over HTTP/2: `te: trailers` and trailers on both the request and the answer,
+/// from an h2c client through both sidecars (HTTP/2 over mutual TLS between them) to an h2c
+/// application. The trailers carry gRPC's status, so losing them breaks every gRPC call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailers_cross_both_sidecars_both_ways() {
+    let ca = Ca::new("test mesh CA");
+    let app = App::start("grpc-ish").await;
+    let (a, _b) = h2_pair(&ca, &app).await;
+
+    let tcp = tokio::net::TcpStream::connect(a.outbound()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake::<_, _, WithTrailers>(
+        TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut req_trailers = hyper::HeaderMap::new();
+    req_trailers.insert("x-req-trailer", "from-client".parse().unwrap());
+    let req = hyper::Request::post("http://b/pkg.Service/trailers")
+        .header("te", "trailers")
+        .header("content-type", "application/grpc")
+        .body(WithTrailers(
+            Some(Bytes::from_static(b"\0\0\0\0\x05hello")),
+            Some(req_trailers),
+        ))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.unwrap();
+    let trailers = collected
+        .trailers()
+        .cloned()
+        .expect("the answer's trailers arrive");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert_eq!(
+        trailers.get("x-got-trailer").unwrap(),
+        "from-client",
+        "the request's trailers reached the application"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&collected.to_bytes()).unwrap();
+    assert_eq!(j["version"], "HTTP/2.0");
+    assert_eq!(j["body_len"], 10);
+}
+
+/// A chunked body that turns out malformed after the head went on is the caller's fault: 400
+/// from the sidecar that read it, not a gateway error, and not counted against the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_request_body_is_the_callers_fault() {
+    let w = world().await;
+    let bad = "POST /api/x HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n\r\n";
+    let text = raw(w.a.outbound(), bad).await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        text.contains("malformed or incomplete request body"),
+        "{text}"
+    );
+    let m = metrics(&w.a).await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"mesh_proxy_upstream_errors_total{cluster="default/b:80@v1",kind="protocol"}"#
+        ),
+        Some(0.0),
+        "{m}"
+    );
+    // A well-formed chunked body still goes through.
+    let good = "POST /api/x HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let text = raw(w.a.outbound(), good).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(r#""body_len":5"#), "{text}");
+
+    // The inbound side, read in plaintext by a `permissive` sidecar, answers the same.
+    let app = App::start("plain").await;
+    let mut body = sidecar("p", app.addr, &[PERMIT_ALL]);
+    body.mesh.mtls = mesh_artifact::MtlsMode::Permissive;
+    let p = start_proxy(&w.ca, "p", &body).await;
+    let text = raw(p.inbound(), bad).await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    let text = raw(p.inbound(), good).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+
+    // Between sidecars speaking HTTP/2, the failed body resets the stream: still 400.
+    let (h2a, _h2b) = h2_pair(&w.ca, &app).await;
+    let text = raw(h2a.outbound(), bad).await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    let text = raw(h2a.outbound(), good).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -118,7 +118,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) {
 /// A tiny HTTP/1.1 + h2c application that answers with a JSON description of each request.
 ///
 /// Paths: anything containing `slow` sleeps 600 ms; `/status/NNN` answers NNN; paths containing
-/// `flaky` answer 503 on every odd hit and 200 on every even one.
+/// `flaky` answer 503 on every odd hit and 200 on every even one; paths containing `trailers`
+/// end the answer with gRPC-style trailers (`grpc-status: 0`, and `x-got-trailer` echoing the
+/// request's trailer `x-req-trailer`, or `none`).
 pub struct App {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
@@ -162,7 +164,7 @@ async fn app_answer(
     req: Request<Incoming>,
     hits: &AtomicUsize,
     flaky: &AtomicUsize,
-) -> Response<Full<Bytes>> {
+) -> Response<AppBody> {
     hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
     let header = |n: &str| {
@@ -183,12 +185,15 @@ async fn app_answer(
         "added": header("x-added"),
         "connection": header("connection"),
     });
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().len())
-        .unwrap_or(0);
+    let collected = req.into_body().collect().await.ok();
+    let got_trailer = collected
+        .as_ref()
+        .and_then(|c| c.trailers())
+        .and_then(|t| t.get("x-req-trailer"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none")
+        .to_string();
+    let body = collected.map_or(0, |c| c.to_bytes().len());
     let mut status = StatusCode::OK;
     if path.contains("slow") {
         tokio::time::sleep(Duration::from_millis(600)).await;
@@ -201,10 +206,53 @@ async fn app_answer(
     }
     let mut info = info;
     info["body_len"] = body.into();
-    let mut r = Response::new(Full::new(Bytes::from(info.to_string())));
+    let trailers = path.contains("trailers").then(|| {
+        let mut t = hyper::HeaderMap::new();
+        t.insert("grpc-status", "0".parse().unwrap());
+        t.insert("x-got-trailer", got_trailer.parse().unwrap());
+        t
+    });
+    let mut r = Response::new(AppBody {
+        data: Some(Bytes::from(info.to_string())),
+        trailers,
+    });
     *r.status_mut() = status;
     r.headers_mut().insert("x-app", name.parse().unwrap());
     r
+}
+
+/// The application's answer: one data frame, then trailers if any.
+pub struct AppBody {
+    data: Option<Bytes>,
+    trailers: Option<hyper::HeaderMap>,
+}
+
+impl hyper::body::Body for AppBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        let frame = match self.data.take() {
+            Some(d) => Some(hyper::body::Frame::data(d)),
+            None => self.trailers.take().map(hyper::body::Frame::trailers),
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match (&self.data, &self.trailers) {
+            (Some(d), None) => hyper::body::SizeHint::with_exact(d.len() as u64),
+            (None, None) => hyper::body::SizeHint::with_exact(0),
+            _ => hyper::body::SizeHint::default(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ Usage: app.py PORT INSTANCE
 Answers every request with 200 and a one-line JSON body naming INSTANCE, the method and the path;
 the response carries `x-instance: INSTANCE`. It counts the requests it served. Two paths are its own
 and are not counted: `/__count` (the count so far) and `/__reset`. `/slow?ms=N` sleeps N ms first.
-HTTP/1.1 keep-alive, one thread per connection.
+A WebSocket opening handshake (`Upgrade: websocket`) on any path is answered 101, after which the
+connection echoes every message until the client closes. HTTP/1.1 keep-alive, one thread per
+connection.
 """
 import json
 import socket
@@ -15,6 +17,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from wsframe import CLOSE, accept, read_frame, write_frame
 
 PORT = int(sys.argv[1])
 INSTANCE = sys.argv[2]
@@ -33,9 +37,31 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
+    def _websocket(self):
+        self.send_response(101)
+        self.send_header("upgrade", "websocket")
+        self.send_header("connection", "Upgrade")
+        self.send_header("sec-websocket-accept", accept(self.headers.get("sec-websocket-key", "")))
+        self.send_header("x-instance", INSTANCE)
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            frame = read_frame(self.rfile)
+            if frame is None:
+                break
+            write_frame(self.wfile, frame[0], frame[1], masked=False)
+            if frame[0] == CLOSE:
+                break
+        self.close_connection = True
+
     def _answer(self):
         global COUNT
         url = urlsplit(self.path)
+        if (self.headers.get("upgrade", "").lower() == "websocket"
+                and "upgrade" in self.headers.get("connection", "").lower()):
+            with LOCK:
+                COUNT += 1
+            return self._websocket()
         length = int(self.headers.get("content-length") or 0)
         if length:
             self.rfile.read(length)

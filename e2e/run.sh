@@ -152,6 +152,15 @@ fi
 out=$(curl -s -H 'Host: details:9080' http://127.0.0.1:17102/details/7)
 check "origin-form request (destination from Host) reaches details" grep -q '"instance": "details"' <<<"$out"
 
+before=$(count 17200)
+out=$(python3 "$HERE/ws.py" 17102 details:9080 /details/ws 2>&1)
+after=$(count 17200)
+if grep -q 'accept ok; instance details; 2 messages echoed; closed' <<<"$out" && [ $((after - before)) = 1 ]; then
+    ok "WebSocket through both sidecars over mTLS: $out"
+else
+    bad "WebSocket through both sidecars over mTLS" "$out" "details count $before -> $after"
+fi
+
 # ---------------------------------------------------------------- 2. routing table == meshc explain
 # FROM_SIDECAR OUTBOUND_PORT METHOD URL [HEADER]
 ROUTES="productpage 17102 GET http://reviews:9080/reviews/1 x-user:jason

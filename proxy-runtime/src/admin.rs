@@ -20,7 +20,7 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, _addr: SocketAddr) {
     let builder = shared.admin_server.clone();
     let shutdown = shared.stop_signal();
-    serve_http(tcp, &builder, shutdown, move |req| {
+    serve_http(tcp, &builder, shutdown, move |req, _| {
         let shared = shared.clone();
         async move { handle(&shared, &req) }
     })

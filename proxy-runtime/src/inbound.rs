@@ -17,6 +17,7 @@ use crate::access::{self, AccessEntry};
 use crate::http::{BAD_REQUEST_BODY, ProxyBody, local_reply, refuse_ambiguous, strip_hop_by_hop};
 use crate::lifecycle::Shared;
 use crate::server::serve_http;
+use crate::tunnel::{Tunnel, Upgrade};
 
 /// Route the caller's sidecar matched; set by the outbound side, read inbound only from
 /// mutual-TLS peers, never passed to the application.
@@ -92,8 +93,8 @@ where
 {
     let builder = shared.inbound_server.clone();
     let shutdown = shared.shutdown_signal();
-    serve_http(io, &builder, shutdown, move |req| {
-        handle(shared.clone(), peer.clone(), req)
+    serve_http(io, &builder, shutdown, move |req, tunnel| {
+        handle(shared.clone(), peer.clone(), req, tunnel.clone())
     })
     .await;
 }
@@ -103,6 +104,7 @@ pub async fn handle(
     shared: Arc<Shared>,
     peer: Arc<Peer>,
     req: Request<Incoming>,
+    tunnel: Tunnel,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let Some(snap) = shared.live.load_full() else {
@@ -112,6 +114,7 @@ pub async fn handle(
     if let Some(refused) = refuse_ambiguous(&parts) {
         return refused;
     }
+    let upgrade = Upgrade::asked(&mut parts);
     let principal = peer.identity.as_deref().unwrap_or("");
     let route = match peer.identity {
         Some(_) => parts
@@ -174,6 +177,7 @@ pub async fn handle(
             parts.headers.insert(header::HOST, v);
         }
         strip_hop_by_hop(&mut parts.headers);
+        upgrade.ask(&mut parts.headers);
         parts.headers.remove(&ROUTE_HEADER);
         match &peer.identity_header {
             Some(v) => {
@@ -199,18 +203,19 @@ pub async fn handle(
         parts.version = Version::HTTP_11;
         let (req_body, body_failed) = ProxyBody::from_caller(body);
         let t0 = Instant::now();
-        let result = snap
-            .app
-            .pool
-            .send(Request::from_parts(parts, req_body))
-            .await;
+        let req = Request::from_parts(parts, req_body);
+        let result = if upgrade.is_asked() {
+            // Boxed: rare, and its connect would otherwise grow every request's future.
+            Box::pin(snap.app.pool.send_upgrade(req)).await
+        } else {
+            snap.app.pool.send(req).await
+        };
         upstream_time = Some(t0.elapsed());
         match result {
-            Ok(resp) => {
-                let (mut rp, rb) = resp.into_parts();
-                strip_hop_by_hop(&mut rp.headers);
-                Response::from_parts(rp, ProxyBody::Upstream(rb))
-            }
+            Ok(resp) => match upgrade.answer(resp, &tunnel) {
+                Ok(resp) => resp.map(ProxyBody::Upstream),
+                Err(unasked) => unasked.reply(),
+            },
             Err(e) if body_failed.get() => {
                 tracing::debug!(error = %e, "the caller's request body failed");
                 local_reply(StatusCode::BAD_REQUEST, BAD_REQUEST_BODY)

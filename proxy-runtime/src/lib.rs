@@ -12,6 +12,7 @@
 //! - [`outbound`]: the application's requests, routed by the shared `Router::decide`.
 //! - [`authz`]: glue to `mesh-policy`'s `Authorizer`.
 //! - [`upstream`]: pooled clients to destination sidecars and to the application.
+//! - [`tunnel`]: connections that switched protocols (`Upgrade`, WebSocket), spliced.
 //! - [`metrics`], [`admin`], [`access`]: observability.
 //! - [`lifecycle`]: start, listeners, reload task, signals and drain.
 //!
@@ -32,6 +33,7 @@ pub mod outbound;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 
 pub use config::{Cli, Config, LoadBalancer};

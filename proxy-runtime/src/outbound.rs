@@ -27,14 +27,15 @@ use crate::lifecycle::Shared;
 use crate::metrics::RouteStats;
 use crate::server::serve_http;
 use crate::snapshot::{ActionRt, ClusterRt, EndpointRt, EntryRt, RouteRt, Snapshot, random_u32};
+use crate::tunnel::{Tunnel, Upgrade};
 use crate::upstream::UpstreamBody;
 
 /// Handle one connection from the local application (HTTP/1.1 or h2c).
 pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, _addr: SocketAddr) {
     let builder = shared.outbound_server.clone();
     let shutdown = shared.shutdown_signal();
-    serve_http(tcp, &builder, shutdown, move |req| {
-        handle(shared.clone(), req)
+    serve_http(tcp, &builder, shutdown, move |req, tunnel| {
+        handle(shared.clone(), req, tunnel.clone())
     })
     .await;
 }
@@ -280,6 +281,7 @@ async fn forward(
     cluster: &ClusterRt,
     mut head: Head,
     body: Incoming,
+    upgrade: bool,
     retry: Option<&RetryPolicy>,
     per_try: Option<Duration>,
 ) -> Forwarded {
@@ -322,7 +324,14 @@ async fn forward(
         }
         let in_flight = InFlight::new(endpoint);
         let t0 = Instant::now();
-        let sent = endpoint.pool.send(req);
+        let sent = async {
+            if upgrade {
+                // Boxed: rare, and its connect would otherwise grow every request's future.
+                Box::pin(endpoint.pool.send_upgrade(req)).await
+            } else {
+                endpoint.pool.send(req).await
+            }
+        };
         // `Err(None)`: the per-try timeout fired.
         let result = match per_try {
             Some(d) => match tokio::time::timeout(d, sent).await {
@@ -408,7 +417,11 @@ impl Drop for InFlight<'_> {
 }
 
 /// Route and forward one outbound request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    tunnel: Tunnel,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     let Some(snap) = shared.live.load_full() else {
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "mesh-proxy: not ready\n");
@@ -423,6 +436,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
             "mesh-proxy: CONNECT is not supported\n",
         );
     }
+    let upgrade = Upgrade::asked(&mut parts);
     let Some(authority) = request_authority(&parts).map(str::to_string) else {
         return local_reply(StatusCode::BAD_REQUEST, "mesh-proxy: request has no host\n");
     };
@@ -468,6 +482,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
                 }
                 .unwrap_or_else(|| PathAndQuery::from_static("/"));
             strip_hop_by_hop(&mut parts.headers);
+            upgrade.ask(&mut parts.headers);
             parts.headers.remove(&ROUTE_HEADER);
             parts.headers.remove(&CALLER_HEADER);
             if (parts.uri.authority().is_some() || !parts.headers.contains_key(header::HOST))
@@ -492,7 +507,15 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
             let timeouts = rule.map(|r| r.action.timeouts).unwrap_or_default();
             let retry = rule.and_then(|r| r.action.retry.as_ref());
             let per_try = timeouts.backend_request_ms.map(Duration::from_millis);
-            let fwd = forward(&shared, cluster, head, body, retry, per_try);
+            let fwd = forward(
+                &shared,
+                cluster,
+                head,
+                body,
+                upgrade.is_asked(),
+                retry,
+                per_try,
+            );
             let fwd = match timeouts.request_ms {
                 Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), fwd).await {
                     Ok(f) => f,
@@ -512,14 +535,16 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
             attempts = fwd.attempts;
             endpoint = fwd.endpoint;
             match fwd.result {
-                Ok(resp) => {
-                    let (mut rp, rb) = resp.into_parts();
-                    strip_hop_by_hop(&mut rp.headers);
-                    if let Some(r) = rule {
-                        r.rt.response_headers.apply(&mut rp.headers);
+                Ok(resp) => match upgrade.answer(resp, &tunnel) {
+                    Ok(resp) => {
+                        let (mut rp, rb) = resp.into_parts();
+                        if let Some(r) = rule {
+                            r.rt.response_headers.apply(&mut rp.headers);
+                        }
+                        Response::from_parts(rp, ProxyBody::Upstream(rb))
                     }
-                    Response::from_parts(rp, ProxyBody::Upstream(rb))
-                }
+                    Err(unasked) => unasked.reply(),
+                },
                 Err(f) => f.reply(),
             }
         }

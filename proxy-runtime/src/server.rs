@@ -19,6 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use crate::config::Config;
 use crate::http::ProxyBody;
 use crate::metrics::ListenerStats;
+use crate::tunnel::Tunnel;
 
 /// Open connections, for the drain.
 #[derive(Debug, Default)]
@@ -90,7 +91,9 @@ pub fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 }
 
 /// Serve HTTP on one connection until it ends, or until shutdown, when in-flight requests are
-/// let finish and the connection is closed.
+/// let finish and the connection is closed. The handler gets the connection's [`Tunnel`]: a
+/// request that switched protocols leaves its splice there, and it runs here once hyper has
+/// handed the connection over.
 pub async fn serve_http<I, F, Fut>(
     io: I,
     builder: &auto::Builder<TokioExecutor>,
@@ -98,14 +101,16 @@ pub async fn serve_http<I, F, Fut>(
     handler: F,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, &Tunnel) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
+    let tunnel = Tunnel::default();
+    let for_handler = tunnel.clone();
     let service = hyper::service::service_fn(move |req| {
-        let fut = handler(req);
+        let fut = handler(req, &for_handler);
         async move { Ok::<_, std::convert::Infallible>(fut.await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
@@ -120,6 +125,7 @@ pub async fn serve_http<I, F, Fut>(
             }
         }
     }
+    tunnel.run().await;
 }
 
 /// Accept connections until shutdown, each holding a slot of `limit` (shared between

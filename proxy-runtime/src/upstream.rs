@@ -85,6 +85,12 @@ enum Dial {
     },
 }
 
+/// A new connection before its HTTP handshake.
+enum Dialed {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 type H1 = http1::SendRequest<ProxyBody>;
 type H2 = http2::SendRequest<ProxyBody>;
 
@@ -229,6 +235,22 @@ impl EndpointPool {
         }
     }
 
+    /// Send a request that asks to switch protocols, on a new HTTP/1.1 connection of its own
+    /// (an `Upgrade` has no HTTP/2 form here, and a switched connection can never go back to
+    /// the pool). A `101` answer carries the connection's upgrade (`hyper::upgrade::on`);
+    /// any other answer is an ordinary response, and the connection closes after it.
+    pub async fn send_upgrade(
+        self: &Arc<Self>,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let mut tx = Box::pin(self.connect_h1_upgradable()).await?;
+        let resp = tx.send_request(req).await?;
+        Ok(resp.map(|body| UpstreamBody {
+            body,
+            release: None,
+        }))
+    }
+
     fn may_be_h2(&self) -> bool {
         match self.dial {
             Dial::Plain { h2 } => h2,
@@ -296,40 +318,72 @@ impl EndpointPool {
 
     /// Open a new connection.
     async fn connect(self: &Arc<Self>) -> Result<Conn, UpstreamError> {
+        match self.dial(self.may_be_h2()).await? {
+            Dialed::Plain(tcp) => self.handshake(tcp, self.may_be_h2()).await,
+            Dialed::Tls(tls) => {
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+                self.handshake(tls, h2).await
+            }
+        }
+    }
+
+    /// Open a new HTTP/1.1 connection whose task hands the connection over when a response
+    /// switches protocols.
+    async fn connect_h1_upgradable(&self) -> Result<H1, UpstreamError> {
+        async fn h1<I>(io: I) -> Result<H1, UpstreamError>
+        where
+            I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        {
+            let (tx, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+            });
+            Ok(tx)
+        }
+        match self.dial(false).await? {
+            Dialed::Plain(tcp) => h1(tcp).await,
+            Dialed::Tls(tls) => h1(tls).await,
+        }
+    }
+
+    /// TCP, and mutual TLS for a destination sidecar (offering HTTP/2 by ALPN when `h2`),
+    /// within the connect timeout.
+    async fn dial(&self, h2: bool) -> Result<Dialed, UpstreamError> {
         let addr = self.authority.as_str();
         let timeout = self.settings.connect_timeout;
-        match &self.dial {
-            Dial::Plain { h2 } => {
-                let tcp = match tokio::time::timeout(timeout, self.tcp()).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(timed_out(addr)),
-                };
-                self.handshake(tcp, *h2).await
+        let dialed = match &self.dial {
+            Dial::Plain { .. } => {
+                tokio::time::timeout(timeout, async {
+                    Ok::<_, ConnectError>(Dialed::Plain(self.tcp().await?))
+                })
+                .await
             }
             Dial::Mesh {
                 tls,
                 identity,
                 server_name,
-                offer_h2,
+                ..
             } => {
                 let connect = async {
                     let tcp = self.tcp().await?;
-                    let cfg = tls.current().client_config(identity, *offer_h2)?;
+                    let cfg = tls.current().client_config(identity, h2)?;
                     TlsConnector::from(cfg)
                         .connect(server_name.clone(), tcp)
                         .await
+                        .map(|tls| Dialed::Tls(Box::new(tls)))
                         .map_err(|source| ConnectError::Tls {
                             addr: addr.to_string(),
                             source,
                         })
                 };
-                let tls = match tokio::time::timeout(timeout, connect).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(timed_out(addr)),
-                };
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(ALPN_H2);
-                self.handshake(tls, h2).await
+                tokio::time::timeout(timeout, connect).await
             }
+        };
+        match dialed {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(timed_out(addr)),
         }
     }
 

@@ -546,3 +546,149 @@ async fn a_malformed_request_body_is_the_callers_fault() {
     let text = raw(h2a.outbound(), good).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
+
+/// Open a connection to `addr`, send `head`, and read the answer's head (to the blank line).
+async fn open_upgrade(addr: std::net::SocketAddr, head: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut byte))
+            .await
+            .expect("the answer's head arrives")
+            .unwrap();
+        assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    (tcp, String::from_utf8(got).unwrap().to_ascii_lowercase())
+}
+
+/// Bytes written into a switched connection come back from the echoing application.
+async fn echoes(tcp: &mut tokio::net::TcpStream, text: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tcp.write_all(text.as_bytes()).await.unwrap();
+    let mut back = vec![0u8; text.len()];
+    tokio::time::timeout(Duration::from_secs(3), tcp.read_exact(&mut back))
+        .await
+        .expect("the echo arrives")
+        .unwrap();
+    assert_eq!(String::from_utf8(back).unwrap(), text);
+}
+
+const WS_HEAD: &str = "GET /api/ws/chat HTTP/1.1\r\nHost: b\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// WebSocket's opening handshake (HTTP/1.1 `Upgrade`) through both sidecars: the `101` comes
+/// back with the switch's headers, the request was authorized with the caller's identity, and
+/// then bytes flow both ways through the tunnel, over HTTP/1.1 and HTTP/2 sidecar-to-sidecar
+/// clusters alike (an upgrade gets an HTTP/1.1 connection of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_connections_are_tunnelled_through_both_sidecars() {
+    let w = world().await;
+    let app = App::start("h2-app").await;
+    let (h2a, _h2b) = h2_pair(&w.ca, &app).await;
+    for outbound in [w.a.outbound(), h2a.outbound()] {
+        let (mut tcp, head) = open_upgrade(outbound, WS_HEAD).await;
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");
+        assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("\r\nx-caller: {}\r\n", spiffe("a"))),
+            "the upgrade request went through inbound authorization as `a`: {head}"
+        );
+        echoes(&mut tcp, "hello through the mesh").await;
+        echoes(&mut tcp, &"x".repeat(5000)).await;
+    }
+    // An upstream that does not switch answers as usual, on the connection opened for the ask.
+    for outbound in [w.a.outbound(), h2a.outbound()] {
+        let no_ws = WS_HEAD.replace("/api/ws/chat", "/api/plain");
+        let text = raw(outbound, &no_ws.replace("keep-alive", "close")).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with(r#""body_len":0}"#), "{text}");
+    }
+    // The switch is counted as the answer it is.
+    let m = metrics(&w.a).await;
+    let switched = m
+        .lines()
+        .filter(|l| {
+            l.starts_with("mesh_proxy_requests_total{") && l.contains(r#"status_class="1xx""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert_eq!(switched, 1.0, "{m}");
+}
+
+/// An `Upgrade: h2c` request is not a switch the mesh passes on: it is answered as the plain
+/// HTTP/1.1 request it also is, and the connection goes on serving requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_upgrade_is_served_as_http1() {
+    let w = world().await;
+    let h2c = "GET /api/h2c HTTP/1.1\r\nHost: b\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    let (mut tcp, head) = open_upgrade(w.a.outbound(), h2c).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; len];
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut body)
+        .await
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(j["connection"], serde_json::Value::Null, "{j}");
+    assert_eq!(j["path"], "/api/h2c");
+    tokio::io::AsyncWriteExt::write_all(
+        &mut tcp,
+        b"GET /api/next HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut rest = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut rest)
+        .await
+        .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    assert!(rest.contains("/api/next"), "{rest}");
+}
+
+/// An application that switches protocols on a request that did not ask to gets no tunnel:
+/// the caller gets 502, never a connection spliced to the application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unasked_switch_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
+                    .await;
+                let _ = tcp.read(&mut buf).await;
+            });
+        }
+    });
+    let ca = Ca::new("test mesh CA");
+    let mut body = sidecar("p", addr, &[PERMIT_ALL]);
+    body.mesh.mtls = mesh_artifact::MtlsMode::Permissive;
+    let p = start_proxy(&ca, "p", &body).await;
+    let text = raw(
+        p.inbound(),
+        "GET / HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+    let text = raw(
+        p.inbound(),
+        "GET / HTTP/1.1\r\nHost: p\r\nConnection: close\r\nUpgrade: h2c\r\n\r\n",
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 502"), "{text}");
+}

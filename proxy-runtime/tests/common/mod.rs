@@ -120,7 +120,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) {
 /// Paths: anything containing `slow` sleeps 600 ms; `/status/NNN` answers NNN; paths containing
 /// `flaky` answer 503 on every odd hit and 200 on every even one; paths containing `trailers`
 /// end the answer with gRPC-style trailers (`grpc-status: 0`, and `x-got-trailer` echoing the
-/// request's trailer `x-req-trailer`, or `none`).
+/// request's trailer `x-req-trailer`, or `none`); a request asking for an `Upgrade` on a path
+/// containing `ws` is answered `101` (its `Upgrade` value, and `x-caller` with the caller's
+/// `x-mesh-caller`), after which the connection echoes what it receives.
 pub struct App {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
@@ -146,7 +148,7 @@ impl App {
                         async move { Ok::<_, Infallible>(app_answer(name, req, &h, &f).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tcp), svc)
+                        .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                         .await;
                 });
             }
@@ -167,6 +169,34 @@ async fn app_answer(
 ) -> Response<AppBody> {
     hits.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
+    if path.contains("ws")
+        && let Some(protocol) = req.headers().get("upgrade").cloned()
+    {
+        let mut req = req;
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = on.await else { return };
+            let mut io = TokioIo::new(upgraded);
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = io.read(&mut buf).await {
+                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut r = Response::new(AppBody {
+            data: None,
+            trailers: None,
+        });
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert("connection", "upgrade".parse().unwrap());
+        r.headers_mut().insert("upgrade", protocol);
+        if let Some(c) = req.headers().get("x-mesh-caller") {
+            r.headers_mut().insert("x-caller", c.clone());
+        }
+        return r;
+    }
     let header = |n: &str| {
         req.headers()
             .get(n)

@@ -517,18 +517,21 @@ fn scan(srcs: [&Src<'_>; 2], names: &[&str], range: Range<usize>) -> Result<Scan
             let Some(body) = body else { continue };
             row.identity[k] = Some(body.sidecar.identity.clone());
             for d in &body.destinations {
-                match names.binary_search(&d.service.as_str()) {
-                    Ok(id) => {
-                        let id = u32::try_from(id).unwrap_or(u32::MAX);
-                        row.dests[k].push(id);
-                        let views = &mut out.views.entry(id).or_default()[k];
-                        for p in &d.ports {
-                            if let Some(t) = &p.routes {
-                                rule_views(body, t, p.port, views);
-                            }
+                if let Ok(id) = names.binary_search(&d.service.as_str()) {
+                    let id = u32::try_from(id).unwrap_or(u32::MAX);
+                    let views = &mut out.views.entry(id).or_default()[k];
+                    for p in &d.ports {
+                        if let Some(t) = &p.routes {
+                            rule_views(body, t, p.port, views);
                         }
                     }
-                    Err(_) => row.unknown[k].push(d.service.clone()),
+                }
+            }
+            // Access follows every service a request can reach, route backends included.
+            for service in body.reached_services() {
+                match names.binary_search(&service) {
+                    Ok(id) => row.dests[k].push(u32::try_from(id).unwrap_or(u32::MAX)),
+                    Err(_) => row.unknown[k].push(service.to_string()),
                 }
             }
             row.dests[k].sort_unstable();

@@ -158,7 +158,11 @@ pub fn explain(
     let mut route = serde_json::Value::Null;
     let mut backends = Vec::new();
     let mut redirect = serde_json::Value::Null;
-    let mut dest_service: Option<String> = None;
+    // Where Cedar is evaluated: the sidecar of every service the request can reach, with that
+    // service as the resource, on the request as that sidecar receives it (path rewritten,
+    // request headers modified), exactly as mesh-proxy's inbound side does.
+    let mut targets: Vec<(String, u64)> = Vec::new();
+    let mut seen = req.clone();
     let mut route_name = String::new();
     match decision {
         Decision::UnknownHost => {
@@ -192,7 +196,7 @@ pub fn explain(
             );
         }
         Decision::Direct { dest, port } => {
-            dest_service = Some(dest.service.clone());
+            targets.push((dest.service.clone(), 1));
             let _ = writeln!(
                 human,
                 "  no route is attached to `{}` port {}: the request goes to the service itself",
@@ -201,7 +205,6 @@ pub fn explain(
             backends.push(json!({"service": dest.service, "port": port.port, "weight": 1}));
         }
         Decision::NoMatch { dest, port } => {
-            dest_service = Some(dest.service.clone());
             let _ = writeln!(
                 human,
                 "  routes are attached to `{}` port {} but no rule matches: 404",
@@ -214,7 +217,7 @@ pub fn explain(
             action,
             ..
         } => {
-            dest_service = Some(dest.service.clone());
+            let _ = dest;
             route_name = entry.route.clone();
             route = json!({"name": entry.route, "rule": entry.rule, "match": entry.r#match});
             let _ = writeln!(
@@ -261,6 +264,10 @@ pub fn explain(
                         obj["version"] = json!(v);
                     }
                     backends.push(obj);
+                    match targets.iter_mut().find(|(s, _)| *s == c.service) {
+                        Some((_, w)) => *w += u64::from(b.weight),
+                        None => targets.push((c.service.clone(), u64::from(b.weight))),
+                    }
                     let _ = writeln!(
                         human,
                         "  -> `{}` port {}{} weight {} ({share:.1}%)",
@@ -275,16 +282,14 @@ pub fn explain(
                 }
                 if let Some(rw) = &action.rewrite {
                     if let Some(p) = &rw.path {
-                        let _ = writeln!(
-                            human,
-                            "  path rewritten to `{}`",
-                            filters::modify_path(p, &entry.path, &url.path)
-                        );
+                        seen.path = filters::modify_path(p, &entry.path, &url.path);
+                        let _ = writeln!(human, "  path rewritten to `{}`", seen.path);
                     }
                     if let Some(h) = &rw.hostname {
                         let _ = writeln!(human, "  host rewritten to `{h}`");
                     }
                 }
+                action.request_headers.apply_to(&mut seen.headers);
                 if let Some(t) = action.timeouts.request_ms {
                     let _ = writeln!(human, "  request timeout {t} ms");
                 }
@@ -299,11 +304,19 @@ pub fn explain(
         }
     }
     let _ = writeln!(human, "  status: {status}");
-    let authz = match &dest_service {
-        Some(dest) if status < 300 || redirect.is_null() && status == 200 => {
-            crate::policy::explain_authz(checked, caller, dest, &req, &route_name, &mut human)
-        }
-        _ => json!({"decision": "not evaluated", "policies": []}),
+    let evaluated = status < 300 && !targets.is_empty();
+    let authz = if evaluated {
+        authorize_at_backends(
+            checked,
+            caller,
+            &targets,
+            &seen,
+            &route_name,
+            &mut backends,
+            &mut human,
+        )
+    } else {
+        json!({"decision": "not evaluated", "policies": []})
     };
     // In enforce mode a denied request never reaches the destination: its sidecar answers 403.
     let status = if authz["decision"] == "deny" && authz.get("audited_deny").is_none() {
@@ -322,6 +335,67 @@ pub fn explain(
         "authz": authz,
     });
     Ok(Explanation { json, human })
+}
+
+/// Evaluate Cedar at the sidecar of each service in `targets` (with its share of the weight),
+/// mark each backend with its decision, and combine: one service's answer as it is; several
+/// that agree, that answer with the policies of all; several that disagree, `mixed` (the
+/// request is answered 403 only by the share that denies).
+fn authorize_at_backends(
+    checked: &Checked,
+    caller: &Service,
+    targets: &[(String, u64)],
+    seen: &SimpleRequest,
+    route: &str,
+    backends: &mut [serde_json::Value],
+    human: &mut String,
+) -> serde_json::Value {
+    let total: u64 = targets.iter().map(|(_, w)| w).sum();
+    let mut answers = Vec::with_capacity(targets.len());
+    for (service, weight) in targets {
+        let mut text = String::new();
+        let v = crate::policy::explain_authz(checked, caller, service, seen, route, &mut text);
+        if targets.len() > 1 {
+            text = text.replacen("  authz:", &format!("  authz at `{service}`:"), 1);
+            if v["decision"] == "deny" && v.get("audited_deny").is_none() && total > 0 {
+                let share = *weight as f64 * 100.0 / total as f64;
+                let _ = writeln!(
+                    text,
+                    "    `{service}` answers 403 ({share:.1}% of requests)"
+                );
+            }
+        }
+        human.push_str(&text);
+        for b in backends.iter_mut() {
+            if b["service"] == service.as_str() {
+                b["authz"] = v["decision"].clone();
+            }
+        }
+        answers.push(v);
+    }
+    let [first, rest @ ..] = answers.as_slice() else {
+        return json!({"decision": "not evaluated", "policies": []});
+    };
+    if rest.is_empty() {
+        return first.clone();
+    }
+    let mut policies: Vec<serde_json::Value> = Vec::new();
+    for a in &answers {
+        for p in a["policies"].as_array().into_iter().flatten() {
+            if !policies.contains(p) {
+                policies.push(p.clone());
+            }
+        }
+    }
+    let agree = rest.iter().all(|a| a["decision"] == first["decision"]);
+    let mut v = json!({
+        "decision": if agree { first["decision"].clone() } else { json!("mixed") },
+        "policies": policies,
+    });
+    if answers.iter().any(|a| a.get("audited_deny").is_some()) {
+        v["audited_deny"] = json!(true);
+    }
+    v
 }
 
 /// The `meshc explain` command.

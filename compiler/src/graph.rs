@@ -28,24 +28,25 @@ pub struct Edge {
 }
 
 pub fn edges(side: &Side) -> Vec<Edge> {
-    let authz: std::collections::BTreeMap<&String, Option<Authorizer>> = side
+    let authz: std::collections::BTreeMap<&str, Option<Authorizer>> = side
         .bodies
         .iter()
-        .map(|(k, b)| (k, Authorizer::new(&b.authz).ok()))
+        .map(|(k, b)| (k.as_str(), Authorizer::new(&b.authz).ok()))
         .collect();
     let mut out = Vec::new();
     for (caller, body) in &side.bodies {
-        for d in &body.destinations {
-            let Some(dest_body) = side.bodies.get(&d.service) else {
+        // Route backends are reached too: their sidecars authorize the caller.
+        for service in body.reached_services() {
+            let Some(dest_body) = side.bodies.get(service) else {
                 continue;
             };
             let mut allowed = Vec::new();
             for m in METHODS {
-                let ok = match authz.get(&d.service).and_then(Option::as_ref) {
+                let ok = match authz.get(service).and_then(Option::as_ref) {
                     Some(a) => {
                         let req = AuthzRequest {
                             principal: &body.sidecar.identity,
-                            service: &d.service,
+                            service,
                             method: m,
                             path: "/",
                             query: "",
@@ -63,7 +64,7 @@ pub fn edges(side: &Side) -> Vec<Edge> {
             }
             out.push(Edge {
                 caller: caller.clone(),
-                service: d.service.clone(),
+                service: service.to_string(),
                 allowed,
                 audit: dest_body.sidecar.authz_mode == AuthzMode::Audit,
             });

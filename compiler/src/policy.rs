@@ -72,6 +72,27 @@ fn callers(model: &Model) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String
             }
         }
     }
+    // A route on a service sends its callers on to the route's backends, whose sidecars then
+    // authorize them: those must know these callers too, egress or not (a route on `store`
+    // that sends `/checkout` to `store-v2`). One level: a backend is called as it is, never
+    // routed again.
+    let mut via_routes: Vec<(String, BTreeSet<String>)> = Vec::new();
+    for (parent, routes) in &model.routes_by_parent {
+        let Some(callers) = by.get(parent) else {
+            continue;
+        };
+        for route in routes.iter().filter_map(|&i| model.routes.get(i)) {
+            for b in route.rules.iter().flat_map(|r| &r.backends) {
+                let backend = format!("{}/{}", b.namespace, b.name);
+                if backend != *parent {
+                    via_routes.push((backend, callers.clone()));
+                }
+            }
+        }
+    }
+    for (backend, callers) in via_routes {
+        by.entry(backend).or_default().extend(callers);
+    }
     (all, by)
 }
 

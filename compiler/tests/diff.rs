@@ -634,3 +634,75 @@ fn build_output_edge_cases() {
     let err = diff_inputs(&load(&old_dir), &load(&new_dir)).expect_err("bad artifact");
     assert!(err.contains("default.details.json"), "{err}");
 }
+
+/// A caller reaches the backends of the routes it follows, not only the services it may address:
+/// with `egress: [store]` and a route on `store` sending `/checkout` to `store-v2`, a policy that
+/// lets `frontend` into `store-v2` widens what `frontend` can do, and the diff says so.
+#[test]
+fn access_follows_route_backends_beyond_egress() {
+    let mesh = r#"apiVersion: meshc.dev/v1alpha1
+kind: Mesh
+metadata: {name: shop}
+spec: {trustDomain: shop.test}
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata: {name: frontend}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata: {name: store}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata: {name: store-v2}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: meshc.dev/v1alpha1
+kind: Sidecar
+metadata: {name: frontend}
+spec: {service: frontend, egress: [store]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: store}
+spec:
+  parentRefs: [{group: "", kind: Service, name: store, port: 8080}]
+  rules:
+  - matches: [{path: {type: Exact, value: /checkout}}]
+    backendRefs: [{name: store-v2, port: 8080}]
+  - backendRefs: [{name: store, port: 8080}]
+"#;
+    let old_policy = r#"@id("frontend-reads-store")
+permit (principal == Workload::"default/frontend", action in Action::"read", resource == Service::"default/store");
+"#;
+    let new_policy = format!(
+        "{old_policy}@id(\"frontend-reads-v2\")\npermit (principal == Workload::\"default/frontend\", action in Action::\"read\", resource == Service::\"default/store-v2\");\n"
+    );
+    let files = |p: &str| {
+        vec![
+            ("mesh.yaml".to_string(), mesh.to_string()),
+            ("policies.cedar".to_string(), p.to_string()),
+        ]
+    };
+    let d = run(files(old_policy), files(&new_policy));
+    let seen: Vec<(&str, &str, &str, &str)> = d
+        .access
+        .iter()
+        .map(|c| {
+            (
+                c.caller.as_str(),
+                c.service.as_str(),
+                c.before.as_str(),
+                c.after.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("default/frontend", "default/store-v2", "deny", "allow")],
+        "{d:#?}"
+    );
+}

@@ -75,6 +75,28 @@ pub fn redirect_location(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn header_modifier_sets_then_adds_then_removes() {
+        let m = crate::HeaderModifier {
+            set: vec![("X-Env".into(), "prod".into())],
+            add: vec![("x-tag".into(), "b".into())],
+            remove: vec!["X-DROP".into()],
+        };
+        let mut h = vec![
+            ("x-env".to_string(), "dev".to_string()),
+            ("x-tag".to_string(), "a".to_string()),
+            ("x-drop".to_string(), "1".to_string()),
+            ("x-env".to_string(), "qa".to_string()),
+        ];
+        m.apply_to(&mut h);
+        let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(
+            h,
+            [("x-tag", "a"), ("X-Env", "prod"), ("x-tag", "b")],
+            "set replaces every value, add appends after the existing one, remove drops all"
+        );
+    }
+
     use super::*;
 
     #[test]

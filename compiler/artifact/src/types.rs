@@ -48,6 +48,38 @@ pub struct Body<T = RouteTable> {
     pub authz: AuthzBundle,
 }
 
+impl Body {
+    /// Every service this sidecar's requests can reach, sorted and without repeats: the
+    /// destinations it addresses, and the backends their routes send traffic to (a route on
+    /// `store` may send to `store-v2`, whose sidecar then authorizes this caller, whether or
+    /// not `store-v2` is a destination of its own). A backend of weight 0 gets no traffic.
+    pub fn reached_services(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::with_capacity(self.destinations.len());
+        let mut cluster = |key: &str| {
+            if let Some(c) = self.clusters.get(key) {
+                out.push(c.service.as_str());
+            }
+        };
+        for d in &self.destinations {
+            for p in &d.ports {
+                match &p.routes {
+                    None => cluster(&p.default_cluster),
+                    Some(t) => t
+                        .actions
+                        .iter()
+                        .flat_map(|a| &a.backends)
+                        .filter(|b| b.weight > 0)
+                        .for_each(|b| cluster(&b.cluster)),
+                }
+            }
+        }
+        out.extend(self.destinations.iter().map(|d| d.service.as_str()));
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeshInfo {
@@ -248,6 +280,23 @@ pub struct HeaderModifier {
 impl HeaderModifier {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Apply to a plain list of headers, names compared case-insensitively, in Gateway API
+    /// order: set (replacing every value of the name), then add (appended), then remove. The
+    /// sidecar applies the same to its `HeaderMap`; `meshc explain` uses this to see a request
+    /// as the destination's sidecar will.
+    pub fn apply_to(&self, headers: &mut Vec<(String, String)>) {
+        for (n, v) in &self.set {
+            headers.retain(|(h, _)| !h.eq_ignore_ascii_case(n));
+            headers.push((n.clone(), v.clone()));
+        }
+        for (n, v) in &self.add {
+            headers.push((n.clone(), v.clone()));
+        }
+        for n in &self.remove {
+            headers.retain(|(h, _)| !h.eq_ignore_ascii_case(n));
+        }
     }
 }
 

@@ -94,7 +94,8 @@ where
     let builder = shared.inbound_server.clone();
     let shutdown = shared.shutdown_signal();
     serve_http(io, &builder, shutdown, move |req, tunnel| {
-        handle(shared.clone(), peer.clone(), req, tunnel.clone())
+        let tunnel = crate::tunnel::for_request(&req, tunnel);
+        handle(shared.clone(), peer.clone(), req, tunnel)
     })
     .await;
 }
@@ -104,7 +105,7 @@ pub async fn handle(
     shared: Arc<Shared>,
     peer: Arc<Peer>,
     req: Request<Incoming>,
-    tunnel: Tunnel,
+    tunnel: Option<Tunnel>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let Some(snap) = shared.live.load_full() else {
@@ -212,7 +213,7 @@ pub async fn handle(
         };
         upstream_time = Some(t0.elapsed());
         match result {
-            Ok(resp) => match upgrade.answer(resp, &tunnel) {
+            Ok(resp) => match upgrade.answer(resp, tunnel.as_ref()) {
                 Ok(resp) => resp.map(ProxyBody::Upstream),
                 Err(unasked) => unasked.reply(),
             },

@@ -35,7 +35,8 @@ pub async fn connection(shared: Arc<Shared>, tcp: TcpStream, _addr: SocketAddr) 
     let builder = shared.outbound_server.clone();
     let shutdown = shared.shutdown_signal();
     serve_http(tcp, &builder, shutdown, move |req, tunnel| {
-        handle(shared.clone(), req, tunnel.clone())
+        let tunnel = crate::tunnel::for_request(&req, tunnel);
+        handle(shared.clone(), req, tunnel)
     })
     .await;
 }
@@ -420,7 +421,7 @@ impl Drop for InFlight<'_> {
 pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    tunnel: Tunnel,
+    tunnel: Option<Tunnel>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let Some(snap) = shared.live.load_full() else {
@@ -535,7 +536,7 @@ pub async fn handle(
             attempts = fwd.attempts;
             endpoint = fwd.endpoint;
             match fwd.result {
-                Ok(resp) => match upgrade.answer(resp, &tunnel) {
+                Ok(resp) => match upgrade.answer(resp, tunnel.as_ref()) {
                     Ok(resp) => {
                         let (mut rp, rb) = resp.into_parts();
                         if let Some(r) = rule {

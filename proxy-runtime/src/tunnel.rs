@@ -19,6 +19,12 @@ use crate::upstream::UpstreamBody;
 
 type Splice = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// The connection's [`Tunnel`] for a request that may ask to switch protocols (hyper offers
+/// the connection's hand-over), else `None`: the common request takes no reference to it.
+pub fn for_request<B>(req: &hyper::Request<B>, tunnel: &Tunnel) -> Option<Tunnel> {
+    req.extensions().get::<OnUpgrade>().map(|_| tunnel.clone())
+}
+
 /// The tunnel one caller connection switched to, if any (a connection that switched carries no
 /// further requests, so there is at most one). The request handler sets it; the connection's
 /// task runs it once hyper has handed the connection over ([`crate::server::serve_http`]), so
@@ -73,6 +79,14 @@ impl Upgrade {
     /// requests past routing and authorization. Takes the caller's connection hand-over out of
     /// the request when it asks.
     pub fn asked(parts: &mut Parts) -> Self {
+        // hyper offers a hand-over only for a request with an `Upgrade` header (or a CONNECT):
+        // the common request stops here, on an empty extension map.
+        if parts.extensions.get::<OnUpgrade>().is_none() {
+            return Upgrade {
+                value: None,
+                caller: None,
+            };
+        }
         let value = upgrade_value(parts);
         let caller = value
             .as_ref()
@@ -107,7 +121,7 @@ impl Upgrade {
     pub fn answer(
         self,
         mut resp: Response<UpstreamBody>,
-        tunnel: &Tunnel,
+        tunnel: Option<&Tunnel>,
     ) -> Result<Response<UpstreamBody>, Unasked> {
         let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         let theirs = switched
@@ -117,8 +131,8 @@ impl Upgrade {
         if !switched {
             return Ok(resp);
         }
-        match (self.value, self.caller) {
-            (Some(ours), Some(caller)) => {
+        match (self.value, self.caller, tunnel) {
+            (Some(ours), Some(caller), Some(tunnel)) => {
                 tunnel.set(caller, hyper::upgrade::on(&mut resp));
                 put_back(resp.headers_mut(), theirs.unwrap_or(ours));
                 Ok(resp)

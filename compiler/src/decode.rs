@@ -23,6 +23,21 @@ use crate::values;
 pub const NATIVE_API_VERSION: &str = "meshc.dev/v1alpha1";
 pub const NATIVE_KINDS: &[&str] = &["Mesh", "MeshService", "Sidecar", "MeshRoute"];
 pub const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// Kinds of the Gateway API group that meshc skips on purpose: never taken for a misspelt
+/// `HTTPRoute` (`TCPRoute` is two edits away from it).
+const GATEWAY_KINDS: &[&str] = &[
+    "Gateway",
+    "GatewayClass",
+    "HTTPRoute",
+    "GRPCRoute",
+    "TCPRoute",
+    "TLSRoute",
+    "UDPRoute",
+    "ReferenceGrant",
+    "BackendTLSPolicy",
+    "BackendLBPolicy",
+    "ListenerSet",
+];
 
 /// Field lists per object, shared with the schema test that keeps them equal to `schemas/`.
 pub mod fields {
@@ -156,7 +171,9 @@ pub enum Resource {
     Mesh(MeshConfig),
     Service(Service),
     Sidecar(Sidecar),
-    Route(Route),
+    /// A route, and the `sectionName` of its parents that have one: they name a port of the
+    /// parent Service, which only the whole model knows ([`crate::load`] resolves them).
+    Route(Route, Vec<SectionRef>),
     /// Decoded enough to know it is not ours.
     Skipped {
         kind: String,
@@ -164,6 +181,14 @@ pub enum Resource {
     },
     /// Too broken to use; diagnostics were reported.
     Invalid,
+}
+
+/// `parentRefs[i].sectionName` of a route: a Service parent's port, by name (GEP-1294).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionRef {
+    /// Index into the route's `parents`.
+    pub parent: usize,
+    pub name: S<String>,
 }
 
 /// Decoding state for one file.
@@ -587,8 +612,46 @@ impl<'a> Decoder<'a> {
             _ => None,
         };
         let Some(accepted) = accepted else {
+            // meshc owns its group: a kind it does not define there is a mistake.
+            if group == "meshc.dev" {
+                let mut d = Diagnostic::new(
+                    Code::UnknownKind,
+                    format!("`{k}` is not a kind of `{}`", api.v),
+                )
+                .at(kind.loc, "unknown kind");
+                d = match k {
+                    "Service" => d.help("a Kubernetes `Service` is `apiVersion: v1`; meshc's own kind is `MeshService`"),
+                    "HTTPRoute" => d.help("an `HTTPRoute` is `apiVersion: gateway.networking.k8s.io/v1`; meshc's own kind is `MeshRoute`"),
+                    _ => match did_you_mean(k, NATIVE_KINDS.iter().copied()) {
+                        Some(h) => d.help(h),
+                        None => d.help(format!("meshc's kinds are {}", slugify_list(NATIVE_KINDS))),
+                    },
+                };
+                self.report(d);
+                return Resource::Invalid;
+            }
+            // A kind one or two edits away from one meshc reads in the same group (`HTTPRoutes`,
+            // `service`) is almost surely that kind misspelt: skipping it quietly would drop a
+            // route or a service. Real kinds of the group (`TCPRoute`) are skipped as usual.
+            let read: &[&str] = match group.as_str() {
+                "" => &["Service"],
+                GATEWAY_GROUP if !GATEWAY_KINDS.contains(&k) => &["HTTPRoute"],
+                _ => &[],
+            };
+            if let Some(near) = read.iter().find(|r| {
+                strsim::levenshtein(&k.to_ascii_lowercase(), &r.to_ascii_lowercase()) <= 2
+            }) {
+                let d = Diagnostic::new(
+                    Code::MisspeltKind,
+                    format!("skipping `{}/{k}`: not a kind meshc reads", api.v),
+                )
+                .at(kind.loc, "skipped")
+                .help(format!("did you mean `{near}`?"));
+                self.report(d);
+                return Resource::Invalid;
+            }
             // A native kind with a misspelt group gets an error; anything else is skipped.
-            if NATIVE_KINDS.contains(&k) && group != "meshc.dev" {
+            if NATIVE_KINDS.contains(&k) {
                 let d = Diagnostic::new(
                     Code::UnknownApiVersion,
                     format!("`{}` is not an apiVersion of `{k}`", api.v),
@@ -646,10 +709,10 @@ impl<'a> Decoder<'a> {
                 .map_or(Resource::Invalid, Resource::Sidecar),
             "MeshRoute" => self
                 .route(meta, spec, &what, Origin::Native)
-                .map_or(Resource::Invalid, Resource::Route),
+                .map_or(Resource::Invalid, |(r, s)| Resource::Route(r, s)),
             _ => self
                 .route(meta, spec, &what, Origin::GatewayApi)
-                .map_or(Resource::Invalid, Resource::Route),
+                .map_or(Resource::Invalid, |(r, s)| Resource::Route(r, s)),
         }
     }
 
@@ -1175,7 +1238,7 @@ impl<'a> Decoder<'a> {
         spec: Option<&Node<'_>>,
         what: impl Display + Copy,
         origin: Origin,
-    ) -> Option<Route> {
+    ) -> Option<(Route, Vec<SectionRef>)> {
         let native = origin == Origin::Native;
         let mut o = self.spec(spec, what, meta.name.loc)?;
         let mut route = Route {
@@ -1188,12 +1251,19 @@ impl<'a> Decoder<'a> {
             hostnames: Vec::new(),
             rules: Vec::new(),
         };
+        let mut sections = Vec::new();
         match o.take("parentRefs") {
             Some(p) => {
                 let items = self.seq(p, "spec.parentRefs");
                 route.parents.reserve_exact(items.len());
                 for item in items {
-                    if let Some(pr) = self.parent_ref(item, native, &route.namespace) {
+                    if let Some((pr, section)) = self.parent_ref(item, native, &route.namespace) {
+                        if let Some(name) = section {
+                            sections.push(SectionRef {
+                                parent: route.parents.len(),
+                                name,
+                            });
+                        }
                         route.parents.push(pr);
                     }
                 }
@@ -1232,10 +1302,16 @@ impl<'a> Decoder<'a> {
             self.missing(&o, "rules", format_args!("{what} spec"));
         }
         self.finish(o, fields::ROUTE_SPEC, format_args!("{what} spec"));
-        Some(route)
+        Some((route, sections))
     }
 
-    fn parent_ref(&mut self, n: &Node<'_>, native: bool, route_ns: &str) -> Option<ParentRef> {
+    /// A parent reference, and its `sectionName`.
+    fn parent_ref(
+        &mut self,
+        n: &Node<'_>,
+        native: bool,
+        route_ns: &str,
+    ) -> Option<(ParentRef, Option<S<String>>)> {
         let mut o = self.obj(n, "spec.parentRefs[]")?;
         let default_group = if native { "" } else { GATEWAY_GROUP };
         let default_kind = if native { "Service" } else { "Gateway" };
@@ -1249,18 +1325,21 @@ impl<'a> Decoder<'a> {
             .opt_str(&mut o, "namespace", "spec.parentRefs[]")
             .map_or(route_ns.to_string(), |n| n.v);
         let name = self.req_str(&mut o, "name", "spec.parentRefs[]");
-        let _ = o.take("sectionName");
+        let section = self.opt_str(&mut o, "sectionName", "spec.parentRefs[]");
         let port = self.opt_port(&mut o, "port", "spec.parentRefs[]");
         self.finish(o, fields::PARENT_REF, "`spec.parentRefs[]`");
         let name = name?;
-        Some(ParentRef {
-            group,
-            kind,
-            namespace,
-            name: name.v,
-            port,
-            loc: name.loc,
-        })
+        Some((
+            ParentRef {
+                group,
+                kind,
+                namespace,
+                name: name.v,
+                port,
+                loc: name.loc,
+            },
+            section,
+        ))
     }
 
     fn rule(&mut self, n: &Node<'_>, native: bool, route_ns: &str) -> Option<Rule> {
@@ -1397,15 +1476,16 @@ impl<'a> Decoder<'a> {
                     format!("`{}` is not an HTTP method Gateway API matches", s.v),
                 )
                 .at(s.loc, "invalid method");
-                d = match did_you_mean(&s.v.to_ascii_uppercase(), values::METHODS.iter().copied()) {
-                    Some(h) => d.help(h),
-                    None if values::METHODS.contains(&s.v.to_ascii_uppercase().as_str()) => {
-                        d.help(format!(
-                            "methods are upper case: did you mean `{}`?",
-                            s.v.to_ascii_uppercase()
-                        ))
+                let upper = s.v.to_ascii_uppercase();
+                d = if values::METHODS.contains(&upper.as_str()) {
+                    d.help(format!("methods are upper case: did you mean `{upper}`?"))
+                } else {
+                    match did_you_mean(&s.v, values::METHODS.iter().copied()) {
+                        Some(h) => d.help(h),
+                        None => {
+                            d.help(format!("expected one of {}", slugify_list(values::METHODS)))
+                        }
                     }
-                    None => d.help(format!("expected one of {}", slugify_list(values::METHODS))),
                 };
                 self.report(d);
                 None

@@ -63,6 +63,8 @@ codes! {
     SkippedKind = "MC0006", "skipped-kind", Note, "documents of a kind meshc does not read are skipped";
     NotAResource = "MC0007", "not-a-resource", Error, "a document is not a resource with `apiVersion` and `kind`";
     UnknownApiVersion = "MC0008", "unknown-api-version", Error, "a known kind has an apiVersion meshc does not read";
+    UnknownKind = "MC0009", "unknown-kind", Error, "a document of meshc's own apiVersion has a kind meshc does not define";
+    MisspeltKind = "MC0010", "misspelt-kind", Warning, "a skipped document's kind is a near miss of a kind meshc reads";
     // Schema.
     UnknownField = "MC0101", "unknown-field", Error, "a field is not part of the resource's schema";
     WrongType = "MC0102", "wrong-type", Error, "a value has the wrong type";
@@ -96,6 +98,7 @@ codes! {
     DuplicateMatch = "MC0404", "duplicate-match", Warning, "two routes of the same parent have identical matches";
     DuplicateSidecar = "MC0405", "duplicate-sidecar", Error, "two `Sidecar` resources configure the same service";
     ListenerConflict = "MC0406", "listener-conflict", Error, "sidecar listener ports collide with each other or with the application";
+    HostnameConflict = "MC0407", "hostname-conflict", Error, "a route hostname is another service's name, or routes of different services declare the same hostname";
     // Semantics.
     ZeroWeights = "MC0501", "zero-weights", Warning, "every backend of a rule has weight 0, so the rule answers 500";
     RetryWithoutBudget = "MC0502", "retry-without-budget", Warning, "a retry policy has no retry budget";
@@ -207,13 +210,17 @@ impl Diagnostic {
     }
 }
 
-/// `did you mean` for a name close to one of the candidates.
+/// `did you mean` for a name close to one of the candidates. Names compare case-insensitively: a
+/// candidate that differs from `name` only in case is the best suggestion (`get` -> `GET`).
 pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = name.to_ascii_lowercase();
     let mut best: Option<(f64, &'a str)> = None;
     for c in candidates {
         if c == name {
             continue;
+        }
+        if c.eq_ignore_ascii_case(name) {
+            return Some(c);
         }
         let score = strsim::jaro_winkler(&lower, &c.to_ascii_lowercase());
         let close = score >= 0.84

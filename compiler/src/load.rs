@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use sha2::Digest as _;
 use std::path::{Path, PathBuf};
 
-use crate::decode::{Decoder, Resource};
-use crate::diag::{Code, Diagnostic};
-use crate::model::{Model, PolicyFile};
+use crate::decode::{Decoder, Resource, SectionRef};
+use crate::diag::{Code, Diagnostic, did_you_mean};
+use crate::model::{Model, PolicyFile, Route, Service};
 use crate::source::{FileId, Loc, SourceMap, Span};
 use crate::syntax::{self, Limits};
 
@@ -331,7 +331,8 @@ pub fn build_model_parsed(
         .reserve(count(|r| matches!(r, Resource::Sidecar(_))));
     model
         .routes
-        .reserve(count(|r| matches!(r, Resource::Route(_))));
+        .reserve(count(|r| matches!(r, Resource::Route(..))));
+    let mut sections: Vec<(usize, Vec<SectionRef>)> = Vec::new();
     for file in decoded {
         diags.extend(file.diags);
         model.document_hashes.extend(file.hashes);
@@ -340,7 +341,12 @@ pub fn build_model_parsed(
                 Resource::Mesh(m) => meshes.push(m),
                 Resource::Service(s) => model.services.push(s),
                 Resource::Sidecar(s) => model.sidecars.push(s),
-                Resource::Route(r) => model.routes.push(r),
+                Resource::Route(r, s) => {
+                    if !s.is_empty() {
+                        sections.push((model.routes.len(), s));
+                    }
+                    model.routes.push(r);
+                }
                 Resource::Skipped { kind, loc } => {
                     let e = skipped.entry(kind).or_insert((0, loc));
                     e.0 += 1;
@@ -401,6 +407,14 @@ pub fn build_model_parsed(
         "service",
         &mut diags,
     );
+    model
+        .services
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for (i, list) in sections {
+        if let Some(route) = model.routes.get_mut(i) {
+            resolve_sections(&model.services, route, &list, &mut diags);
+        }
+    }
     dedup(
         &mut model.routes,
         |r| (&r.namespace, &r.name),
@@ -416,9 +430,6 @@ pub fn build_model_parsed(
         &mut diags,
     );
     model
-        .services
-        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    model
         .routes
         .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     model.sidecars.sort_by(|a, b| {
@@ -427,6 +438,87 @@ pub fn build_model_parsed(
     model.index_routes();
     crate::timing::mark("model merged");
     (model, diags, parsed)
+}
+
+/// Turn each `sectionName` of a Service parent into the port it names (GEP-1294: the route then
+/// attaches to that port only, as with `port`). An unknown name, or one that disagrees with the
+/// parent's `port`, is MC0302. `services` is sorted; a parent whose service does not exist is
+/// left alone (validation reports it).
+fn resolve_sections(
+    services: &[Service],
+    route: &mut Route,
+    sections: &[SectionRef],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for sec in sections {
+        let Some(parent) = route.parents.get_mut(sec.parent) else {
+            continue;
+        };
+        if !parent.is_service() {
+            // A Gateway's listener: the route attaches to nothing in the mesh anyway (MC0306).
+            continue;
+        }
+        let Ok(i) = services.binary_search_by(|s| {
+            (s.namespace.as_str(), s.name.as_str())
+                .cmp(&(parent.namespace.as_str(), parent.name.as_str()))
+        }) else {
+            continue;
+        };
+        let svc = &services[i];
+        let name = &sec.name;
+        let Some(sp) = svc
+            .ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(&name.v))
+        else {
+            let names: Vec<&str> = svc.ports.iter().filter_map(|p| p.name.as_deref()).collect();
+            let mut d = Diagnostic::new(
+                Code::UnknownPort,
+                format!("service `{}` has no port named `{}`", svc.key(), name.v),
+            )
+            .at(name.loc, "unknown port name");
+            d = match did_you_mean(&name.v, names.iter().copied()) {
+                Some(h) => d.help(h),
+                None if names.is_empty() => d.help(format!(
+                    "the ports of `{}` have no names: attach with `port` instead",
+                    svc.key()
+                )),
+                None => d.help(format!(
+                    "`sectionName` names a port of the Service; port names of `{}`: {}",
+                    svc.key(),
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            };
+            diags.push(d);
+            continue;
+        };
+        match &parent.port {
+            Some(port) if port.v != sp.port => diags.push(
+                Diagnostic::new(
+                    Code::UnknownPort,
+                    format!(
+                        "`sectionName: {}` names port {} of `{}`, but `port` is {}",
+                        name.v,
+                        sp.port,
+                        svc.key(),
+                        port.v
+                    ),
+                )
+                .at(name.loc, format!("port {}", sp.port))
+                .secondary(port.loc, format!("port {}", port.v))
+                .help(format!(
+                    "`sectionName` and `port` must name the same port: drop one of them, or write `port: {}`",
+                    sp.port
+                )),
+            ),
+            Some(_) => {}
+            None => parent.port = Some(crate::model::S::new(sp.port, name.loc)),
+        }
+    }
 }
 
 fn dedup<T>(

@@ -427,7 +427,9 @@ impl<'a> Lowerer<'a, '_> {
     }
 }
 
-/// Host names under which `dest` is reachable from a caller in `caller_ns`.
+/// Host names under which `dest` is reachable from a caller in `caller_ns`: its service names
+/// and the hostnames of `routes` (validation keeps a route's hostnames from taking another
+/// service's names, MC0407).
 pub fn hosts_for(dest: &Service, caller_ns: &str, routes: &[&Route]) -> Vec<String> {
     let mut hosts = BTreeSet::new();
     if dest.namespace == caller_ns {
@@ -436,8 +438,10 @@ pub fn hosts_for(dest: &Service, caller_ns: &str, routes: &[&Route]) -> Vec<Stri
     hosts.insert(format!("{}.{}", dest.name, dest.namespace));
     hosts.insert(format!("{}.{}.svc", dest.name, dest.namespace));
     hosts.insert(format!(
-        "{}.{}.svc.cluster.local",
-        dest.name, dest.namespace
+        "{}.{}.svc.{}",
+        dest.name,
+        dest.namespace,
+        crate::validate::CLUSTER_DOMAIN
     ));
     for r in routes {
         for h in &r.hostnames {

@@ -3,11 +3,14 @@
 
 use std::fmt::Write as _;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
+    SourceCode, SourceSpan, SpanContents,
+};
 use serde_json::json;
 
 use crate::diag::{Code, Diagnostic, Severity, Summary};
-use crate::source::SourceMap;
+use crate::source::{SourceFile, SourceMap};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -49,13 +52,55 @@ pub fn position(sources: &SourceMap, d: &Diagnostic) -> (String, usize, usize, u
     }
 }
 
+/// A file as miette reads it, except that the position in the report's header
+/// (`[file:line:col]`) is the one [`position`] gives the machine formats: miette counts columns
+/// in bytes, and meshc, like the editors and CI annotations that read its output, in characters.
+#[derive(Debug)]
+struct FileSource {
+    file: SourceFile,
+}
+
+impl SourceCode for FileSource {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let inner =
+            self.file
+                .text
+                .as_str()
+                .read_span(span, context_lines_before, context_lines_after)?;
+        let (mut line, mut column) = (inner.line(), inner.column());
+        if context_lines_before == 0 {
+            // Without context lines the contents start at the span: this is the header's
+            // position (context reads start at a line start, column 0).
+            let (l, c) = self.file.line_col(span.offset());
+            line = l.saturating_sub(1);
+            column = c.saturating_sub(1);
+        }
+        Ok(Box::new(
+            MietteSpanContents::new_named(
+                self.file.path.clone(),
+                inner.data(),
+                *inner.span(),
+                line,
+                column,
+                inner.line_count(),
+            )
+            .with_language("yaml"),
+        ))
+    }
+}
+
 #[derive(Debug)]
 struct Rendered {
     code: String,
     severity: miette::Severity,
     message: String,
     help: Option<String>,
-    source: Option<NamedSource<String>>,
+    source: Option<FileSource>,
     labels: Vec<LabeledSpan>,
     related: Vec<Rendered>,
 }
@@ -162,7 +207,9 @@ fn to_rendered(sources: &SourceMap, d: &Diagnostic) -> Rendered {
             r.related.push(rel);
         }
     }
-    r.source = Some(NamedSource::new(path, text).with_language("yaml"));
+    r.source = Some(FileSource {
+        file: SourceFile::new(path, text),
+    });
     r
 }
 

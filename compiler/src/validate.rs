@@ -17,6 +17,7 @@ pub fn validate(model: &Model) -> Vec<Diagnostic> {
             v.services();
             v.sidecars();
             v.routes();
+            v.hostnames();
         },
         |v| v.route_analysis(),
     ];
@@ -324,6 +325,114 @@ impl Validator<'_> {
         }
     }
 
+    /// Route hostnames are extra names of the route's parent services (the router maps each to
+    /// a destination), so a hostname must not be a name of another service, and two routes of
+    /// different services must not declare the same hostname: either would send one service's
+    /// traffic to another (MC0407).
+    fn hostnames(&mut self) {
+        let model = self.model;
+        if model.routes.iter().all(|r| r.hostnames.is_empty()) {
+            return;
+        }
+        // Every name under which a caller may address a service, lower case (as the router
+        // compares hosts): `name.ns.svc.cluster.local`, `name.ns.svc`, `name.ns`, and the bare
+        // `name`, which callers of the service's namespace use.
+        let mut names: HashMap<String, Vec<&Service>> = HashMap::new();
+        for s in &model.services {
+            let name = s.name.to_ascii_lowercase();
+            let ns = s.namespace.to_ascii_lowercase();
+            for n in [
+                format!("{name}.{ns}.svc.{CLUSTER_DOMAIN}"),
+                format!("{name}.{ns}.svc"),
+                format!("{name}.{ns}"),
+                name,
+            ] {
+                names.entry(n).or_default().push(s);
+            }
+        }
+        // Hostname -> the earlier declarations: (parent service, callers it applies to (`None`:
+        // all, `Some(ns)`: a consumer route's namespace), route, place).
+        type Declared<'m> = (String, Option<&'m str>, &'m Route, Loc);
+        let mut declared: HashMap<&str, Vec<Declared<'_>>> = HashMap::new();
+        for route in &model.routes {
+            let parents: Vec<&ParentRef> =
+                route.parents.iter().filter(|p| p.is_service()).collect();
+            if parents.is_empty() {
+                continue;
+            }
+            let is_parent = |s: &Service| {
+                parents
+                    .iter()
+                    .any(|p| p.namespace == s.namespace && p.name == s.name)
+            };
+            for h in &route.hostnames {
+                if h.v.starts_with("*.") {
+                    // Wildcards name no destination.
+                    continue;
+                }
+                let host = h.v.to_ascii_lowercase();
+                if let Some(other) = names
+                    .get(&host)
+                    .and_then(|list| list.iter().find(|s| !is_parent(s)))
+                {
+                    let bare = !host.contains('.');
+                    let why = if bare && other.namespace != route.namespace {
+                        format!(
+                            "callers in namespace `{}` address service `{}` as `{host}`",
+                            other.namespace,
+                            other.key()
+                        )
+                    } else {
+                        format!("`{host}` is a name of service `{}`", other.key())
+                    };
+                    self.report(
+                        Diagnostic::new(
+                            Code::HostnameConflict,
+                            format!(
+                                "hostname `{host}` of route `{}` is the name of service `{}`",
+                                route.key(),
+                                other.key()
+                            ),
+                        )
+                        .at(h.loc, format!("shadows service `{}`", other.key()))
+                        .help(format!(
+                            "{why}; as a hostname of this route it would send those requests to `{}`: remove it, or use a hostname that names no service",
+                            parent_list(&parents)
+                        )),
+                    );
+                    continue;
+                }
+                let earlier = declared.entry(h.v.as_str()).or_default();
+                let mut reported = false;
+                for p in &parents {
+                    let svc = format!("{}/{}", p.namespace, p.name);
+                    let scope =
+                        (route.namespace != p.namespace).then_some(route.namespace.as_str());
+                    let clash = earlier.iter().find(|(s, sc, _, _)| {
+                        *s != svc && (sc.is_none() || scope.is_none() || *sc == scope)
+                    });
+                    if let (Some((first_svc, _, first_route, first_loc)), false) = (clash, reported)
+                    {
+                        reported = true;
+                        let d = Diagnostic::new(
+                            Code::HostnameConflict,
+                            format!("hostname `{host}` is declared for services `{first_svc}` and `{svc}`"),
+                        )
+                        .at(h.loc, format!("declared again for `{svc}`"))
+                        .secondary(*first_loc, format!("first declared for `{first_svc}`"));
+                        let d = if std::ptr::eq(*first_route, route) {
+                            d.help(format!("route `{}` attaches to both services: a hostname names one destination; move it to a route of one service", route.key()))
+                        } else {
+                            d.help(format!("route `{}` declared `{host}` first, for service `{first_svc}`: a hostname names one destination; remove it from one of the routes", first_route.key()))
+                        };
+                        self.report(d);
+                    }
+                    earlier.push((svc, scope, route, h.loc));
+                }
+            }
+        }
+    }
+
     fn unknown_port(&mut self, svc: &Service, port: u16, loc: Loc) {
         let ports: Vec<String> = svc.ports.iter().map(|p| p.port.to_string()).collect();
         self.report(
@@ -502,15 +611,24 @@ impl Validator<'_> {
                 );
             }
         }
-        if let (Some(req), Some(per_try)) = (&rule.timeouts.request, &rule.timeouts.backend_request)
-        {
-            if req.v > 0 && (per_try.v > req.v || per_try.v == 0) {
-                self.report(
-                    Diagnostic::new(Code::PerTryTimeoutTooLong, format!("`backendRequest` timeout ({}) is longer than the `request` timeout ({})", fmt_ms(per_try.v), fmt_ms(req.v)))
-                        .at(per_try.loc, "per-try timeout")
-                        .secondary(req.loc, "whole-request timeout")
-                        .help("each attempt must fit within the whole request: make `backendRequest` at most `request`"),
-                );
+        // `0s` disables a timeout (Gateway API), so only two non-zero timeouts compare. Without
+        // its own `request` timeout the rule gets the mesh's default, as lowering does.
+        if let Some(per_try) = &rule.timeouts.backend_request {
+            let mesh = &self.model.mesh;
+            let request = match &rule.timeouts.request {
+                Some(req) => Some((req.v, Some(req.loc))),
+                None => mesh.default_request_timeout_ms.map(|ms| (ms, None)),
+            };
+            if let Some((req, req_loc)) = request {
+                if req > 0 && per_try.v > 0 && per_try.v > req {
+                    let mut d = Diagnostic::new(Code::PerTryTimeoutTooLong, format!("`backendRequest` timeout ({}) is longer than the `request` timeout ({})", fmt_ms(per_try.v), fmt_ms(req)))
+                        .at(per_try.loc, "per-try timeout");
+                    d = match req_loc {
+                        Some(loc) => d.secondary(loc, "whole-request timeout").help("each attempt must fit within the whole request: make `backendRequest` at most `request` (`0s` disables either)"),
+                        None => d.help(format!("the rule sets no `request` timeout, so the default of `Mesh` `{}` (`spec.defaults.timeouts.request`) applies: make `backendRequest` at most that, or give the rule its own `request` timeout (`0s` disables it)", mesh.name)),
+                    };
+                    self.report(d);
+                }
             }
         }
         if let Some(retry) = &rule.retry {
@@ -639,6 +757,19 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// The cluster DNS domain in the service names callers use (`name.ns.svc.cluster.local`).
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// `` `a/b` `` or `` `a/b`, `c/d` `` for a route's Service parents.
+fn parent_list(parents: &[&ParentRef]) -> String {
+    let mut keys: Vec<String> = parents
+        .iter()
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect();
+    keys.dedup();
+    keys.join("`, `")
 }
 
 fn fmt_ms(ms: u64) -> String {

@@ -30,6 +30,16 @@ pub struct Url {
 }
 
 pub fn parse_url(url: &str) -> Result<Url, String> {
+    if let Some(c) = url.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{url}` contains {}: a request target carries none (percent-encode it, e.g. `%20`)",
+            if c == ' ' {
+                "a space".to_string()
+            } else {
+                format!("the character {c:?}")
+            }
+        ));
+    }
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         format!("`{url}` is not an absolute URL: expected `http://HOST[:PORT]/PATH`")
     })?;
@@ -124,6 +134,13 @@ pub fn explain(
     url: &str,
 ) -> Result<Explanation, String> {
     let caller = resolve_caller(checked, from)?;
+    // RFC 9110 section 9.1: a method is a token.
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if method.is_empty() || !method.chars().all(is_tchar) {
+        return Err(format!(
+            "`{method}` is not an HTTP method: a method is a token such as `GET`"
+        ));
+    }
     let url = parse_url(url)?;
     let mut req = SimpleRequest::new(&method.to_ascii_uppercase(), &url.path);
     req.query = url.query.clone();
@@ -442,5 +459,23 @@ pub fn run(
             eprintln!("error: {msg}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_with_whitespace_are_refused() {
+        assert!(parse_url("http://a/b c").unwrap_err().contains("a space"));
+        assert!(parse_url("http://a/b\tc").unwrap_err().contains("'\\t'"));
+        let u = parse_url("http://A.default:8080/b%20c?x=1").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("a.default", Some(8080), "/b%20c")
+        );
+        assert_eq!(u.query.as_deref(), Some("x=1"));
     }
 }

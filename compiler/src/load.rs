@@ -598,8 +598,38 @@ struct DecodeSink<'s, 'a> {
     hash: bool,
 }
 
+/// The items of a `v1` `List` (what `kubectl get ... -o yaml` prints): each is read as a
+/// document of its own, so that a file of exported Services is read like the Services.
+fn list_items<'n, 'a>(doc: &'n syntax::Node<'a>) -> Option<&'n [syntax::Node<'a>]> {
+    let syntax::Value::Map(entries) = &doc.value else {
+        return None;
+    };
+    let field = |name: &str| {
+        entries.iter().find_map(|(k, v)| match &k.value {
+            syntax::Value::Str(k) if k == name => Some(v),
+            _ => None,
+        })
+    };
+    let is = |name: &str, want: &str| {
+        field(name).is_some_and(|v| matches!(&v.value, syntax::Value::Str(s) if s == want))
+    };
+    if !(is("apiVersion", "v1") && is("kind", "List")) {
+        return None;
+    }
+    match field("items").map(|v| &v.value) {
+        Some(syntax::Value::Seq(items)) => Some(items),
+        _ => None,
+    }
+}
+
 impl<'a> syntax::Documents<'a> for DecodeSink<'_, 'a> {
     fn document(&mut self, doc: syntax::Node<'a>) {
+        if let Some(items) = list_items(&doc) {
+            for item in items {
+                self.document(item.clone());
+            }
+            return;
+        }
         if self.hash {
             // Hash the document's content, so that comments, formatting and position do not
             // change the source hash.

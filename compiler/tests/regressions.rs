@@ -403,3 +403,48 @@ fn human_header_shows_the_machine_formats_position() {
     );
     assert_eq!(human_headers(&text), vec!["mesh.yaml:3:127".to_string()]);
 }
+
+/// `kubectl get svc,httproute -o yaml` prints one `v1` `List`: its items are read as the
+/// resources they are (they were skipped with a note, and the mesh lost its Services), and a
+/// mistake inside an item points into the item.
+#[test]
+fn a_kubectl_list_is_read_item_by_item() {
+    let list = "apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: reviews}
+  spec: {ports: [{name: http, port: 9080}]}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: ratings}
+  spec: {ports: [{name: http, port: 9080}]}
+- apiVersion: gateway.networking.k8s.io/v1
+  kind: HTTPRoute
+  metadata: {name: reviews}
+  spec:
+    parentRefs: [{group: \"\", kind: Service, name: reviews}]
+    rules: [{backendRefs: [{name: ratings, port: 9080}]}]
+";
+    let c = check(&[("list.yaml", list)]);
+    assert!(codes(&c).is_empty(), "{:?}", c.diagnostics);
+    let names: Vec<String> = c.model.services.iter().map(|s| s.key()).collect();
+    assert_eq!(names, ["default/ratings", "default/reviews"]);
+    let e = explain(&c, "ratings", "http://reviews:9080/x");
+    assert_eq!(e["route"]["name"], "default/reviews", "{e}");
+    assert_eq!(e["backends"][0]["service"], "default/ratings", "{e}");
+
+    let bad = list.replace(
+        "port: 9080}]}\n- apiVersion: v1",
+        "prot: 9080}]}\n- apiVersion: v1",
+    );
+    let c = check(&[("list.yaml", &bad)]);
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.code == Code::UnknownField)
+        .expect("the misspelt field inside the first item is reported");
+    let (file, line, col, _, _) = render::position(&c.sources, d);
+    assert_eq!((file.as_str(), line, col), ("list.yaml", 7, 31), "{d:?}");
+}

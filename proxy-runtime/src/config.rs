@@ -153,7 +153,7 @@ pub const FLAGS: &[Flag] = &[
     Flag::takes(
         "max-header-bytes",
         "BYTES",
-        "Largest request head accepted, in bytes (at least 8192); larger heads get 431",
+        "Largest request head accepted, in bytes (at least 8192); larger heads, and heads of more than 100 fields (as Envoy's default), get 431",
     )
     .or_default("65536"),
     Flag::takes(

@@ -692,3 +692,21 @@ async fn an_unasked_switch_is_refused() {
     .await;
     assert!(text.starts_with("HTTP/1.1 502"), "{text}");
 }
+
+/// The documented header-count limit: up to 100 fields pass, more get 431 (hyper's default,
+/// the same as Envoy's), whatever `--max-header-bytes` allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_100_header_fields_get_431() {
+    let w = world().await;
+    let head = |fields: usize| {
+        let mut h = String::from("GET /api/x HTTP/1.1\r\nHost: b\r\nConnection: close\r\n");
+        for i in 0..fields - 2 {
+            h.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        h + "\r\n"
+    };
+    let text = raw(w.a.outbound(), &head(100)).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let text = raw(w.a.outbound(), &head(101)).await;
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+}

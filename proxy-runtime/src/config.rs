@@ -176,6 +176,13 @@ pub const FLAGS: &[Flag] = &[
     )
     .or_default("90s"),
     Flag::takes(
+        "tunnel-idle-timeout",
+        "DURATION",
+        "A connection that switched protocols (WebSocket) is closed after this long with no \
+         bytes either way; 0 keeps it open until either side closes",
+    )
+    .or_default("1h"),
+    Flag::takes(
         "load-balancer",
         "round-robin|p2c",
         "How an endpoint is chosen within a cluster: `round-robin` takes each endpoint in turn, \
@@ -445,6 +452,9 @@ impl Cli {
             "reload-interval" => c.reload_interval = Some(duration()?).filter(|d| !d.is_zero()),
             "connect-timeout" => c.connect_timeout = duration()?,
             "pool-idle-timeout" => c.pool_idle_timeout = duration()?,
+            "tunnel-idle-timeout" => {
+                c.tunnel_idle_timeout = Some(duration()?).filter(|d| !d.is_zero());
+            }
             "max-connections" => c.max_connections = at_least(1)? as usize,
             "max-header-bytes" => c.max_header_bytes = at_least(8192)? as usize,
             "workers" => {
@@ -511,6 +521,8 @@ pub struct Config {
     pub reload_interval: Option<Duration>,
     pub connect_timeout: Duration,
     pub pool_idle_timeout: Duration,
+    /// `None`: a tunnel stays open until either side closes it.
+    pub tunnel_idle_timeout: Option<Duration>,
     pub load_balancer: LoadBalancer,
     /// Debounce window of the file watcher.
     pub watch_debounce: Duration,
@@ -536,13 +548,14 @@ impl Config {
             reload_interval: Some(Duration::from_secs(10)),
             connect_timeout: Duration::from_secs(1),
             pool_idle_timeout: Duration::from_secs(90),
+            tunnel_idle_timeout: Some(Duration::from_secs(3600)),
             load_balancer: LoadBalancer::P2c,
             watch_debounce: Duration::from_millis(100),
         }
     }
 }
 
-/// Parse `250ms`, `10s`, `2m` or a bare number of seconds.
+/// Parse `250ms`, `10s`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (number, scale_ms) = if let Some(n) = t.strip_suffix("ms") {
@@ -551,13 +564,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         (n, 1000)
     } else if let Some(n) = t.strip_suffix('m') {
         (n, 60_000)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3_600_000)
     } else {
         (t, 1000)
     };
-    let n: u64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (expected e.g. `250ms`, `10s`, `2m`)"))?;
+    let n: u64 = number.trim().parse().map_err(|_| {
+        format!("`{text}` is not a duration (expected e.g. `250ms`, `10s`, `2m`, `1h`)")
+    })?;
     n.checked_mul(scale_ms)
         .map(Duration::from_millis)
         .ok_or_else(|| format!("`{text}` is too long a duration"))
@@ -598,6 +612,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert!(parse_duration("ten").is_err());
@@ -751,6 +766,7 @@ mod tests {
         assert_eq!(Some(dur("reload-interval")), d.reload_interval);
         assert_eq!(dur("connect-timeout"), d.connect_timeout);
         assert_eq!(dur("pool-idle-timeout"), d.pool_idle_timeout);
+        assert_eq!(Some(dur("tunnel-idle-timeout")), d.tunnel_idle_timeout);
         assert_eq!(
             from_help("max-connections").parse::<usize>().unwrap(),
             d.max_connections
@@ -769,5 +785,6 @@ mod tests {
         assert_eq!(c.header_read_timeout, d.header_read_timeout);
         assert_eq!(c.connect_timeout, d.connect_timeout);
         assert_eq!(c.pool_idle_timeout, d.pool_idle_timeout);
+        assert_eq!(c.tunnel_idle_timeout, d.tunnel_idle_timeout);
     }
 }

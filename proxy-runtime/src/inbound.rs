@@ -213,10 +213,12 @@ pub async fn handle(
         };
         upstream_time = Some(t0.elapsed());
         match result {
-            Ok(resp) => match upgrade.answer(resp, tunnel.as_ref()) {
-                Ok(resp) => resp.map(ProxyBody::Upstream),
-                Err(unasked) => unasked.reply(),
-            },
+            Ok(resp) => {
+                match upgrade.answer(resp, tunnel.as_ref(), shared.config.tunnel_idle_timeout) {
+                    Ok(resp) => resp.map(ProxyBody::Upstream),
+                    Err(unasked) => unasked.reply(),
+                }
+            }
             Err(e) if body_failed.get() => {
                 tracing::debug!(error = %e, "the caller's request body failed");
                 local_reply(StatusCode::BAD_REQUEST, BAD_REQUEST_BODY)

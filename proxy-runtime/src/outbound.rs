@@ -536,16 +536,18 @@ pub async fn handle(
             attempts = fwd.attempts;
             endpoint = fwd.endpoint;
             match fwd.result {
-                Ok(resp) => match upgrade.answer(resp, tunnel.as_ref()) {
-                    Ok(resp) => {
-                        let (mut rp, rb) = resp.into_parts();
-                        if let Some(r) = rule {
-                            r.rt.response_headers.apply(&mut rp.headers);
+                Ok(resp) => {
+                    match upgrade.answer(resp, tunnel.as_ref(), shared.config.tunnel_idle_timeout) {
+                        Ok(resp) => {
+                            let (mut rp, rb) = resp.into_parts();
+                            if let Some(r) = rule {
+                                r.rt.response_headers.apply(&mut rp.headers);
+                            }
+                            Response::from_parts(rp, ProxyBody::Upstream(rb))
                         }
-                        Response::from_parts(rp, ProxyBody::Upstream(rb))
+                        Err(unasked) => unasked.reply(),
                     }
-                    Err(unasked) => unasked.reply(),
-                },
+                }
                 Err(f) => f.reply(),
             }
         }

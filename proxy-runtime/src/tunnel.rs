@@ -5,14 +5,18 @@
 //! flows through it afterwards is the switched protocol's own business.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::upgrade::OnUpgrade;
 use hyper::{Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::http::{ProxyBody, local_reply, strip_hop_by_hop};
 use crate::upstream::UpstreamBody;
@@ -34,8 +38,9 @@ pub fn for_request<B>(req: &hyper::Request<B>, tunnel: &Tunnel) -> Option<Tunnel
 pub struct Tunnel(Arc<Mutex<Option<Splice>>>);
 
 impl Tunnel {
-    /// Splice `caller` and `upstream` once both have switched.
-    pub fn set(&self, caller: OnUpgrade, upstream: OnUpgrade) {
+    /// Splice `caller` and `upstream` once both have switched; closed after `idle` with no
+    /// bytes either way, when given.
+    pub fn set(&self, caller: OnUpgrade, upstream: OnUpgrade, idle: Option<Duration>) {
         let splice = Box::pin(async move {
             let (caller, upstream) = match tokio::try_join!(caller, upstream) {
                 Ok(pair) => pair,
@@ -44,11 +49,7 @@ impl Tunnel {
                     return;
                 }
             };
-            let (mut caller, mut upstream) = (TokioIo::new(caller), TokioIo::new(upstream));
-            match tokio::io::copy_bidirectional(&mut caller, &mut upstream).await {
-                Ok((sent, received)) => tracing::debug!(sent, received, "tunnel closed"),
-                Err(e) => tracing::debug!(error = %e, "tunnel ended with an error"),
-            }
+            splice(TokioIo::new(caller), TokioIo::new(upstream), idle).await;
         });
         if let Ok(mut slot) = self.0.lock() {
             *slot = Some(splice);
@@ -61,6 +62,69 @@ impl Tunnel {
         if let Some(splice) = splice {
             splice.await;
         }
+    }
+}
+
+/// Copy bytes both ways until both directions have ended (each end's close is passed on as a
+/// half-close), either side fails, or nothing has moved for `idle`.
+async fn splice<A, B>(a: A, b: B, idle: Option<Duration>)
+where
+    A: AsyncRead + AsyncWrite,
+    B: AsyncRead + AsyncWrite,
+{
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let both = async {
+        tokio::try_join!(
+            pipe(&mut ar, &mut bw, &last, start),
+            pipe(&mut br, &mut aw, &last, start)
+        )
+    };
+    let watchdog = async {
+        let Some(idle) = idle else {
+            return std::future::pending().await;
+        };
+        loop {
+            let quiet = start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            if quiet >= idle {
+                return quiet;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    };
+    tokio::select! {
+        r = both => match r {
+            Ok((sent, received)) => tracing::debug!(sent, received, "tunnel closed"),
+            Err(e) => tracing::debug!(error = %e, "tunnel ended with an error"),
+        },
+        quiet = watchdog => tracing::debug!(quiet_ms = quiet.as_millis(), "idle tunnel closed"),
+    }
+}
+
+/// One direction of a tunnel: copy until end of stream, then half-close the writer. Notes the
+/// time of each transfer in `last` (milliseconds since `start`).
+async fn pipe<R, W>(r: &mut R, w: &mut W, last: &AtomicU64, start: Instant) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 8 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            w.shutdown().await?;
+            return Ok(total);
+        }
+        w.write_all(buf.get(..n).unwrap_or_default()).await?;
+        w.flush().await?;
+        total += n as u64;
+        let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        last.store(now, Ordering::Relaxed);
     }
 }
 
@@ -122,6 +186,7 @@ impl Upgrade {
         self,
         mut resp: Response<UpstreamBody>,
         tunnel: Option<&Tunnel>,
+        idle: Option<Duration>,
     ) -> Result<Response<UpstreamBody>, Unasked> {
         let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         let theirs = switched
@@ -133,7 +198,7 @@ impl Upgrade {
         }
         match (self.value, self.caller, tunnel) {
             (Some(ours), Some(caller), Some(tunnel)) => {
-                tunnel.set(caller, hyper::upgrade::on(&mut resp));
+                tunnel.set(caller, hyper::upgrade::on(&mut resp), idle);
                 put_back(resp.headers_mut(), theirs.unwrap_or(ours));
                 Ok(resp)
             }

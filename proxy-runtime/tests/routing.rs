@@ -710,3 +710,35 @@ async fn more_than_100_header_fields_get_431() {
     let text = raw(w.a.outbound(), &head(101)).await;
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
 }
+
+/// `--tunnel-idle-timeout`: a tunnel with traffic stays open past the timeout, and one with no
+/// bytes either way for that long is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tunnels_are_closed() {
+    use tokio::io::AsyncReadExt;
+    let ca = Ca::new("test mesh CA");
+    let app = App::start("ws-app").await;
+    let mut body = sidecar("p", app.addr, &[PERMIT_ALL]);
+    body.mesh.mtls = mesh_artifact::MtlsMode::Permissive;
+    let p = start_proxy_with(&ca, "p", &body, |c| {
+        c.tunnel_idle_timeout = Some(Duration::from_millis(400));
+    })
+    .await;
+    let head = WS_HEAD.replace("Host: b", "Host: p");
+    let (mut busy, h) = open_upgrade(p.inbound(), &head).await;
+    assert!(h.starts_with("http/1.1 101"), "{h}");
+    let (mut quiet, h) = open_upgrade(p.inbound(), &head).await;
+    assert!(h.starts_with("http/1.1 101"), "{h}");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(900) {
+        echoes(&mut busy, "still here").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The quiet one was closed by the sidecar (end of stream), the busy one still echoes.
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(1), quiet.read(&mut byte))
+        .await
+        .expect("closed, not hanging");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    echoes(&mut busy, "after the quiet one closed").await;
+}

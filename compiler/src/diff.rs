@@ -9,7 +9,11 @@
 //!   applies depends on request context (then the decision shown is for a request with an empty
 //!   context, and other requests may differ);
 //! - routes: per destination service, rules added, removed and changed (matches, backends and
-//!   weights, timeouts, retries, filters);
+//!   weights, timeouts, retries, filters). Filters are named as in Gateway API and printed short
+//!   (`RequestRedirect(scheme: https, status: 301)`), durations as Gateway API writes them
+//!   (`10s`, `250ms`); a changed rule shows only what changed in it (`backend ... weight 80 ->
+//!   60`, `+ filter URLRewrite(path: ReplacePrefixMatch /v2)`, `filter RequestRedirect: status
+//!   301 -> 302`, `timeouts: request 5s -> 10s`);
 //! - policies: per destination service, policy ids added, removed and changed.
 //!
 //! The comparison streams: each sidecar's body is lowered (or read) on both sides, reduced to
@@ -240,12 +244,361 @@ impl MeshDiff {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct RuleView {
     matches: BTreeSet<String>,
-    backends: String,
-    timeouts: String,
-    retry: String,
-    filters: String,
-    status: String,
+    /// Each backend's service, port and version, and its weight, in the rule's order.
+    backends: Vec<Setting>,
+    timeouts: mesh_artifact::Timeouts,
+    retry: Option<mesh_artifact::RetryPolicy>,
+    /// The rule's filters, named as in Gateway API, in [`filter_views`] order.
+    filters: Vec<FilterView>,
+    status: Option<u16>,
     source: SourcePos,
+}
+
+/// One setting of a rule part: a key and its value, both as printed.
+type Setting = (String, String);
+
+/// A filter, named as in Gateway API, with its settings in short form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FilterView {
+    name: &'static str,
+    /// A header modifier: its settings are a list of operations (`set x-env: prod`, `remove
+    /// x-debug`), printed with `; ` between them as header values may hold commas. Otherwise
+    /// each setting is a field of the filter (`status: 301`), printed with `, `.
+    list: bool,
+    settings: Vec<Setting>,
+}
+
+impl FilterView {
+    /// `RequestRedirect(scheme: https, status: 301)`.
+    fn full(&self) -> String {
+        let sep = if self.list { "; " } else { ", " };
+        let items: Vec<String> = self.settings.iter().map(item).collect();
+        format!("{}({})", self.name, items.join(sep))
+    }
+}
+
+/// `key: value`, or `key` alone for a setting without value (`remove x-debug`).
+fn item((k, v): &Setting) -> String {
+    if v.is_empty() {
+        k.clone()
+    } else {
+        format!("{k}: {v}")
+    }
+}
+
+/// A value as printed inside a rule's description: quoted when it would otherwise be empty,
+/// blend into the punctuation around it, or hide whitespace.
+fn val(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.trim() == s
+        && !s
+            .chars()
+            .any(|c| c.is_control() || matches!(c, ',' | ';' | '(' | ')' | '"' | '`'));
+    if plain {
+        s.to_string()
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// A duration as Gateway API writes one: `10s`, `250ms`, `1m30s`.
+fn duration(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (n, unit) in [
+        (ms / 3_600_000, "h"),
+        (ms / 60_000 % 60, "m"),
+        (ms / 1000 % 60, "s"),
+        (ms % 1000, "ms"),
+    ] {
+        if n > 0 {
+            let _ = write!(out, "{n}{unit}");
+        }
+    }
+    out
+}
+
+fn path_modifier(p: &mesh_artifact::PathModifier) -> String {
+    match p {
+        mesh_artifact::PathModifier::ReplaceFullPath(v) => format!("ReplaceFullPath {}", val(v)),
+        mesh_artifact::PathModifier::ReplacePrefixMatch(v) => {
+            format!("ReplacePrefixMatch {}", val(v))
+        }
+    }
+}
+
+fn header_settings(h: &mesh_artifact::HeaderModifier) -> Vec<Setting> {
+    let mut out = Vec::with_capacity(h.set.len() + h.add.len() + h.remove.len());
+    out.extend(h.set.iter().map(|(n, v)| (format!("set {n}"), val(v))));
+    out.extend(h.add.iter().map(|(n, v)| (format!("add {n}"), val(v))));
+    out.extend(
+        h.remove
+            .iter()
+            .map(|n| (format!("remove {n}"), String::new())),
+    );
+    out
+}
+
+/// The filters meshc compiles, in the order a rule's description lists them.
+const FILTERS: [&str; 4] = [
+    "RequestRedirect",
+    "URLRewrite",
+    "RequestHeaderModifier",
+    "ResponseHeaderModifier",
+];
+
+/// The filters of an action, in [`FILTERS`] order: the order the proxy applies them to a
+/// request (a redirect answers before anything is forwarded), then the response's.
+fn filter_views(a: &mesh_artifact::RuleAction) -> Vec<FilterView> {
+    let mut out = Vec::new();
+    if let Some(r) = &a.redirect {
+        let mut s = Vec::new();
+        if let Some(v) = &r.scheme {
+            s.push(("scheme".to_string(), val(v)));
+        }
+        if let Some(v) = &r.hostname {
+            s.push(("hostname".to_string(), val(v)));
+        }
+        if let Some(v) = r.port {
+            s.push(("port".to_string(), v.to_string()));
+        }
+        if let Some(p) = &r.path {
+            s.push(("path".to_string(), path_modifier(p)));
+        }
+        s.push(("status".to_string(), r.status.to_string()));
+        out.push(FilterView {
+            name: FILTERS[0],
+            list: false,
+            settings: s,
+        });
+    }
+    if let Some(r) = &a.rewrite {
+        let mut s = Vec::new();
+        if let Some(v) = &r.hostname {
+            s.push(("hostname".to_string(), val(v)));
+        }
+        if let Some(p) = &r.path {
+            s.push(("path".to_string(), path_modifier(p)));
+        }
+        out.push(FilterView {
+            name: FILTERS[1],
+            list: false,
+            settings: s,
+        });
+    }
+    for (name, h) in [
+        (FILTERS[2], &a.request_headers),
+        (FILTERS[3], &a.response_headers),
+    ] {
+        if !h.is_empty() {
+            out.push(FilterView {
+                name,
+                list: true,
+                settings: header_settings(h),
+            });
+        }
+    }
+    out
+}
+
+fn timeout_settings(t: &mesh_artifact::Timeouts) -> Vec<Setting> {
+    let mut out = Vec::new();
+    if let Some(ms) = t.request_ms {
+        out.push(("request".to_string(), duration(ms)));
+    }
+    if let Some(ms) = t.backend_request_ms {
+        out.push(("backend request".to_string(), duration(ms)));
+    }
+    out
+}
+
+/// `request 5s, backend request 2s`, or `none`.
+fn timeouts_text(t: &mesh_artifact::Timeouts) -> String {
+    let s = timeout_settings(t);
+    if s.is_empty() {
+        return "none".to_string();
+    }
+    let items: Vec<String> = s.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    items.join(", ")
+}
+
+fn codes_text(codes: &[u16]) -> String {
+    if codes.is_empty() {
+        return "connection errors".to_string();
+    }
+    let c: Vec<String> = codes.iter().map(u16::to_string).collect();
+    c.join(",")
+}
+
+fn retry_settings(r: &mesh_artifact::RetryPolicy) -> Vec<Setting> {
+    vec![
+        ("attempts".to_string(), r.attempts.to_string()),
+        ("codes".to_string(), codes_text(&r.codes)),
+        ("backoff".to_string(), duration(r.backoff_ms)),
+        ("max backoff".to_string(), duration(r.max_backoff_ms)),
+        ("budget".to_string(), format!("{}%", r.budget.percent)),
+        (
+            "min retries".to_string(),
+            format!("{}/s", r.budget.min_per_second),
+        ),
+    ]
+}
+
+/// `2 attempts on 502,503, backoff 50ms up to 1s, budget 20% (min 5/s)`, or `none`.
+fn retry_text(r: Option<&mesh_artifact::RetryPolicy>) -> String {
+    let Some(r) = r else {
+        return "none".to_string();
+    };
+    format!(
+        "{} attempt{} on {}, backoff {} up to {}, budget {}% (min {}/s)",
+        r.attempts,
+        if r.attempts == 1 { "" } else { "s" },
+        codes_text(&r.codes),
+        duration(r.backoff_ms),
+        duration(r.max_backoff_ms),
+        r.budget.percent,
+        r.budget.min_per_second
+    )
+}
+
+/// `default/reviews:9080 (v1) weight 80, default/reviews:9080 (v2) weight 20`, or `none`.
+fn backends_text(b: &[Setting]) -> String {
+    if b.is_empty() {
+        return "none".to_string();
+    }
+    let items: Vec<String> = b.iter().map(|(k, w)| format!("{k} weight {w}")).collect();
+    items.join(", ")
+}
+
+/// `answers 500`, or `none`.
+fn status_text(s: Option<u16>) -> String {
+    s.map_or("none".to_string(), |s| format!("answers {s}"))
+}
+
+/// How one setting differs between two lists of settings.
+#[derive(Debug, PartialEq, Eq)]
+enum Delta<'a> {
+    Added(&'a Setting),
+    Removed(&'a Setting),
+    Changed(&'a str, &'a str, &'a str),
+}
+
+/// The settings that differ: the n-th setting of a key on one side pairs with the n-th of the
+/// same key on the other (a header may be added twice), and order alone is no change.
+fn deltas<'a>(old: &'a [Setting], new: &'a [Setting]) -> Vec<Delta<'a>> {
+    let nth = |list: &'a [Setting], key: &str, n: usize| {
+        list.iter()
+            .enumerate()
+            .filter(|(_, (k, _))| k == key)
+            .nth(n)
+    };
+    let mut out = Vec::new();
+    let mut paired = vec![false; new.len()];
+    for (i, s) in old.iter().enumerate() {
+        let occurrence = old.iter().take(i).filter(|(k, _)| *k == s.0).count();
+        match nth(new, &s.0, occurrence) {
+            Some((j, t)) => {
+                if let Some(p) = paired.get_mut(j) {
+                    *p = true;
+                }
+                if t.1 != s.1 {
+                    out.push(Delta::Changed(&s.0, &s.1, &t.1));
+                }
+            }
+            None => out.push(Delta::Removed(s)),
+        }
+    }
+    for (t, p) in new.iter().zip(paired) {
+        if !p {
+            out.push(Delta::Added(t));
+        }
+    }
+    out
+}
+
+/// A delta between the fields of one part: `status 301 -> 302`, `scheme unset -> https`.
+fn field_delta(d: &Delta<'_>) -> String {
+    match d {
+        Delta::Changed(k, a, b) => format!("{k} {a} -> {b}"),
+        Delta::Added((k, v)) => format!("{k} unset -> {v}"),
+        Delta::Removed((k, v)) => format!("{k} {v} -> unset"),
+    }
+}
+
+/// A delta between two lists of operations: `set x-env: prod -> staging`, `+ remove x-debug`.
+fn list_delta(d: &Delta<'_>) -> String {
+    match d {
+        Delta::Changed(k, a, b) => format!("{k}: {a} -> {b}"),
+        Delta::Added(s) => format!("+ {}", item(s)),
+        Delta::Removed(s) => format!("- {}", item(s)),
+    }
+}
+
+/// `name: <full old> -> <full new>` when one side has nothing, else `name: <changed fields>`.
+fn fields_line(name: &str, old: &[Setting], new: &[Setting], full: [String; 2]) -> Option<String> {
+    let d = deltas(old, new);
+    if d.is_empty() {
+        return None;
+    }
+    if old.is_empty() || new.is_empty() {
+        let [a, b] = full;
+        return Some(format!("{name}: {a} -> {b}"));
+    }
+    let parts: Vec<String> = d.iter().map(field_delta).collect();
+    Some(format!("{name}: {}", parts.join(", ")))
+}
+
+/// Backends that differ: one line per backend whose weight changed, added or removed, or the
+/// whole lists when one side has none.
+fn backend_lines(old: &[Setting], new: &[Setting]) -> Vec<String> {
+    let d = deltas(old, new);
+    if d.is_empty() {
+        return Vec::new();
+    }
+    if old.is_empty() || new.is_empty() {
+        return vec![format!(
+            "backends: {} -> {}",
+            backends_text(old),
+            backends_text(new)
+        )];
+    }
+    d.iter()
+        .map(|d| match d {
+            Delta::Changed(k, a, b) => format!("backend {k} weight {a} -> {b}"),
+            Delta::Added((k, w)) => format!("+ backend {k} weight {w}"),
+            Delta::Removed((k, w)) => format!("- backend {k} weight {w}"),
+        })
+        .collect()
+}
+
+/// Filters that differ: `+ filter URLRewrite(path: ReplacePrefixMatch /v2)`, `- filter ...`,
+/// and for a filter on both sides only its settings that changed:
+/// `filter RequestRedirect: status 301 -> 302`.
+fn filter_lines<'a>(old: &'a [FilterView], new: &'a [FilterView]) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in FILTERS {
+        let find = |list: &'a [FilterView]| list.iter().find(|f| f.name == name);
+        match (find(old), find(new)) {
+            (Some(f), None) => out.push(format!("- filter {}", f.full())),
+            (None, Some(g)) => out.push(format!("+ filter {}", g.full())),
+            (Some(f), Some(g)) => {
+                let d = deltas(&f.settings, &g.settings);
+                if d.is_empty() {
+                    continue;
+                }
+                let (parts, sep): (Vec<String>, _) = if f.list {
+                    (d.iter().map(list_delta).collect(), "; ")
+                } else {
+                    (d.iter().map(field_delta).collect(), ", ")
+                };
+                out.push(format!("filter {name}: {}", parts.join(sep)));
+            }
+            (None, None) => {}
+        }
+    }
+    out
 }
 
 /// Route, port, rule.
@@ -270,7 +623,7 @@ fn match_text(e: &mesh_artifact::RouteEntry) -> String {
             } else {
                 "~"
             };
-            let _ = write!(m, ", {what} {} {op} {}", v.name, v.value);
+            let _ = write!(m, ", {what} {} {op} {}", v.name, val(&v.value));
         }
     }
     m
@@ -285,8 +638,9 @@ fn rule_views(body: &Body, table: &RouteTable, port: u16, out: &mut Views) {
         let m = match_text(e);
         let view = out
             .entry((e.route.clone(), port, e.rule))
-            .or_insert_with(|| {
-                let backends: Vec<String> = a
+            .or_insert_with(|| RuleView {
+                matches: BTreeSet::new(),
+                backends: a
                     .backends
                     .iter()
                     .map(|b| {
@@ -295,24 +649,14 @@ fn rule_views(body: &Body, table: &RouteTable, port: u16, out: &mut Views) {
                             Some(v) => format!("{}:{} ({v})", c.service, c.port),
                             None => format!("{}:{}", c.service, c.port),
                         });
-                        format!("{name} weight {}", b.weight)
+                        (name, b.weight.to_string())
                     })
-                    .collect();
-                RuleView {
-                    matches: BTreeSet::new(),
-                    backends: backends.join(", "),
-                    timeouts: serde_json::to_string(&a.timeouts).unwrap_or_default(),
-                    retry: serde_json::to_string(&a.retry).unwrap_or_default(),
-                    filters: serde_json::to_string(&(
-                        &a.request_headers,
-                        &a.response_headers,
-                        &a.redirect,
-                        &a.rewrite,
-                    ))
-                    .unwrap_or_default(),
-                    status: a.fixed_status.map(|s| s.to_string()).unwrap_or_default(),
-                    source: e.source.clone(),
-                }
+                    .collect(),
+                timeouts: a.timeouts,
+                retry: a.retry.clone(),
+                filters: filter_views(a),
+                status: a.fixed_status,
+                source: e.source.clone(),
             });
         view.matches.insert(m);
     }
@@ -929,29 +1273,7 @@ fn route_changes(o: &Views, n: &Views, sc: &mut ServiceChanges, summary: &mut Su
                 });
             }
             (Some(a), Some(b)) => {
-                let mut fields = Vec::new();
-                let mut detail = Vec::new();
-                if a.matches != b.matches {
-                    fields.push("matches".to_string());
-                    for m in a.matches.difference(&b.matches) {
-                        detail.push(format!("- match {m}"));
-                    }
-                    for m in b.matches.difference(&a.matches) {
-                        detail.push(format!("+ match {m}"));
-                    }
-                }
-                for (name, x, y) in [
-                    ("backends", &a.backends, &b.backends),
-                    ("timeouts", &a.timeouts, &b.timeouts),
-                    ("retry", &a.retry, &b.retry),
-                    ("filters", &a.filters, &b.filters),
-                    ("status", &a.status, &b.status),
-                ] {
-                    if x != y {
-                        fields.push(name.to_string());
-                        detail.push(format!("{name}: {x} -> {y}"));
-                    }
-                }
+                let (fields, detail) = rule_delta(a, b);
                 if !fields.is_empty() {
                     summary.rules_changed += 1;
                     sc.routes.push(RuleChange {
@@ -970,13 +1292,84 @@ fn route_changes(o: &Views, n: &Views, sc: &mut ServiceChanges, summary: &mut Su
     }
 }
 
+/// The fields of a rule that changed, and a line for each thing in them that did.
+fn rule_delta(a: &RuleView, b: &RuleView) -> (Vec<String>, Vec<String>) {
+    let mut fields = Vec::new();
+    let mut detail = Vec::new();
+    let mut add = |name: &str, lines: Vec<String>| {
+        if !lines.is_empty() {
+            fields.push(name.to_string());
+            detail.extend(lines);
+        }
+    };
+    let mut matches = Vec::new();
+    for m in a.matches.difference(&b.matches) {
+        matches.push(format!("- match {m}"));
+    }
+    for m in b.matches.difference(&a.matches) {
+        matches.push(format!("+ match {m}"));
+    }
+    add("matches", matches);
+    add("backends", backend_lines(&a.backends, &b.backends));
+    add(
+        "timeouts",
+        fields_line(
+            "timeouts",
+            &timeout_settings(&a.timeouts),
+            &timeout_settings(&b.timeouts),
+            [timeouts_text(&a.timeouts), timeouts_text(&b.timeouts)],
+        )
+        .into_iter()
+        .collect(),
+    );
+    let retry = |r: &Option<mesh_artifact::RetryPolicy>| r.as_ref().map(retry_settings);
+    add(
+        "retry",
+        fields_line(
+            "retry",
+            &retry(&a.retry).unwrap_or_default(),
+            &retry(&b.retry).unwrap_or_default(),
+            [retry_text(a.retry.as_ref()), retry_text(b.retry.as_ref())],
+        )
+        .into_iter()
+        .collect(),
+    );
+    add("filters", filter_lines(&a.filters, &b.filters));
+    let status = if a.status == b.status {
+        Vec::new()
+    } else {
+        vec![format!(
+            "status: {} -> {}",
+            status_text(a.status),
+            status_text(b.status)
+        )]
+    };
+    add("status", status);
+    (fields, detail)
+}
+
+/// A rule added or removed, whole.
 fn describe(v: &RuleView) -> Vec<String> {
     let mut d: Vec<String> = v.matches.iter().map(|m| format!("match {m}")).collect();
     if !v.backends.is_empty() {
-        d.push(format!("backends: {}", v.backends));
+        d.push(format!("backends: {}", backends_text(&v.backends)));
     }
-    if !v.status.is_empty() {
-        d.push(format!("answers {}", v.status));
+    d.extend(v.filters.iter().map(|f| format!("filter {}", f.full())));
+    // Timeouts and retries (the mesh's defaults, often) only apply to a rule that forwards.
+    if v.backends.is_empty() {
+        if let Some(s) = v.status {
+            d.push(status_text(Some(s)));
+        }
+        return d;
+    }
+    if !v.timeouts.is_empty() {
+        d.push(format!("timeouts: {}", timeouts_text(&v.timeouts)));
+    }
+    if v.retry.is_some() {
+        d.push(format!("retry: {}", retry_text(v.retry.as_ref())));
+    }
+    if let Some(s) = v.status {
+        d.push(status_text(Some(s)));
     }
     d
 }
@@ -1233,5 +1626,172 @@ pub fn run(
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_artifact::{HeaderModifier, PathModifier, Redirect, RuleAction, UrlRewrite};
+
+    fn s(k: &str, v: &str) -> Setting {
+        (k.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn durations_read_like_gateway_api() {
+        assert_eq!(duration(10_000), "10s");
+        assert_eq!(duration(250), "250ms");
+        assert_eq!(duration(90_000), "1m30s");
+        assert_eq!(duration(3_600_000), "1h");
+        assert_eq!(duration(1_500), "1s500ms");
+        assert_eq!(duration(0), "0s");
+    }
+
+    #[test]
+    fn values_are_quoted_only_when_needed() {
+        assert_eq!(val("prod"), "prod");
+        assert_eq!(val("/v2"), "/v2");
+        assert_eq!(val(""), "\"\"");
+        assert_eq!(val("a, b"), "\"a, b\"");
+        assert_eq!(val(" x"), "\" x\"");
+        assert_eq!(val("max-age=0; private"), "\"max-age=0; private\"");
+    }
+
+    #[test]
+    fn filters_are_named_and_short() {
+        let a = RuleAction {
+            redirect: Some(Redirect {
+                scheme: Some("https".into()),
+                hostname: None,
+                port: Some(8443),
+                path: Some(PathModifier::ReplaceFullPath("/".into())),
+                status: 301,
+            }),
+            rewrite: Some(UrlRewrite {
+                hostname: Some("api.internal".into()),
+                path: Some(PathModifier::ReplacePrefixMatch("/v2".into())),
+            }),
+            request_headers: HeaderModifier {
+                set: vec![("x-env".into(), "prod".into())],
+                add: vec![("x-tag".into(), "a,b".into())],
+                remove: vec!["x-debug".into()],
+            },
+            ..RuleAction::default()
+        };
+        let full: Vec<String> = filter_views(&a).iter().map(FilterView::full).collect();
+        assert_eq!(
+            full,
+            [
+                "RequestRedirect(scheme: https, port: 8443, path: ReplaceFullPath /, status: 301)",
+                "URLRewrite(hostname: api.internal, path: ReplacePrefixMatch /v2)",
+                "RequestHeaderModifier(set x-env: prod; add x-tag: \"a,b\"; remove x-debug)",
+            ]
+        );
+        assert!(filter_views(&RuleAction::default()).is_empty());
+    }
+
+    #[test]
+    fn deltas_pair_settings_by_key_and_ignore_order() {
+        let old = [
+            s("set a", "1"),
+            s("add b", "1"),
+            s("add b", "2"),
+            s("remove c", ""),
+        ];
+        let new = [
+            s("add b", "1"),
+            s("set a", "2"),
+            s("add b", "3"),
+            s("remove d", ""),
+        ];
+        let lines: Vec<String> = deltas(&old, &new).iter().map(list_delta).collect();
+        assert_eq!(
+            lines,
+            ["set a: 1 -> 2", "add b: 2 -> 3", "- remove c", "+ remove d"]
+        );
+        let reordered = [
+            s("add b", "1"),
+            s("set a", "1"),
+            s("remove c", ""),
+            s("add b", "2"),
+        ];
+        assert!(deltas(&old, &reordered).is_empty());
+    }
+
+    #[test]
+    fn changed_filters_show_only_what_changed() {
+        let f = |name, list, settings: Vec<Setting>| FilterView {
+            name,
+            list,
+            settings,
+        };
+        let old = vec![
+            f(
+                "RequestRedirect",
+                false,
+                vec![s("path", "ReplacePrefixMatch /r"), s("status", "301")],
+            ),
+            f(
+                "ResponseHeaderModifier",
+                true,
+                vec![s("set cache-control", "no-store")],
+            ),
+        ];
+        let new = vec![
+            f(
+                "RequestRedirect",
+                false,
+                vec![
+                    s("scheme", "https"),
+                    s("path", "ReplacePrefixMatch /r"),
+                    s("status", "302"),
+                ],
+            ),
+            f("URLRewrite", false, vec![s("path", "ReplaceFullPath /")]),
+            f(
+                "ResponseHeaderModifier",
+                true,
+                vec![s("set cache-control", "no-cache"), s("remove server", "")],
+            ),
+        ];
+        assert_eq!(
+            filter_lines(&old, &new),
+            [
+                "filter RequestRedirect: status 301 -> 302, scheme unset -> https",
+                "+ filter URLRewrite(path: ReplaceFullPath /)",
+                "filter ResponseHeaderModifier: set cache-control: no-store -> no-cache; + remove server",
+            ]
+        );
+        assert_eq!(
+            filter_lines(&new, &old),
+            [
+                "filter RequestRedirect: scheme https -> unset, status 302 -> 301",
+                "- filter URLRewrite(path: ReplaceFullPath /)",
+                "filter ResponseHeaderModifier: set cache-control: no-cache -> no-store; - remove server",
+            ]
+        );
+        assert!(filter_lines(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn backends_show_each_weight_that_moved() {
+        let old = [s("a:80 (v1)", "80"), s("a:80 (v2)", "20")];
+        let new = [
+            s("a:80 (v1)", "50"),
+            s("a:80 (v2)", "20"),
+            s("a:80 (v3)", "30"),
+        ];
+        assert_eq!(
+            backend_lines(&old, &new),
+            [
+                "backend a:80 (v1) weight 80 -> 50",
+                "+ backend a:80 (v3) weight 30"
+            ]
+        );
+        assert_eq!(
+            backend_lines(&[], &old),
+            ["backends: none -> a:80 (v1) weight 80, a:80 (v2) weight 20"]
+        );
     }
 }

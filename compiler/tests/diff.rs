@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use meshc::LoadOptions;
 use meshc::diff::{
-    AccessChange, AccessKind, METHODS, MeshDiff, Side, diff, diff_checked, diff_inputs, human,
-    json, load_input, markdown, side_of,
+    AccessChange, AccessKind, METHODS, MeshDiff, RuleChange, Side, diff, diff_checked, diff_inputs,
+    human, json, load_input, markdown, side_of,
 };
 
 fn bookinfo() -> Vec<(String, String)> {
@@ -98,6 +98,141 @@ fn canary_weight_shift() {
     assert_eq!(d.summary.rules_changed, 1);
     assert_eq!(d.services[0].routes[0].fields, vec!["backends"]);
     snapshot("canary-weight-shift", &d);
+}
+
+/// The one rule change of a diff that changes one rule and nothing else.
+fn only_rule(d: &MeshDiff) -> &RuleChange {
+    assert!(d.access.is_empty(), "{d:#?}");
+    assert_eq!(d.services.len(), 1, "{d:#?}");
+    assert_eq!(d.services[0].routes.len(), 1, "{d:#?}");
+    &d.services[0].routes[0]
+}
+
+#[test]
+fn redirect_status_change() {
+    let old = bookinfo();
+    let new = edit(&old, "routes.yaml", "statusCode: 301", "statusCode: 302");
+    let d = run(old, new);
+    let r = only_rule(&d);
+    assert_eq!((r.route.as_str(), r.rule), ("default/ratings", 2));
+    assert_eq!(r.fields, ["filters"]);
+    assert_eq!(r.detail, ["filter RequestRedirect: status 301 -> 302"]);
+    snapshot("redirect-status", &d);
+}
+
+#[test]
+fn rewrite_added() {
+    let old = bookinfo();
+    let new = edit(
+        &old,
+        "routes.yaml",
+        "          port: 9080\n          version: v2\n",
+        "          port: 9080\n          version: v2\n      filters:\n        - type: URLRewrite\n          urlRewrite:\n            path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2/reviews}\n",
+    );
+    let d = run(old, new);
+    let r = only_rule(&d);
+    assert_eq!((r.route.as_str(), r.rule), ("default/reviews", 0));
+    assert_eq!(r.fields, ["filters"]);
+    assert_eq!(
+        r.detail,
+        ["+ filter URLRewrite(path: ReplacePrefixMatch /v2/reviews)"]
+    );
+    snapshot("rewrite-added", &d);
+}
+
+#[test]
+fn header_modifier_changed() {
+    let old = bookinfo();
+    let new = edit(
+        &old,
+        "routes.yaml",
+        "              - {name: cache-control, value: no-store}\n",
+        "              - {name: cache-control, value: \"no-cache, private\"}\n            remove: [x-debug]\n        - type: RequestHeaderModifier\n          requestHeaderModifier:\n            add:\n              - {name: x-env, value: prod}\n",
+    );
+    let d = run(old, new);
+    let r = only_rule(&d);
+    assert_eq!((r.route.as_str(), r.rule), ("default/ratings", 1));
+    assert_eq!(r.fields, ["filters"]);
+    assert_eq!(
+        r.detail,
+        [
+            "+ filter RequestHeaderModifier(add x-env: prod)",
+            "filter ResponseHeaderModifier: set cache-control: no-store -> \"no-cache, private\"; + remove x-debug",
+        ]
+    );
+    snapshot("header-modifier-changed", &d);
+}
+
+#[test]
+fn timeouts_and_retry_change() {
+    let old = bookinfo();
+    let new = edit(
+        &old,
+        "routes.yaml",
+        "        request: 5s\n        backendRequest: 2s\n",
+        "        request: 10s\n        backendRequest: 250ms\n",
+    );
+    let new = edit(
+        &new,
+        "routes.yaml",
+        "        attempts: 2\n        codes: [502, 503]\n",
+        "        attempts: 3\n        codes: [503, 504]\n",
+    );
+    let d = run(old, new);
+    let r = only_rule(&d);
+    assert_eq!((r.route.as_str(), r.rule), ("default/reviews", 1));
+    assert_eq!(r.fields, ["timeouts", "retry"]);
+    assert_eq!(
+        r.detail,
+        [
+            "timeouts: request 5s -> 10s, backend request 2s -> 250ms",
+            "retry: attempts 2 -> 3, codes 502,503 -> 503,504",
+        ]
+    );
+    snapshot("timeouts-and-retry", &d);
+}
+
+/// A rule that stops having a part shows it whole; a rule's own timeout over the mesh's default
+/// shows what changed.
+#[test]
+fn retry_removed_and_timeouts_added() {
+    let old = bookinfo();
+    let new = edit(
+        &old,
+        "routes.yaml",
+        "      retry:\n        attempts: 2\n        codes: [502, 503]\n        backoff: 50ms\n        budget:\n          percent: 20\n          minRetriesPerSecond: 5\n",
+        "",
+    );
+    let new = edit(
+        &new,
+        "routes.yaml",
+        "        - {name: ratings, port: 9080}\n      filters:",
+        "        - {name: ratings, port: 9080}\n      timeouts: {request: 1m30s}\n      filters:",
+    );
+    let d = run(old, new);
+    let lines: Vec<(&str, u32, &str)> = d
+        .services
+        .iter()
+        .flat_map(|s| &s.routes)
+        .flat_map(|r| {
+            r.detail
+                .iter()
+                .map(|l| (r.route.as_str(), r.rule, l.as_str()))
+        })
+        .collect();
+    // The mesh's default request timeout is 15s; the retry's maximum backoff defaults to ten
+    // times its backoff.
+    assert_eq!(
+        lines,
+        [
+            ("default/ratings", 1, "timeouts: request 15s -> 1m30s"),
+            (
+                "default/reviews",
+                1,
+                "retry: 2 attempts on 502,503, backoff 50ms up to 500ms, budget 20% (min 5/s) -> none"
+            ),
+        ]
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use mesh_artifact::{
     RetryBudget, UrlRewrite,
 };
 
-use crate::diag::{Code, Diagnostic, did_you_mean};
+use crate::diag::{Code, Diagnostic, Severity, did_you_mean};
 use crate::model::*;
 use crate::source::{FileId, Loc, Span};
 use std::fmt::Display;
@@ -165,6 +165,41 @@ pub mod fields {
     pub const MESH_RETRY: &[&str] = &["codes", "attempts", "backoff", "maxBackoff", "budget"];
 }
 
+/// `creationTimestamp` of a route whose timestamp was given but is invalid (reported as MC0208).
+/// A valid timestamp is never empty. The route's age is unknown, so the route analysis does not
+/// rank its matches against other routes' (see [`crate::validate`]).
+pub const INVALID_TIMESTAMP: &str = "";
+
+/// Name of the header condition that marks a match which had an error: no valid header name is
+/// empty (MC0204), so no input yields it. Such a match stays in its rule, so that rules and
+/// matches keep their source indexes, but what it would match is unknown: the route analysis
+/// and the checks on a rule's matches leave it out, since anything they found would be a
+/// consequence of the error already reported. Models with errors are never lowered.
+pub const BROKEN_MATCH_MARK: &str = "";
+
+/// A match that stands for one that had an error (see [`BROKEN_MATCH_MARK`]).
+pub fn broken_match(loc: Loc) -> Match {
+    Match {
+        loc,
+        path: S::new(PathMatch::PathPrefix("/".to_string()), loc),
+        method: None,
+        headers: vec![S::new(
+            ValueMatch {
+                name: BROKEN_MATCH_MARK.to_string(),
+                kind: MatchKind::Exact,
+                value: String::new(),
+            },
+            loc,
+        )],
+        query: Vec::new(),
+    }
+}
+
+/// Whether `m` stands for a match that had an error.
+pub fn is_broken_match(m: &Match) -> bool {
+    m.headers.iter().any(|h| h.v.name == BROKEN_MATCH_MARK)
+}
+
 /// A resource document, classified.
 #[derive(Debug)]
 pub enum Resource {
@@ -309,6 +344,13 @@ impl<'a> Decoder<'a> {
 
     pub fn report(&mut self, d: Diagnostic) {
         self.diags.push(d);
+    }
+
+    /// Whether an error was reported since `mark` (a length of [`Decoder::diags`]).
+    fn errors_since(&self, mark: usize) -> bool {
+        self.diags
+            .get(mark..)
+            .is_some_and(|new| new.iter().any(|d| d.severity == Severity::Error))
     }
 
     fn wrong_type(&mut self, n: &Node<'_>, what: impl Display + Copy, expected: &str) {
@@ -578,6 +620,19 @@ impl<'a> Decoder<'a> {
 
     /// Decode one document.
     pub fn document(&mut self, doc: &Node<'_>) -> Resource {
+        if !matches!(doc.value, Value::Map(_)) {
+            let d = Diagnostic::new(
+                Code::NotAResource,
+                format!(
+                    "document is not a resource: it is {}, not a mapping",
+                    doc.value.type_name()
+                ),
+            )
+            .at(self.loc(doc), "not a mapping")
+            .help("every document must be a Kubernetes-style resource: a mapping with `apiVersion`, `kind` and `metadata`");
+            self.report(d);
+            return Resource::Invalid;
+        }
         let Some(mut top) = self.obj(doc, "document") else {
             return Resource::Invalid;
         };
@@ -681,20 +736,40 @@ impl<'a> Decoder<'a> {
         // `status` is written by controllers; it is read and ignored.
         let _ = top.take("status");
         self.finish(top, fields::TOP, format_args!("`{k}`"));
-        let Some(meta_node) = meta else {
-            let d = Diagnostic::new(
-                Code::MissingField,
-                format!("missing field `metadata` in `{k}`"),
-            )
-            .at(self.loc(doc), "`metadata` with a `name` is required");
-            self.report(d);
-            return Resource::Invalid;
+        // A resource whose metadata is unusable is left out of the model, but its spec is still
+        // decoded: its problems are reported in the same run.
+        let (meta, usable) = match meta {
+            Some(n) => {
+                let (meta, valid) = self.metadata(n, k, doc);
+                // A service's name is what routes, sidecars and Cedar policies refer to: an
+                // invalid one leaves the service out. Other resources are named by nothing, so
+                // one with an invalid name stays, and the semantic checks of its spec run too.
+                let usable = match valid {
+                    MetaValidity::Valid => true,
+                    MetaValidity::InvalidName => !matches!(k, "Service" | "MeshService"),
+                    MetaValidity::Unusable => false,
+                };
+                (meta, usable)
+            }
+            None => {
+                let d = Diagnostic::new(
+                    Code::MissingField,
+                    format!("missing field `metadata` in `{k}`"),
+                )
+                .at(self.loc(doc), "`metadata` with a `name` is required");
+                self.report(d);
+                (
+                    Meta::placeholder(self.default_namespace, self.loc(doc)),
+                    false,
+                )
+            }
         };
-        let Some(meta) = self.metadata(meta_node, k) else {
-            return Resource::Invalid;
+        let what = if meta.name.v.is_empty() {
+            format!("`{k}`")
+        } else {
+            format!("`{k}` `{}`", meta.name.v)
         };
-        let what = format!("`{k}` `{}`", meta.name.v);
-        match k {
+        let resource = match k {
             "Mesh" => self
                 .mesh(meta, spec, &what)
                 .map_or(Resource::Invalid, Resource::Mesh),
@@ -713,29 +788,37 @@ impl<'a> Decoder<'a> {
             _ => self
                 .route(meta, spec, &what, Origin::GatewayApi)
                 .map_or(Resource::Invalid, |(r, s)| Resource::Route(r, s)),
-        }
+        };
+        if usable { resource } else { Resource::Invalid }
     }
 
-    fn metadata(&mut self, n: &Node<'_>, kind: &str) -> Option<Meta> {
-        let mut o = self.obj(n, "metadata")?;
+    /// The metadata, and how far it is valid. An invalid `creationTimestamp` is kept as
+    /// [`INVALID_TIMESTAMP`].
+    fn metadata(&mut self, n: &Node<'_>, kind: &str, doc: &Node<'_>) -> (Meta, MetaValidity) {
+        let Some(mut o) = self.obj(n, "metadata") else {
+            return (
+                Meta::placeholder(self.default_namespace, self.loc(doc)),
+                MetaValidity::Unusable,
+            );
+        };
         let name = self.req_str(&mut o, "name", "metadata");
         let namespace = self.opt_str(&mut o, "namespace", "metadata");
-        let ts = o.take("creationTimestamp").and_then(|t| {
+        // A timestamp that is given but invalid (reported) is kept as [`INVALID_TIMESTAMP`].
+        let ts = o.take("creationTimestamp").map(|t| {
             let s = self.str_lenient(t, "metadata.creationTimestamp")?;
-            match values::normalize_timestamp(&s.v) {
-                Some(v) => Some(v),
-                None => {
-                    let d = Diagnostic::new(
-                        Code::InvalidTimestamp,
-                        format!("`{}` is not an RFC 3339 timestamp", s.v),
-                    )
-                    .at(s.loc, "invalid timestamp")
-                    .help("write it as Kubernetes does, e.g. `2024-05-01T10:00:00Z`");
-                    self.report(d);
-                    None
-                }
+            let normal = values::normalize_timestamp(&s.v);
+            if normal.is_none() {
+                let d = Diagnostic::new(
+                    Code::InvalidTimestamp,
+                    format!("`{}` is not an RFC 3339 timestamp", s.v),
+                )
+                .at(s.loc, "invalid timestamp")
+                .help("write it as Kubernetes does, e.g. `2024-05-01T10:00:00Z`");
+                self.report(d);
             }
+            normal
         });
+        let ts = ts.map(|t| t.unwrap_or_else(|| INVALID_TIMESTAMP.to_string()));
         for key in ["labels", "annotations"] {
             if let Some(m) = o.take(key) {
                 if let Some(mut lo) = self.obj(m, format_args!("metadata.{key}")) {
@@ -749,27 +832,39 @@ impl<'a> Decoder<'a> {
             }
         }
         self.finish(o, fields::METADATA, "metadata");
-        let name = name?;
-        let subdomain = matches!(kind, "HTTPRoute" | "MeshRoute" | "Mesh" | "Sidecar");
-        let name_ok = self.name_check(&name, format_args!("{kind} name"), subdomain);
+        let mut validity = MetaValidity::Valid;
+        let name = match name {
+            Some(name) => {
+                let subdomain = matches!(kind, "HTTPRoute" | "MeshRoute" | "Mesh" | "Sidecar");
+                if !self.name_check(&name, format_args!("{kind} name"), subdomain) {
+                    validity = MetaValidity::InvalidName;
+                }
+                name
+            }
+            None => {
+                validity = MetaValidity::Unusable;
+                S::new(String::new(), self.loc(n))
+            }
+        };
         let namespace = match namespace {
             Some(ns) => {
-                let ok = self.name_check(&ns, "namespace", false);
-                if !ok {
-                    return None;
+                // Names without a namespace resolve in the resource's own: an invalid one
+                // would make every such reference fail.
+                if !self.name_check(&ns, "namespace", false) {
+                    validity = MetaValidity::Unusable;
                 }
                 ns
             }
             None => S::new(self.default_namespace.to_string(), name.loc),
         };
-        if !name_ok {
-            return None;
-        }
-        Some(Meta {
-            name,
-            namespace,
-            creation_timestamp: ts,
-        })
+        (
+            Meta {
+                name,
+                namespace,
+                creation_timestamp: ts,
+            },
+            validity,
+        )
     }
 
     fn spec<'n>(
@@ -858,7 +953,8 @@ impl<'a> Decoder<'a> {
         if let Some(n) = o.take("defaults") {
             if let Some(mut dobj) = self.obj(n, "spec.defaults") {
                 if let Some(b) = dobj.take("retryBudget") {
-                    m.default_retry_budget = self.retry_budget(b, "spec.defaults.retryBudget");
+                    m.default_retry_budget =
+                        Some(self.given_retry_budget(b, "spec.defaults.retryBudget"));
                 }
                 if let Some(t) = dobj.take("timeouts") {
                     if let Some(mut to) = self.obj(t, "spec.defaults.timeouts") {
@@ -901,6 +997,16 @@ impl<'a> Decoder<'a> {
             what,
             &[("enforce", AuthzMode::Enforce), ("audit", AuthzMode::Audit)],
         )
+    }
+
+    /// A retry budget that is given: its value or, where it had errors (reported), a stand-in.
+    /// An invalid budget is not a missing one: no check may report it as absent. Models with
+    /// errors are never lowered, so the stand-in reaches no artifact.
+    fn given_retry_budget(&mut self, n: &Node<'_>, what: impl Display + Copy) -> RetryBudget {
+        self.retry_budget(n, what).unwrap_or(RetryBudget {
+            percent: 0,
+            min_per_second: 0,
+        })
     }
 
     fn retry_budget(&mut self, n: &Node<'_>, what: impl Display + Copy) -> Option<RetryBudget> {
@@ -1000,11 +1106,13 @@ impl<'a> Decoder<'a> {
             Some(p) => {
                 let items = self.seq(p, "spec.ports");
                 svc.ports.reserve_exact(items.len());
+                let mut names = Vec::new();
                 for item in items {
                     let Some(mut po) = self.obj(item, "spec.ports[]") else {
                         continue;
                     };
                     let name = self.opt_str(&mut po, "name", "spec.ports[]");
+                    self.port_name_once(&mut names, name.as_ref(), &svc);
                     let port = match po.take("port") {
                         Some(n) => self.port(n, "spec.ports[].port"),
                         None => {
@@ -1094,11 +1202,13 @@ impl<'a> Decoder<'a> {
         if let Some(p) = o.take("ports") {
             let items = self.seq(p, "spec.ports");
             svc.ports.reserve_exact(items.len());
+            let mut names = Vec::new();
             for item in items {
                 let Some(mut po) = self.obj(item, "spec.ports[]") else {
                     continue;
                 };
                 let name = self.opt_str(&mut po, "name", "spec.ports[]");
+                self.port_name_once(&mut names, name.as_ref(), &svc);
                 let port = match po.take("port") {
                     Some(n) => self.port(n, "spec.ports[].port"),
                     None => {
@@ -1141,6 +1251,32 @@ impl<'a> Decoder<'a> {
         }
         self.finish(o, fields::K8S_SERVICE_SPEC, format_args!("{what} spec"));
         Some(svc)
+    }
+
+    /// Report a port name used twice in one service, at the second `name` (the model keeps no
+    /// place of port names, so this check runs here).
+    fn port_name_once(
+        &mut self,
+        seen: &mut Vec<S<String>>,
+        name: Option<&S<String>>,
+        svc: &Service,
+    ) {
+        let Some(name) = name else { return };
+        if let Some(first) = seen.iter().find(|s| s.v == name.v) {
+            let d = Diagnostic::new(
+                Code::DuplicatePort,
+                format!(
+                    "port name `{}` is used twice in service `{}`",
+                    name.v,
+                    svc.key()
+                ),
+            )
+            .at(name.loc, "name used again")
+            .secondary(first.loc, "first used here");
+            self.report(d);
+        } else {
+            seen.push(name.clone());
+        }
     }
 
     fn sidecar(
@@ -1354,17 +1490,23 @@ impl<'a> Decoder<'a> {
             invalid_filters: false,
         };
         let _ = o.take("name");
-        if let Some(m) = o.take("matches") {
+        let matches = o.take("matches");
+        if let Some(m) = matches {
             let items = self.seq(m, "spec.rules[].matches");
+            if !matches!(m.value, Value::Seq(_)) {
+                // Not a list: what the rule matches is unknown, not everything.
+                rule.matches.push(broken_match(self.loc(m)));
+            }
             rule.matches.reserve_exact(items.len());
             for item in items {
-                if let Some(mt) = self.route_match(item) {
-                    rule.matches.push(mt);
-                }
+                rule.matches.push(self.route_match(item));
             }
         }
         if let Some(f) = o.take("filters") {
             let items = self.seq(f, "spec.rules[].filters");
+            if !matches!(f.value, Value::Seq(_)) {
+                rule.invalid_filters = true;
+            }
             rule.filters.reserve_exact(items.len());
             for item in items {
                 match self.filter(item) {
@@ -1375,10 +1517,15 @@ impl<'a> Decoder<'a> {
         }
         if let Some(b) = o.take("backendRefs") {
             let items = self.seq(b, "spec.rules[].backendRefs");
+            // A backend that was reported and dropped: the rule is not without backends.
+            if !matches!(b.value, Value::Seq(_)) {
+                rule.invalid_filters = true;
+            }
             rule.backends.reserve_exact(items.len());
             for item in items {
-                if let Some(br) = self.backend_ref(item, native, route_ns) {
-                    rule.backends.push(br);
+                match self.backend_ref(item, native, route_ns) {
+                    Some(br) => rule.backends.push(br),
+                    None => rule.invalid_filters = true,
                 }
             }
         }
@@ -1403,6 +1550,19 @@ impl<'a> Decoder<'a> {
             )
             .at(self.loc(sp), "ignored");
             self.report(d);
+        }
+        // An unknown field may be a misspelt `matches` (or a match's `path` written on the rule):
+        // the rule would then look like a catch-all, so what it matches is unknown. It may also
+        // be a misspelt `backendRefs` or `filters`.
+        let unknown = o
+            .entries
+            .iter()
+            .any(|e| !e.3 && !fields::RULE.contains(&e.0));
+        if unknown {
+            rule.invalid_filters = true;
+            if matches.is_none() {
+                rule.matches.push(broken_match(rule.loc));
+            }
         }
         self.finish(o, fields::RULE, "`spec.rules[]`");
         Some(rule)
@@ -1439,7 +1599,7 @@ impl<'a> Decoder<'a> {
                 .map(|b| b.v);
             budget = o
                 .take("budget")
-                .and_then(|b| self.retry_budget(b, "retry.budget"));
+                .map(|b| self.given_retry_budget(b, "retry.budget"));
         }
         let known = if native {
             fields::MESH_RETRY
@@ -1459,12 +1619,17 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn route_match(&mut self, n: &Node<'_>) -> Option<Match> {
-        let mut o = self.obj(n, "spec.rules[].matches[]")?;
+    /// One match; every field is checked even when an earlier one is bad, and a match with an
+    /// error becomes a [`broken_match`].
+    fn route_match(&mut self, n: &Node<'_>) -> Match {
+        let mark = self.diags.len();
         let loc = self.loc(n);
+        let Some(mut o) = self.obj(n, "spec.rules[].matches[]") else {
+            return broken_match(loc);
+        };
         let path = match o.take("path") {
-            Some(p) => self.path_match(p)?,
-            None => S::new(PathMatch::PathPrefix("/".to_string()), loc),
+            Some(p) => self.path_match(p),
+            None => Some(S::new(PathMatch::PathPrefix("/".to_string()), loc)),
         };
         let method = o.take("method").and_then(|m| {
             let s = self.str(m, "matches[].method")?;
@@ -1500,13 +1665,16 @@ impl<'a> Decoder<'a> {
             None => Vec::new(),
         };
         self.finish(o, fields::MATCH, "`spec.rules[].matches[]`");
-        Some(Match {
-            loc,
-            path,
-            method,
-            headers,
-            query,
-        })
+        match path {
+            Some(path) if !self.errors_since(mark) => Match {
+                loc,
+                path,
+                method,
+                headers,
+                query,
+            },
+            _ => broken_match(loc),
+        }
     }
 
     fn path_match(&mut self, n: &Node<'_>) -> Option<S<PathMatch>> {
@@ -1526,14 +1694,16 @@ impl<'a> Decoder<'a> {
                     ("PathPrefix", K::Prefix),
                     ("RegularExpression", K::Regex),
                 ],
-            )?,
-            None => K::Prefix,
+            ),
+            None => Some(K::Prefix),
         };
         let value = match o.take("value") {
-            Some(v) => self.str(v, "path.value")?,
-            None => S::new("/".to_string(), self.loc(n)),
+            Some(v) => self.str(v, "path.value"),
+            None => Some(S::new("/".to_string(), self.loc(n))),
         };
         self.finish(o, fields::PATH, "`matches[].path`");
+        // Without a known `type`, the value cannot be judged.
+        let (kind, value) = (kind?, value?);
         let pm = match kind {
             K::Regex => {
                 if let Some(e) = self.regex_error(&value.v) {
@@ -1633,8 +1803,8 @@ impl<'a> Decoder<'a> {
                     ("Exact", MatchKind::Exact),
                     ("RegularExpression", MatchKind::RegularExpression),
                 ],
-            )?,
-            None => MatchKind::Exact,
+            ),
+            None => Some(MatchKind::Exact),
         };
         let name = self.req_str(&mut o, "name", what);
         let value = match o.take("value") {
@@ -1645,16 +1815,27 @@ impl<'a> Decoder<'a> {
             }
         };
         self.finish(o, fields::VALUE_MATCH, format_args!("`{what}`"));
-        let (name, value) = (name?, value?);
-        if header && !self.header_name_ok(&name) {
+        // The name and the value are each checked, whatever is wrong with the other.
+        let name_ok = match &name {
+            Some(name) => !header || self.header_name_ok(name),
+            None => false,
+        };
+        let value_ok = match (&value, kind) {
+            (Some(value), Some(MatchKind::RegularExpression)) => match self.regex_error(&value.v) {
+                Some(e) => {
+                    self.bad_regex(value, &e);
+                    false
+                }
+                None => true,
+            },
+            (Some(_), Some(MatchKind::Exact)) => true,
+            _ => false,
+        };
+        let (Some(name), Some(value), Some(kind), true, true) =
+            (name, value, kind, name_ok, value_ok)
+        else {
             return None;
-        }
-        if kind == MatchKind::RegularExpression {
-            if let Some(e) = self.regex_error(&value.v) {
-                self.bad_regex(&value, &e);
-                return None;
-            }
-        }
+        };
         let name_v = if header {
             name.v.to_ascii_lowercase()
         } else {
@@ -1932,9 +2113,12 @@ impl<'a> Decoder<'a> {
             .and_then(|p| self.path_modifier(p, format_args!("{what}.path")));
         let port = self.opt_port(&mut o, "port", what);
         let status = match o.take("statusCode") {
-            Some(s) => {
-                let i = self.int(s, format_args!("{what}.statusCode"))?;
-                if ![301, 302, 303, 307, 308].contains(&i.v) {
+            Some(s) => self
+                .int(s, format_args!("{what}.statusCode"))
+                .and_then(|i| {
+                    if [301, 302, 303, 307, 308].contains(&i.v) {
+                        return u16::try_from(i.v).ok();
+                    }
                     let d = Diagnostic::new(
                         Code::InvalidStatus,
                         format!("`{}` is not a redirect status code", i.v),
@@ -1942,13 +2126,12 @@ impl<'a> Decoder<'a> {
                     .at(i.loc, "not a redirect status")
                     .help("use 301 or 302 (core), or 303, 307, 308 (extended)");
                     self.report(d);
-                    return None;
-                }
-                u16::try_from(i.v).unwrap_or(302)
-            }
-            None => 302,
+                    None
+                }),
+            None => Some(302),
         };
         self.finish(o, fields::REDIRECT, format_args!("`{what}`"));
+        let status = status?;
         Some(Redirect {
             scheme: scheme.map(str::to_string),
             hostname: hostname.map(|h| h.v.to_ascii_lowercase()),
@@ -1977,4 +2160,26 @@ pub struct Meta {
     pub name: S<String>,
     pub namespace: S<String>,
     pub creation_timestamp: Option<String>,
+}
+
+/// How far a resource's metadata is valid (each problem is reported).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MetaValidity {
+    Valid,
+    /// The name is present but not a valid name of its kind.
+    InvalidName,
+    /// No name, an invalid namespace, or metadata that is not a mapping.
+    Unusable,
+}
+
+impl Meta {
+    /// Stands in for metadata that is missing or not a mapping, so that the spec can still be
+    /// decoded (and its problems reported); the resource is then left out of the model.
+    fn placeholder(namespace: &str, loc: Loc) -> Self {
+        Meta {
+            name: S::new(String::new(), loc),
+            namespace: S::new(namespace.to_string(), loc),
+            creation_timestamp: None,
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use mesh_artifact::{PathMatch, RouteEntry, SourcePos, rank};
 
+use crate::decode::{INVALID_TIMESTAMP, is_broken_match};
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::model::*;
 use crate::source::Loc;
@@ -157,7 +158,7 @@ impl Validator<'_> {
     fn services(&mut self) {
         for s in &self.model.services {
             let mut by_port: HashMap<u16, Loc> = HashMap::new();
-            let mut by_name: HashMap<&str, Loc> = HashMap::new();
+            // Port names used twice are reported by decoding, at the name.
             for p in &s.ports {
                 if let Some(first) = by_port.insert(p.port, p.loc) {
                     self.diags.push(
@@ -169,25 +170,10 @@ impl Validator<'_> {
                         .secondary(first, "first declared here"),
                     );
                 }
-                if let Some(n) = &p.name {
-                    if let Some(first) = by_name.insert(n, p.loc) {
-                        self.diags.push(
-                            Diagnostic::new(
-                                Code::DuplicatePort,
-                                format!("port name `{n}` is used twice in service `{}`", s.key()),
-                            )
-                            .at(p.loc, "name used again")
-                            .secondary(first, "first used here"),
-                        );
-                    }
-                }
             }
-            if s.ports.len() > 1
-                && s.ports.iter().any(|p| p.name.is_none())
-                && s.origin == Origin::Kubernetes
-            {
-                // Kubernetes requires names on multi-port services.
-                if let Some(p) = s.ports.iter().find(|p| p.name.is_none()) {
+            if s.ports.len() > 1 && s.origin == Origin::Kubernetes {
+                // Kubernetes requires names on multi-port services: report every unnamed port.
+                for p in s.ports.iter().filter(|p| p.name.is_none()) {
                     self.diags.push(
                         Diagnostic::new(
                             Code::MissingField,
@@ -544,7 +530,13 @@ impl Validator<'_> {
             }
             if let Some(v) = &b.version {
                 if !svc.versions.iter().any(|x| x.name == v.v) {
-                    let names: Vec<&str> = svc.versions.iter().map(|x| x.name.as_str()).collect();
+                    // A version defined twice (MC0401) is listed once.
+                    let mut names: Vec<&str> = Vec::with_capacity(svc.versions.len());
+                    for x in &svc.versions {
+                        if !names.contains(&x.name.as_str()) {
+                            names.push(&x.name);
+                        }
+                    }
                     let mut d = Diagnostic::new(
                         Code::UnknownVersion,
                         format!("service `{}` has no version `{}`", svc.key(), v.v),
@@ -649,12 +641,14 @@ impl Validator<'_> {
                 ),
                 _ => false,
             };
+            // A lone match that had an error may have been the `PathPrefix` one.
+            let unknown = rule.matches.len() == 1 && rule.matches.iter().any(is_broken_match);
             let single_prefix = rule.matches.len() <= 1
                 && rule
                     .matches
                     .first()
                     .is_none_or(|m| matches!(m.path.v, PathMatch::PathPrefix(_)));
-            if prefix_mod && !single_prefix {
+            if prefix_mod && !single_prefix && !unknown {
                 self.report(
                     Diagnostic::new(Code::PrefixRewriteWithoutPrefix, "`ReplacePrefixMatch` needs exactly one `PathPrefix` match in its rule")
                         .at(f.loc, "`ReplacePrefixMatch` here")
@@ -703,6 +697,9 @@ impl Validator<'_> {
                 .routes
                 .iter()
                 .flat_map(|r| candidates(r))
+                // A match that had an error matches nothing known: it neither shadows nor is
+                // shadowed (the error is reported already).
+                .filter(|c| !c.broken)
                 .map(|c| {
                     (
                         rank::precedence_key(&c.entry, c.route.creation_timestamp.as_deref()),
@@ -742,6 +739,11 @@ impl Validator<'_> {
                     let same_route =
                         hi.route.namespace == e.route.namespace && hi.route.name == e.route.name;
                     if same_route && hi.entry.rule == e.entry.rule {
+                        continue;
+                    }
+                    // A route whose `creationTimestamp` is invalid has no known age: its
+                    // precedence against other routes is unknown.
+                    if !same_route && (unknown_age(hi.route) || unknown_age(e.route)) {
                         continue;
                     }
                     if !covers(&hi.entry, &e.entry) {
@@ -878,11 +880,18 @@ pub fn attachment_groups(model: &Model) -> Vec<Group<'_>> {
         .collect()
 }
 
+/// Whether the route's `creationTimestamp` was given but is invalid.
+fn unknown_age(route: &Route) -> bool {
+    route.creation_timestamp.as_deref() == Some(INVALID_TIMESTAMP)
+}
+
 /// One match of one rule, as a precedence-ranked entry.
 pub struct Candidate<'m> {
     pub route: &'m Route,
     pub entry: RouteEntry,
     pub loc: Loc,
+    /// The match had an error ([`crate::decode::broken_match`]).
+    pub broken: bool,
 }
 
 /// Every match entry of a route (a rule without matches counts as `PathPrefix: /`).
@@ -895,6 +904,7 @@ pub fn candidates(route: &Route) -> Vec<Candidate<'_>> {
                 route,
                 entry: entry_of(route, ri, 0, None),
                 loc: rule.loc,
+                broken: false,
             });
         }
         for (mi, m) in rule.matches.iter().enumerate() {
@@ -903,6 +913,7 @@ pub fn candidates(route: &Route) -> Vec<Candidate<'_>> {
                 route,
                 entry: entry_of(route, ri, mi, Some(m)),
                 loc: m.loc,
+                broken: is_broken_match(m),
             });
         }
     }

@@ -448,3 +448,420 @@ items:
     let (file, line, col, _, _) = render::position(&c.sources, d);
     assert_eq!((file.as_str(), line, col), ("list.yaml", 7, 31), "{d:?}");
 }
+
+// Every problem in one run, and no finding that is only a consequence of another error.
+
+/// `CODE file:line:col` of every diagnostic, in output order.
+fn findings(checked: &Checked) -> Vec<String> {
+    checked
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let (file, line, col, _, _) = render::position(&checked.sources, d);
+            format!("{} {file}:{line}:{col}", d.code.as_str())
+        })
+        .collect()
+}
+
+const BOOKINFO: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec: {ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec: {ports: [{name: http, port: 9080}]}
+";
+
+/// The black-box tester's route: bad metadata, then a dozen problems in the spec.
+const BAD_METADATA_ROUTE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: Reviews_Route
+  creationTimestamp: "yesterday"
+spec:
+  parentRefs:
+  - name: reviews
+  - group: ""
+    kind: Service
+    name: reviews
+    port: "9080"
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: v1}
+      method: get
+    - path: {type: Exact, value: /a}
+      headers:
+      - {name: "x user", value: "1"}
+    filters:
+    - type: URLRewrite
+      urlRewrite:
+        path: {type: ReplacePrefixMatch, replacePrefixMatch: /b}
+    - type: RequestRedirect
+      requestRedirect: {statusCode: 307, hostname: "bad_host!"}
+    backendRefs:
+    - {name: ratings, port: 9080, weight: 2000000}
+    timeouts: {request: 1.5s, backendRequest: 2s}
+  - backendRefs:
+    - {name: ratings, port: 9080, weight: 0}
+    - {name: reviews, port: 9080, weight: 0}
+    retry: {attempts: 2, codes: [200]}
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {statusCode: 305}
+    - type: RequestMirror
+      requestMirror: {backendRef: {name: ratings, port: 9080}}
+"#;
+
+#[test]
+fn invalid_metadata_does_not_hide_the_spec() {
+    let checked = check(&[("svc.yaml", BOOKINFO), ("route.yaml", BAD_METADATA_ROUTE)]);
+    assert_eq!(
+        findings(&checked),
+        [
+            "MC0105 route.yaml:4:9",   // name
+            "MC0208 route.yaml:5:22",  // creationTimestamp
+            "MC0306 route.yaml:8:11",  // parent defaults to a Gateway
+            "MC0106 route.yaml:12:11", // quoted port
+            "MC0205 route.yaml:15:39", // path `v1`
+            "MC0206 route.yaml:16:15", // method `get`, in the same match as the bad path
+            "MC0204 route.yaml:19:16", // header `x user`
+            "MC0506 route.yaml:21:7",  // rewrite and redirect
+            "MC0507 route.yaml:21:7",  // ReplacePrefixMatch with two matches
+            "MC0210 route.yaml:25:52", // redirect hostname
+            "MC0209 route.yaml:27:43", // weight
+            "MC0202 route.yaml:28:25", // `1.5s`
+            "MC0501 route.yaml:29:5",  // all weights 0
+            "MC0502 route.yaml:32:12", // no budget at all
+            "MC0207 route.yaml:32:34", // retry code 200
+            "MC0207 route.yaml:35:37", // redirect status 305
+            "MC0505 route.yaml:36:7",  // RequestMirror
+        ]
+    );
+}
+
+#[test]
+fn a_service_without_usable_metadata_still_has_its_spec_checked() {
+    let svc = "apiVersion: v1
+kind: Service
+metadata: {name: Bad_Name}
+spec: {ports: [{name: http, port: 70000}]}
+---
+apiVersion: v1
+kind: Service
+spec: {ports: [{name: http, port: 0}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: Shop_}
+spec: {ports: [{name: http, port: 99999}]}
+---
+apiVersion: v1
+kind: Service
+metadata: [web]
+spec: {ports: [{name: http, port: -1}]}
+";
+    let checked = check(&[("svc.yaml", svc)]);
+    assert_eq!(
+        findings(&checked),
+        [
+            "MC0105 svc.yaml:3:18",  // invalid name
+            "MC0201 svc.yaml:4:35",  // and its spec
+            "MC0103 svc.yaml:6:1",   // no metadata
+            "MC0201 svc.yaml:8:35",  // and its spec
+            "MC0105 svc.yaml:12:34", // invalid namespace
+            "MC0201 svc.yaml:13:35", // and its spec
+            "MC0102 svc.yaml:17:11", // metadata not a mapping
+            "MC0201 svc.yaml:18:35", // and its spec
+        ]
+    );
+    // None of them is usable: no service is left in the model.
+    assert!(checked.model.services.is_empty());
+}
+
+const ONE_ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews}
+spec:
+  parentRefs: [{group: \"\", kind: Service, name: reviews}]
+  rules:
+";
+
+fn route_findings(rules: &str) -> Vec<String> {
+    let route = format!("{ONE_ROUTE}{rules}");
+    findings(&check(&[("svc.yaml", BOOKINFO), ("route.yaml", &route)]))
+}
+
+#[test]
+fn every_field_of_a_match_is_checked() {
+    assert_eq!(
+        route_findings(
+            "  - matches:
+    - path: {type: PathPrefix, value: v1}
+      method: get
+      headers:
+      - {name: \"x user\", type: RegularExpression, value: \"ja(son\"}
+      queryParams:
+      - {name: q, type: Regex, value: x}
+    - path: {type: Prefix, value: /a}
+      method: GIT
+    backendRefs: [{name: ratings, port: 9080}]
+"
+        ),
+        [
+            "MC0205 route.yaml:8:39",  // path
+            "MC0206 route.yaml:9:15",  // method
+            "MC0204 route.yaml:11:16", // header name
+            "MC0203 route.yaml:11:58", // and its regex
+            "MC0104 route.yaml:13:25", // query type
+            "MC0104 route.yaml:14:20", // path type
+            "MC0206 route.yaml:15:15", // method of the second match
+        ]
+    );
+}
+
+#[test]
+fn every_unnamed_port_of_a_multi_port_service_is_reported() {
+    let svc = "apiVersion: v1
+kind: Service
+metadata: {name: multi}
+spec:
+  ports:
+  - port: 80
+  - name: https
+    port: 443
+  - port: 9090
+  - port: 9091
+";
+    assert_eq!(
+        findings(&check(&[("svc.yaml", svc)])),
+        [
+            "MC0103 svc.yaml:6:11",
+            "MC0103 svc.yaml:9:11",
+            "MC0103 svc.yaml:10:11"
+        ]
+    );
+}
+
+#[test]
+fn a_match_with_an_error_neither_shadows_nor_is_shadowed() {
+    // A broken regex, a misspelt match field, a path on the rule instead of in a match, a
+    // `matches` that is not a list: each rule would read as a catch-all and shadow the last.
+    for broken in [
+        "  - matches:
+    - headers: [{name: end-user, type: RegularExpression, value: \"ja(son\"}]
+    backendRefs: [{name: ratings, port: 9080}]
+",
+        "  - matches:
+    - header: [{name: end-user, value: jason}]
+    backendRefs: [{name: ratings, port: 9080}]
+",
+        "  - path: {type: PathPrefix, value: /v1}
+    backendRefs: [{name: ratings, port: 9080}]
+",
+        "  - matches: {path: {value: /v1}}
+    backendRefs: [{name: ratings, port: 9080}]
+",
+        "  - matches:
+    - path: {type: PathPrefix, value: v1}
+    backendRefs: [{name: ratings, port: 9080}]
+",
+    ] {
+        let rules = format!("{broken}  - backendRefs: [{{name: reviews, port: 9080}}]\n");
+        let found = route_findings(&rules);
+        assert_eq!(found.len(), 1, "{broken}: {found:?}");
+        assert!(
+            ["MC0203", "MC0101", "MC0102", "MC0205"]
+                .iter()
+                .any(|c| found[0].starts_with(c)),
+            "{broken}: {found:?}"
+        );
+    }
+    // A later catch-all is still shadowed by an earlier valid one, across a broken match.
+    assert_eq!(
+        route_findings(
+            "  - backendRefs: [{name: ratings, port: 9080}]
+  - matches:
+    - path: {type: PathPrefix, value: v1}
+    backendRefs: [{name: ratings, port: 9080}]
+  - backendRefs: [{name: reviews, port: 9080}]
+"
+        ),
+        ["MC0205 route.yaml:9:39", "MC0504 route.yaml:11:5"]
+    );
+}
+
+#[test]
+fn a_misspelt_backend_refs_is_not_also_a_rule_without_backends() {
+    assert_eq!(
+        route_findings(
+            "  - backendRef: [{name: ratings, port: 9080}]
+  - matches: [{path: {value: /b}}]
+    backendRefs: [{port: 9080}]
+  - matches: [{path: {value: /c}}]
+    backendRefs: 5
+"
+        ),
+        [
+            "MC0101 route.yaml:7:5",
+            "MC0103 route.yaml:9:19",
+            "MC0102 route.yaml:11:18"
+        ]
+    );
+    // Without an error, a rule without backends is still reported.
+    assert_eq!(
+        route_findings("  - timeouts: {request: 1s}\n"),
+        ["MC0509 route.yaml:7:5"]
+    );
+}
+
+#[test]
+fn an_invalid_retry_budget_is_not_a_missing_one() {
+    let native = "apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata: {name: api}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshRoute
+metadata: {name: api}
+spec:
+  parentRefs: [{name: api}]
+  rules:
+  - backendRefs: [{name: api, port: 8080}]
+    retry: {attempts: 2, budget: {percent: 150}}
+  - matches: [{path: {value: /b}}]
+    backendRefs: [{name: api, port: 8080}]
+    retry: {attempts: 2, budget: many}
+  - matches: [{path: {value: /c}}]
+    backendRefs: [{name: api, port: 8080}]
+    retry: {attempts: 2}
+";
+    assert_eq!(
+        findings(&check(&[("mesh.yaml", native)])),
+        [
+            "MC0104 mesh.yaml:13:44",
+            "MC0102 mesh.yaml:16:34",
+            // The rule without any budget is still reported.
+            "MC0502 mesh.yaml:19:12",
+        ]
+    );
+    // An invalid mesh-wide default budget is not a missing one either.
+    let mesh = "apiVersion: meshc.dev/v1alpha1
+kind: Mesh
+metadata: {name: mesh}
+spec:
+  defaults:
+    retryBudget: {percent: 101}
+";
+    let route = format!(
+        "{ONE_ROUTE}  - backendRefs: [{{name: ratings, port: 9080}}]\n    retry: {{attempts: 2}}\n"
+    );
+    assert_eq!(
+        findings(&check(&[
+            ("mesh.yaml", mesh),
+            ("svc.yaml", BOOKINFO),
+            ("route.yaml", &route)
+        ])),
+        ["MC0104 mesh.yaml:6:28"]
+    );
+}
+
+#[test]
+fn a_route_of_unknown_age_is_not_ranked_against_other_routes() {
+    let routes = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: a, creationTimestamp: \"2024-01-01T00:00:00Z\"}
+spec:
+  parentRefs: [{group: \"\", kind: Service, name: reviews}]
+  rules:
+  - matches: [{path: {value: /v1}}]
+    backendRefs: [{name: ratings, port: 9080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: b, creationTimestamp: \"last week\"}
+spec:
+  parentRefs: [{group: \"\", kind: Service, name: reviews}]
+  rules:
+  - matches: [{path: {value: /v1}}]
+    backendRefs: [{name: reviews, port: 9080}]
+  - matches: [{path: {value: /v1}}]
+    backendRefs: [{name: ratings, port: 9080}]
+";
+    // With a valid timestamp, or none, `b` would get MC0404 against `a`; within `b`, rule 1 is
+    // still shadowed by its own rule 0.
+    assert_eq!(
+        findings(&check(&[("svc.yaml", BOOKINFO), ("routes.yaml", routes)])),
+        ["MC0208 routes.yaml:12:40", "MC0504 routes.yaml:18:15"]
+    );
+    let valid = routes.replace("last week", "2024-02-01T00:00:00Z");
+    let found = findings(&check(&[("svc.yaml", BOOKINFO), ("routes.yaml", &valid)]));
+    assert!(
+        found.contains(&"MC0404 routes.yaml:16:15".to_string()),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_version_defined_twice_is_listed_once() {
+    let mesh = "apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata: {name: api}
+spec:
+  ports: [{name: http, port: 8080}]
+  versions: [{name: v1}, {name: v1}, {name: canary}]
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshRoute
+metadata: {name: api}
+spec:
+  parentRefs: [{name: api}]
+  rules:
+  - backendRefs: [{name: api, port: 8080, version: v3}]
+";
+    let checked = check(&[("mesh.yaml", mesh)]);
+    let d = checked
+        .diagnostics
+        .iter()
+        .find(|d| d.code == Code::UnknownVersion)
+        .expect("MC0305");
+    assert_eq!(d.help.as_deref(), Some("versions: `v1`, `canary`"));
+}
+
+#[test]
+fn a_duplicate_port_name_points_at_the_name() {
+    let svc = "apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  ports:
+  - name: metrics
+    port: 9090
+  - name: metrics
+    port: 9091
+";
+    let checked = check(&[("svc.yaml", svc)]);
+    assert_eq!(findings(&checked), ["MC0402 svc.yaml:8:11"]);
+    // The first use is the secondary label.
+    let first = checked
+        .sources
+        .line_col(checked.diagnostics[0].secondary[0].loc);
+    assert_eq!(first, (6, 11));
+}
+
+#[test]
+fn a_document_that_is_not_a_mapping_is_not_a_resource() {
+    let text = "- name: web\n---\nweb\n---\n42\n---\napiVersion: v1\n";
+    assert_eq!(
+        findings(&check(&[("mesh.yaml", text)])),
+        [
+            "MC0007 mesh.yaml:1:1",
+            "MC0007 mesh.yaml:3:1",
+            "MC0007 mesh.yaml:5:1",
+            "MC0007 mesh.yaml:7:1"
+        ]
+    );
+}

@@ -165,39 +165,17 @@ pub mod fields {
     pub const MESH_RETRY: &[&str] = &["codes", "attempts", "backoff", "maxBackoff", "budget"];
 }
 
-/// `creationTimestamp` of a route whose timestamp was given but is invalid (reported as MC0208).
-/// A valid timestamp is never empty. The route's age is unknown, so the route analysis does not
-/// rank its matches against other routes' (see [`crate::validate`]).
-pub const INVALID_TIMESTAMP: &str = "";
-
-/// Name of the header condition that marks a match which had an error: no valid header name is
-/// empty (MC0204), so no input yields it. Such a match stays in its rule, so that rules and
-/// matches keep their source indexes, but what it would match is unknown: the route analysis
-/// and the checks on a rule's matches leave it out, since anything they found would be a
-/// consequence of the error already reported. Models with errors are never lowered.
-pub const BROKEN_MATCH_MARK: &str = "";
-
-/// A match that stands for one that had an error (see [`BROKEN_MATCH_MARK`]).
+/// A match that stands for one that had an error ([`Match::broken`]): it keeps its place in its
+/// rule, so that rules and matches keep their source indexes.
 pub fn broken_match(loc: Loc) -> Match {
     Match {
         loc,
         path: S::new(PathMatch::PathPrefix("/".to_string()), loc),
         method: None,
-        headers: vec![S::new(
-            ValueMatch {
-                name: BROKEN_MATCH_MARK.to_string(),
-                kind: MatchKind::Exact,
-                value: String::new(),
-            },
-            loc,
-        )],
+        headers: Vec::new(),
         query: Vec::new(),
+        broken: true,
     }
-}
-
-/// Whether `m` stands for a match that had an error.
-pub fn is_broken_match(m: &Match) -> bool {
-    m.headers.iter().any(|h| h.v.name == BROKEN_MATCH_MARK)
 }
 
 /// A resource document, classified.
@@ -792,8 +770,8 @@ impl<'a> Decoder<'a> {
         if usable { resource } else { Resource::Invalid }
     }
 
-    /// The metadata, and how far it is valid. An invalid `creationTimestamp` is kept as
-    /// [`INVALID_TIMESTAMP`].
+    /// The metadata, and how far it is valid. A `creationTimestamp` that is given but invalid
+    /// (reported) sets [`Meta::unknown_age`].
     fn metadata(&mut self, n: &Node<'_>, kind: &str, doc: &Node<'_>) -> (Meta, MetaValidity) {
         let Some(mut o) = self.obj(n, "metadata") else {
             return (
@@ -803,7 +781,6 @@ impl<'a> Decoder<'a> {
         };
         let name = self.req_str(&mut o, "name", "metadata");
         let namespace = self.opt_str(&mut o, "namespace", "metadata");
-        // A timestamp that is given but invalid (reported) is kept as [`INVALID_TIMESTAMP`].
         let ts = o.take("creationTimestamp").map(|t| {
             let s = self.str_lenient(t, "metadata.creationTimestamp")?;
             let normal = values::normalize_timestamp(&s.v);
@@ -818,7 +795,8 @@ impl<'a> Decoder<'a> {
             }
             normal
         });
-        let ts = ts.map(|t| t.unwrap_or_else(|| INVALID_TIMESTAMP.to_string()));
+        let unknown_age = matches!(ts, Some(None));
+        let ts = ts.flatten();
         for key in ["labels", "annotations"] {
             if let Some(m) = o.take(key) {
                 if let Some(mut lo) = self.obj(m, format_args!("metadata.{key}")) {
@@ -862,6 +840,7 @@ impl<'a> Decoder<'a> {
                 name,
                 namespace,
                 creation_timestamp: ts,
+                unknown_age,
             },
             validity,
         )
@@ -1383,6 +1362,7 @@ impl<'a> Decoder<'a> {
             loc: meta.name.loc,
             origin,
             creation_timestamp: meta.creation_timestamp.clone(),
+            unknown_age: meta.unknown_age,
             parents: Vec::new(),
             hostnames: Vec::new(),
             rules: Vec::new(),
@@ -1487,7 +1467,7 @@ impl<'a> Decoder<'a> {
             filters: Vec::new(),
             timeouts: Timeouts::default(),
             retry: None,
-            invalid_filters: false,
+            incomplete: false,
         };
         let _ = o.take("name");
         let matches = o.take("matches");
@@ -1505,13 +1485,13 @@ impl<'a> Decoder<'a> {
         if let Some(f) = o.take("filters") {
             let items = self.seq(f, "spec.rules[].filters");
             if !matches!(f.value, Value::Seq(_)) {
-                rule.invalid_filters = true;
+                rule.incomplete = true;
             }
             rule.filters.reserve_exact(items.len());
             for item in items {
                 match self.filter(item) {
                     Some(filter) => rule.filters.push(filter),
-                    None => rule.invalid_filters = true,
+                    None => rule.incomplete = true,
                 }
             }
         }
@@ -1519,13 +1499,13 @@ impl<'a> Decoder<'a> {
             let items = self.seq(b, "spec.rules[].backendRefs");
             // A backend that was reported and dropped: the rule is not without backends.
             if !matches!(b.value, Value::Seq(_)) {
-                rule.invalid_filters = true;
+                rule.incomplete = true;
             }
             rule.backends.reserve_exact(items.len());
             for item in items {
                 match self.backend_ref(item, native, route_ns) {
                     Some(br) => rule.backends.push(br),
-                    None => rule.invalid_filters = true,
+                    None => rule.incomplete = true,
                 }
             }
         }
@@ -1559,7 +1539,7 @@ impl<'a> Decoder<'a> {
             .iter()
             .any(|e| !e.3 && !fields::RULE.contains(&e.0));
         if unknown {
-            rule.invalid_filters = true;
+            rule.incomplete = true;
             if matches.is_none() {
                 rule.matches.push(broken_match(rule.loc));
             }
@@ -1672,6 +1652,7 @@ impl<'a> Decoder<'a> {
                 method,
                 headers,
                 query,
+                broken: false,
             },
             _ => broken_match(loc),
         }
@@ -2160,6 +2141,8 @@ pub struct Meta {
     pub name: S<String>,
     pub namespace: S<String>,
     pub creation_timestamp: Option<String>,
+    /// A `creationTimestamp` was given but is invalid.
+    pub unknown_age: bool,
 }
 
 /// How far a resource's metadata is valid (each problem is reported).
@@ -2180,6 +2163,7 @@ impl Meta {
             name: S::new(String::new(), loc),
             namespace: S::new(namespace.to_string(), loc),
             creation_timestamp: None,
+            unknown_age: false,
         }
     }
 }

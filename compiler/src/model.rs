@@ -158,6 +158,9 @@ pub struct Route {
     pub origin: Origin,
     /// RFC 3339 UTC, normalised to `YYYY-MM-DDTHH:MM:SS.fffffffffZ` (string order is time order).
     pub creation_timestamp: Option<String>,
+    /// `creationTimestamp` was given but is invalid (reported): the route's age is unknown, so
+    /// the route analysis does not rank its matches against other routes'.
+    pub unknown_age: bool,
     pub parents: Vec<ParentRef>,
     pub hostnames: Vec<S<String>>,
     pub rules: Vec<Rule>,
@@ -194,8 +197,10 @@ pub struct Rule {
     pub filters: Vec<Filter>,
     pub timeouts: Timeouts,
     pub retry: Option<Retry>,
-    /// A filter was reported as invalid and dropped: checks that depend on filters stay quiet.
-    pub invalid_filters: bool,
+    /// Part of the rule (a filter, a backend, an unknown field) was reported as invalid and
+    /// dropped: a check that judges the rule as a whole (MC0509, no backends) stays quiet, since
+    /// what it found would follow from that error.
+    pub incomplete: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,6 +210,10 @@ pub struct Match {
     pub method: Option<S<String>>,
     pub headers: Vec<S<ValueMatch>>,
     pub query: Vec<S<ValueMatch>>,
+    /// The match had an error (reported): what it matches is unknown, so the route analysis
+    /// and the checks on a rule's matches leave it out (anything they found would follow from
+    /// that error). Models with errors are never lowered.
+    pub broken: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

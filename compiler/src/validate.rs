@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use mesh_artifact::{PathMatch, RouteEntry, SourcePos, rank};
 
-use crate::decode::{INVALID_TIMESTAMP, is_broken_match};
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::model::*;
 use crate::source::Loc;
@@ -580,7 +579,7 @@ impl Validator<'_> {
             .filters
             .iter()
             .any(|f| matches!(f.kind, FilterKind::Redirect(_)));
-        if rule.backends.is_empty() && !has_redirect && !rule.invalid_filters {
+        if rule.backends.is_empty() && !has_redirect && !rule.incomplete {
             self.report(
                 Diagnostic::new(
                     Code::NoBackends,
@@ -642,7 +641,7 @@ impl Validator<'_> {
                 _ => false,
             };
             // A lone match that had an error may have been the `PathPrefix` one.
-            let unknown = rule.matches.len() == 1 && rule.matches.iter().any(is_broken_match);
+            let unknown = rule.matches.len() == 1 && rule.matches.iter().any(|m| m.broken);
             let single_prefix = rule.matches.len() <= 1
                 && rule
                     .matches
@@ -882,7 +881,7 @@ pub fn attachment_groups(model: &Model) -> Vec<Group<'_>> {
 
 /// Whether the route's `creationTimestamp` was given but is invalid.
 fn unknown_age(route: &Route) -> bool {
-    route.creation_timestamp.as_deref() == Some(INVALID_TIMESTAMP)
+    route.unknown_age
 }
 
 /// One match of one rule, as a precedence-ranked entry.
@@ -913,7 +912,7 @@ pub fn candidates(route: &Route) -> Vec<Candidate<'_>> {
                 route,
                 entry: entry_of(route, ri, mi, Some(m)),
                 loc: m.loc,
-                broken: is_broken_match(m),
+                broken: m.broken,
             });
         }
     }

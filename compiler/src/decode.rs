@@ -1109,6 +1109,7 @@ impl<'a> Decoder<'a> {
                             name: name.map(|n| n.v),
                             port: port.v,
                             target_port: target.map(|t| t.v),
+                            target_name: None,
                             protocol: protocol.flatten().unwrap_or(Protocol::Http),
                             loc: port.loc,
                         });
@@ -1196,8 +1197,12 @@ impl<'a> Decoder<'a> {
                     }
                 };
                 // targetPort may be a number or a named container port.
+                let mut target_name = None;
                 let target = po.take("targetPort").and_then(|t| match &t.value {
-                    Value::Str(s) if s.parse::<u16>().is_err() => None,
+                    Value::Str(s) if s.parse::<u16>().is_err() => {
+                        target_name = Some(S::new(s.to_string(), self.loc(t)));
+                        None
+                    }
                     _ => self.port(t, "spec.ports[].targetPort"),
                 });
                 if let Some(proto) = po.take("protocol") {
@@ -1219,6 +1224,7 @@ impl<'a> Decoder<'a> {
                         name: name.map(|n| n.v),
                         port: port.v,
                         target_port: target.map(|t| t.v),
+                        target_name,
                         protocol,
                         loc: port.loc,
                     });

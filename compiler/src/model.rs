@@ -105,6 +105,8 @@ pub struct ServicePort {
     pub name: Option<String>,
     pub port: u16,
     pub target_port: Option<u16>,
+    /// A `targetPort` that names a container port: its number is unknown here.
+    pub target_name: Option<S<String>>,
     pub protocol: Protocol,
     pub loc: Loc,
 }

@@ -19,6 +19,7 @@ pub fn validate(model: &Model) -> Vec<Diagnostic> {
             v.routes();
             v.hostnames();
             v.width();
+            v.app_ports();
         },
         |v| v.route_analysis(),
     ];
@@ -49,6 +50,72 @@ pub const WIDE_MESH_ENTRIES: usize = 250_000;
 impl Validator<'_> {
     fn report(&mut self, d: Diagnostic) {
         self.diags.push(d);
+    }
+
+    /// Warn when a sidecar without a configured application port cannot forward as its Service
+    /// says: it forwards every port to one application port (the first port's target), so a
+    /// Service whose `targetPort`s name different container ports, or a container port by name
+    /// (its number unknown here), would have requests land on the wrong port.
+    fn app_ports(&mut self) {
+        let model = self.model;
+        for svc in &model.services {
+            if model
+                .sidecar_for(&svc.namespace, &svc.name)
+                .is_some_and(|sc| sc.app_port.is_some())
+            {
+                continue;
+            }
+            let Some(first) = svc.ports.first() else {
+                continue;
+            };
+            let forwards_to = default_app_port(svc).unwrap_or(first.port);
+            if let Some(named) = svc.ports.iter().find_map(|p| p.target_name.as_ref()) {
+                self.report(
+                    Diagnostic::new(
+                        Code::UncertainAppPort,
+                        format!(
+                            "the application port of `{}` is unknown: `targetPort: {}` names a container port",
+                            svc.key(),
+                            named.v
+                        ),
+                    )
+                    .at(named.loc, "a container port's name")
+                    .help(format!(
+                        "its sidecar would forward to port {forwards_to}; give the Service a numeric `targetPort`, or set `app: {{port: N}}` in a `Sidecar` for `{}`",
+                        svc.name
+                    )),
+                );
+                continue;
+            }
+            // Ports without a `targetPort` are usually one application listening on each
+            // service port with the same answers (the Gateway API conformance echo server):
+            // only explicit targets say the container ports differ.
+            let target = |p: &crate::model::ServicePort| p.target_port.unwrap_or(p.port);
+            let explicit = svc.ports.iter().any(|p| p.target_port.is_some());
+            if let Some(other) = svc
+                .ports
+                .iter()
+                .find(|p| explicit && target(p) != forwards_to)
+            {
+                self.report(
+                    Diagnostic::new(
+                        Code::UncertainAppPort,
+                        format!(
+                            "port {} of `{}` targets {}, but its sidecar forwards every port to {forwards_to}",
+                            other.port,
+                            svc.key(),
+                            target(other)
+                        ),
+                    )
+                    .at(other.loc, format!("requests to this port would reach {forwards_to}"))
+                    .secondary(first.loc, format!("the first port: its target {forwards_to} is the application port"))
+                    .help(format!(
+                        "a sidecar forwards to one application port: route one port of `{}` through the mesh (split the others into a Service of their own), or set `app: {{port: N}}` in its `Sidecar`",
+                        svc.name
+                    )),
+                );
+            }
+        }
     }
 
     /// Warn when the artifacts would carry very many destination entries: every sidecar with

@@ -865,3 +865,35 @@ fn a_document_that_is_not_a_mapping_is_not_a_resource() {
         ]
     );
 }
+
+/// MC0012: a sidecar forwards every port to one application port. Reported when `targetPort`s
+/// say the container ports differ, or name a container port; not for ports without targets
+/// (one application answering on each), nor once a `Sidecar` states the application port.
+#[test]
+fn uncertain_application_ports_are_reported() {
+    let svc = |ports: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: api}}\nspec:\n  ports:\n{ports}")
+    };
+    let explicit = svc(
+        "  - {name: http, port: 8080, targetPort: 8081}\n  - {name: grpc, port: 9000, targetPort: 9001}\n",
+    );
+    let implicit = svc("  - {name: http, port: 80}\n  - {name: http-alt, port: 8080}\n");
+    let named = svc("  - {name: http, port: 80, targetPort: web}\n");
+    let same = svc(
+        "  - {name: http, port: 80, targetPort: 8080}\n  - {name: alt, port: 81, targetPort: 8080}\n",
+    );
+    let sidecar = "---\napiVersion: meshc.dev/v1alpha1\nkind: Sidecar\nmetadata: {name: api}\nspec: {service: api, app: {port: 8081}}\n";
+    let found = |text: &str| codes(&check(&[("svc.yaml", text)])).contains(&Code::UncertainAppPort);
+    assert!(found(&explicit));
+    assert!(found(&named));
+    assert!(
+        !found(&implicit),
+        "ports without targets are one application"
+    );
+    assert!(!found(&same), "every port reaches the same container port");
+    assert!(
+        !found(&format!("{explicit}{sidecar}")),
+        "the Sidecar states the port"
+    );
+    assert!(!found(&format!("{named}{sidecar}")));
+}

@@ -66,7 +66,7 @@ codes! {
     UnknownKind = "MC0009", "unknown-kind", Error, "a document of meshc's own apiVersion has a kind meshc does not define";
     MisspeltKind = "MC0010", "misspelt-kind", Warning, "a skipped document's kind is a near miss of a kind meshc reads";
     WideMesh = "MC0011", "wide-mesh", Warning, "sidecars without `egress` carry every service, and the build grows with the square of the mesh";
-    UncertainAppPort = "MC0012", "uncertain-app-port", Warning, "the sidecar forwards every port of its service to one application port that the Service does not pin down";
+    UncertainAppPort = "MC0012", "uncertain-app-port", Warning, "a Service's `targetPort` names a container port, whose number meshc cannot know";
     // Schema.
     UnknownField = "MC0101", "unknown-field", Error, "a field is not part of the resource's schema";
     WrongType = "MC0102", "wrong-type", Error, "a value has the wrong type";

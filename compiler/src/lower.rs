@@ -45,6 +45,24 @@ pub fn sidecar_info(model: &Model, svc: &Service) -> SidecarInfo {
         .and_then(|s| s.app_protocol)
         .or_else(|| svc.ports.first().map(|p| p.protocol))
         .unwrap_or(mesh_artifact::Protocol::Http);
+    let configured = sc.and_then(|s| s.app_port.as_ref().map(|p| p.v));
+    let app_port = configured.or_else(|| default_app_port(svc)).unwrap_or(8080);
+    // Without a configured application port, each service port reaches its own target (a
+    // `targetPort` naming a container port is unknown here: MC0012).
+    let mut app_ports: Vec<mesh_artifact::AppPort> = match configured {
+        Some(_) => Vec::new(),
+        None => svc
+            .ports
+            .iter()
+            .filter(|p| p.target_name.is_none())
+            .map(|p| mesh_artifact::AppPort {
+                port: p.port,
+                app_port: p.target_port.unwrap_or(p.port),
+            })
+            .filter(|a| a.app_port != app_port)
+            .collect(),
+    };
+    app_ports.sort_by_key(|a| a.port);
     SidecarInfo {
         service: svc.key(),
         namespace: svc.namespace.clone(),
@@ -58,10 +76,8 @@ pub fn sidecar_info(model: &Model, svc: &Service) -> SidecarInfo {
         admin_port: sc
             .and_then(|s| s.admin_port.as_ref())
             .map_or(ports.admin, |p| p.v),
-        app_port: sc
-            .and_then(|s| s.app_port.as_ref().map(|p| p.v))
-            .or_else(|| default_app_port(svc))
-            .unwrap_or(8080),
+        app_port,
+        app_ports,
         app_protocol,
         authz_mode: sc
             .and_then(|s| s.authz_mode)

@@ -53,9 +53,9 @@ impl Validator<'_> {
     }
 
     /// Warn when a sidecar without a configured application port cannot forward as its Service
-    /// says: it forwards every port to one application port (the first port's target), so a
-    /// Service whose `targetPort`s name different container ports, or a container port by name
-    /// (its number unknown here), would have requests land on the wrong port.
+    /// says: a `targetPort` that names a container port has a number unknown here, and the
+    /// sidecar forwards that port's requests to the first port's target (or the port's own
+    /// number) instead.
     fn app_ports(&mut self) {
         let model = self.model;
         for svc in &model.services {
@@ -65,56 +65,25 @@ impl Validator<'_> {
             {
                 continue;
             }
-            let Some(first) = svc.ports.first() else {
+            let Some(named) = svc.ports.iter().find_map(|p| p.target_name.as_ref()) else {
                 continue;
             };
-            let forwards_to = default_app_port(svc).unwrap_or(first.port);
-            if let Some(named) = svc.ports.iter().find_map(|p| p.target_name.as_ref()) {
-                self.report(
-                    Diagnostic::new(
-                        Code::UncertainAppPort,
-                        format!(
-                            "the application port of `{}` is unknown: `targetPort: {}` names a container port",
-                            svc.key(),
-                            named.v
-                        ),
-                    )
-                    .at(named.loc, "a container port's name")
-                    .help(format!(
-                        "its sidecar would forward to port {forwards_to}; give the Service a numeric `targetPort`, or set `app: {{port: N}}` in a `Sidecar` for `{}`",
-                        svc.name
-                    )),
-                );
-                continue;
-            }
-            // Ports without a `targetPort` are usually one application listening on each
-            // service port with the same answers (the Gateway API conformance echo server):
-            // only explicit targets say the container ports differ.
-            let target = |p: &crate::model::ServicePort| p.target_port.unwrap_or(p.port);
-            let explicit = svc.ports.iter().any(|p| p.target_port.is_some());
-            if let Some(other) = svc
-                .ports
-                .iter()
-                .find(|p| explicit && target(p) != forwards_to)
-            {
-                self.report(
-                    Diagnostic::new(
-                        Code::UncertainAppPort,
-                        format!(
-                            "port {} of `{}` targets {}, but its sidecar forwards every port to {forwards_to}",
-                            other.port,
-                            svc.key(),
-                            target(other)
-                        ),
-                    )
-                    .at(other.loc, format!("requests to this port would reach {forwards_to}"))
-                    .secondary(first.loc, format!("the first port: its target {forwards_to} is the application port"))
-                    .help(format!(
-                        "a sidecar forwards to one application port: route one port of `{}` through the mesh (split the others into a Service of their own), or set `app: {{port: N}}` in its `Sidecar`",
-                        svc.name
-                    )),
-                );
-            }
+            let forwards_to = default_app_port(svc).unwrap_or(8080);
+            self.report(
+                Diagnostic::new(
+                    Code::UncertainAppPort,
+                    format!(
+                        "the application port behind `targetPort: {}` of `{}` is unknown: it names a container port",
+                        named.v,
+                        svc.key()
+                    ),
+                )
+                .at(named.loc, "a container port's name")
+                .help(format!(
+                    "its sidecar would forward these requests to port {forwards_to}; give the Service a numeric `targetPort`, or set `app: {{port: N}}` in a `Sidecar` for `{}`",
+                    svc.name
+                )),
+            );
         }
     }
 

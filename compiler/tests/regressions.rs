@@ -866,34 +866,49 @@ fn a_document_that_is_not_a_mapping_is_not_a_resource() {
     );
 }
 
-/// MC0012: a sidecar forwards every port to one application port. Reported when `targetPort`s
-/// say the container ports differ, or name a container port; not for ports without targets
-/// (one application answering on each), nor once a `Sidecar` states the application port.
+/// Each service port reaches its own application port (the Service's `targetPort`, or the port
+/// itself), recorded in the sidecar's `app_ports` where it differs from `app_port`; a `Sidecar`
+/// that sets the application port sends every port there. A `targetPort` that names a container
+/// port is unknown: MC0012.
 #[test]
-fn uncertain_application_ports_are_reported() {
+fn each_service_port_reaches_its_own_application_port() {
     let svc = |ports: &str| {
         format!("apiVersion: v1\nkind: Service\nmetadata: {{name: api}}\nspec:\n  ports:\n{ports}")
+    };
+    let app_ports = |text: &str| {
+        let c = check(&[("svc.yaml", text)]);
+        assert!(
+            !codes(&c).contains(&Code::UncertainAppPort),
+            "{:?}",
+            c.diagnostics
+        );
+        let svc = c.model.service("default", "api").expect("api");
+        let info = meshc::lower::sidecar_info(&c.model, svc);
+        let ports: Vec<(u16, u16)> = info
+            .app_ports
+            .iter()
+            .map(|a| (a.port, a.app_port))
+            .collect();
+        (info.app_port, ports)
     };
     let explicit = svc(
         "  - {name: http, port: 8080, targetPort: 8081}\n  - {name: grpc, port: 9000, targetPort: 9001}\n",
     );
+    assert_eq!(app_ports(&explicit), (8081, vec![(9000, 9001)]));
     let implicit = svc("  - {name: http, port: 80}\n  - {name: http-alt, port: 8080}\n");
-    let named = svc("  - {name: http, port: 80, targetPort: web}\n");
+    assert_eq!(app_ports(&implicit), (80, vec![(8080, 8080)]));
     let same = svc(
         "  - {name: http, port: 80, targetPort: 8080}\n  - {name: alt, port: 81, targetPort: 8080}\n",
     );
-    let sidecar = "---\napiVersion: meshc.dev/v1alpha1\nkind: Sidecar\nmetadata: {name: api}\nspec: {service: api, app: {port: 8081}}\n";
+    assert_eq!(app_ports(&same), (8080, vec![]));
+    let sidecar = "---\napiVersion: meshc.dev/v1alpha1\nkind: Sidecar\nmetadata: {name: api}\nspec: {service: api, app: {port: 7000}}\n";
+    assert_eq!(app_ports(&format!("{explicit}{sidecar}")), (7000, vec![]));
+
+    let named = svc("  - {name: http, port: 80, targetPort: web}\n");
     let found = |text: &str| codes(&check(&[("svc.yaml", text)])).contains(&Code::UncertainAppPort);
-    assert!(found(&explicit));
     assert!(found(&named));
     assert!(
-        !found(&implicit),
-        "ports without targets are one application"
-    );
-    assert!(!found(&same), "every port reaches the same container port");
-    assert!(
-        !found(&format!("{explicit}{sidecar}")),
+        !found(&format!("{named}{sidecar}")),
         "the Sidecar states the port"
     );
-    assert!(!found(&format!("{named}{sidecar}")));
 }

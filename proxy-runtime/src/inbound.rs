@@ -25,6 +25,11 @@ pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-mesh-route");
 /// The caller's SPIFFE ID, set inbound for the application (any incoming value is replaced).
 pub const CALLER_HEADER: HeaderName = HeaderName::from_static("x-mesh-caller");
 
+/// Service port the caller's sidecar sent a request to, for a destination with several ports;
+/// set by the outbound side, read inbound only from mutual-TLS peers, never passed to the
+/// application.
+pub const PORT_HEADER: HeaderName = HeaderName::from_static("x-mesh-port");
+
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
 
@@ -180,6 +185,11 @@ pub async fn handle(
         strip_hop_by_hop(&mut parts.headers);
         upgrade.ask(&mut parts.headers);
         parts.headers.remove(&ROUTE_HEADER);
+        let port = parts
+            .headers
+            .remove(&PORT_HEADER)
+            .filter(|_| peer.identity.is_some());
+        let app = snap.app_for(port.and_then(|v| v.to_str().ok()?.parse().ok()));
         match &peer.identity_header {
             Some(v) => {
                 parts.headers.insert(CALLER_HEADER, v.clone());
@@ -189,7 +199,7 @@ pub async fn handle(
             }
         }
         if !parts.headers.contains_key(header::HOST)
-            && let Some(h) = &snap.app.host
+            && let Some(h) = &app.host
         {
             parts.headers.insert(header::HOST, h.clone());
         }
@@ -207,9 +217,9 @@ pub async fn handle(
         let req = Request::from_parts(parts, req_body);
         let result = if upgrade.is_asked() {
             // Boxed: rare, and its connect would otherwise grow every request's future.
-            Box::pin(snap.app.pool.send_upgrade(req)).await
+            Box::pin(app.pool.send_upgrade(req)).await
         } else {
-            snap.app.pool.send(req).await
+            app.pool.send(req).await
         };
         upstream_time = Some(t0.elapsed());
         match result {
@@ -224,7 +234,7 @@ pub async fn handle(
                 local_reply(StatusCode::BAD_REQUEST, BAD_REQUEST_BODY)
             }
             Err(e) => {
-                tracing::warn!(app = %snap.app.authority, error = %e, "local application unreachable");
+                tracing::warn!(app = %app.authority, error = %e, "local application unreachable");
                 if e.is_connect() {
                     local_reply(
                         StatusCode::SERVICE_UNAVAILABLE,

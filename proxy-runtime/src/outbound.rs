@@ -22,7 +22,7 @@ use crate::http::{
     BAD_REQUEST_BODY, BodyFailed, ProxyBody, ReqView, local_reply, refuse_ambiguous,
     request_authority, strip_hop_by_hop,
 };
-use crate::inbound::{CALLER_HEADER, ROUTE_HEADER, micros};
+use crate::inbound::{CALLER_HEADER, PORT_HEADER, ROUTE_HEADER, micros};
 use crate::lifecycle::Shared;
 use crate::metrics::RouteStats;
 use crate::server::serve_http;
@@ -486,6 +486,14 @@ pub async fn handle(
             upgrade.ask(&mut parts.headers);
             parts.headers.remove(&ROUTE_HEADER);
             parts.headers.remove(&CALLER_HEADER);
+            match &cluster.port_header {
+                Some(v) => {
+                    parts.headers.insert(PORT_HEADER, v.clone());
+                }
+                None => {
+                    parts.headers.remove(&PORT_HEADER);
+                }
+            }
             if (parts.uri.authority().is_some() || !parts.headers.contains_key(header::HOST))
                 && let Ok(v) = HeaderValue::from_str(&authority)
             {

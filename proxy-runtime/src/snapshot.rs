@@ -210,6 +210,9 @@ pub struct ClusterRt {
     rr: AtomicUsize,
     pub budget: RetryBudgetState,
     pub stats: ClusterStats,
+    /// The service port, sent to the destination sidecar ([`crate::inbound::PORT_HEADER`])
+    /// when the service has several ports, so that it forwards to that port's application port.
+    pub port_header: Option<HeaderValue>,
 }
 
 impl ClusterRt {
@@ -379,10 +382,19 @@ pub struct Snapshot {
     /// Inbound requests.
     pub inbound: RouteStats,
     pub app: AppTarget,
+    /// Service ports whose application port is not `app`'s, from the artifact's `app_ports`.
+    pub app_ports: Box<[(u16, AppTarget)]>,
     pub loaded_at: SystemTime,
 }
 
 impl Snapshot {
+    /// The application behind service port `port` (as a caller's sidecar names it), else the
+    /// default one.
+    pub fn app_for(&self, port: Option<u16>) -> &AppTarget {
+        port.and_then(|p| self.app_ports.iter().find(|(q, _)| *q == p))
+            .map_or(&self.app, |(_, a)| a)
+    }
+
     /// The artifact info labels.
     pub fn info(&self) -> InfoLabels {
         InfoLabels {
@@ -405,6 +417,7 @@ pub struct BuildContext<'a> {
 fn cluster_rt(
     key: &str,
     c: &Cluster,
+    multi_port: bool,
     ctx: &BuildContext<'_>,
 ) -> Result<Arc<ClusterRt>, BuildError> {
     let endpoints = c
@@ -441,6 +454,7 @@ fn cluster_rt(
         rr: AtomicUsize::new(0),
         budget: RetryBudgetState::default(),
         stats: ctx.metrics.cluster(key),
+        port_header: multi_port.then(|| HeaderValue::from(c.port)),
     }))
 }
 
@@ -599,10 +613,17 @@ pub fn build(
             .sum(),
     };
     drop(bundle);
+    let multi_port: std::collections::HashSet<&str> = destinations
+        .iter()
+        .filter(|d| d.ports.len() > 1)
+        .map(|d| d.service.as_str())
+        .collect();
     let mut clusters = std::collections::HashMap::new();
     for (key, c) in &cluster_defs {
-        clusters.insert(key.as_str(), cluster_rt(key, c, ctx)?);
+        let multi = multi_port.contains(c.service.as_str());
+        clusters.insert(key.as_str(), cluster_rt(key, c, multi, ctx)?);
     }
+    drop(multi_port);
     let mut dests = Vec::with_capacity(destinations.len());
     for dest in destinations {
         let mut ports = Vec::with_capacity(dest.ports.len());
@@ -635,21 +656,21 @@ pub fn build(
             ports: ports.into_boxed_slice(),
         });
     }
-    let app_addr = ctx
-        .app_addr
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], sidecar.app_port)));
-    let authority =
-        Authority::from_str(&app_addr.to_string()).map_err(|_| BuildError::Endpoint {
-            cluster: "local application".into(),
-            address: app_addr.ip().to_string(),
-            port: app_addr.port(),
-        })?;
-    let app = AppTarget {
-        host: HeaderValue::from_str(authority.as_str()).ok(),
-        pool: ctx
-            .upstreams
-            .app_pool(&authority, sidecar.app_protocol.is_h2()),
-        authority,
+    let h2 = sidecar.app_protocol.is_h2();
+    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let app = app_target(
+        ctx.app_addr.unwrap_or_else(|| loopback(sidecar.app_port)),
+        h2,
+        ctx,
+    )?;
+    // `--app-addr` pins one address for every port.
+    let app_ports = match ctx.app_addr {
+        Some(_) => Vec::new(),
+        None => sidecar
+            .app_ports
+            .iter()
+            .map(|a| Ok((a.port, app_target(loopback(a.app_port), h2, ctx)?)))
+            .collect::<Result<Vec<_>, BuildError>>()?,
     };
     let unknown_host = ctx.metrics.route("outbound", "unknown", "");
     let inbound = ctx.metrics.route("inbound", &sidecar.service, "");
@@ -665,7 +686,22 @@ pub fn build(
         unknown_host,
         inbound,
         app,
+        app_ports: app_ports.into_boxed_slice(),
         loaded_at: SystemTime::now(),
+    })
+}
+
+/// The local application at `addr`, with its pool.
+fn app_target(addr: SocketAddr, h2: bool, ctx: &BuildContext<'_>) -> Result<AppTarget, BuildError> {
+    let authority = Authority::from_str(&addr.to_string()).map_err(|_| BuildError::Endpoint {
+        cluster: "local application".into(),
+        address: addr.ip().to_string(),
+        port: addr.port(),
+    })?;
+    Ok(AppTarget {
+        host: HeaderValue::from_str(authority.as_str()).ok(),
+        pool: ctx.upstreams.app_pool(&authority, h2),
+        authority,
     })
 }
 

@@ -742,3 +742,50 @@ async fn idle_tunnels_are_closed() {
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
     echoes(&mut busy, "after the quiet one closed").await;
 }
+
+/// A service with two ports whose targets differ: each request reaches the application port of
+/// the service port its caller addressed (the caller's sidecar names the port to the
+/// destination's), and a caller cannot steer that with a header of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_port_reaches_its_own_application_port() {
+    let ca = Ca::new("test mesh CA");
+    let web = App::start("web-port").await;
+    let grpc = App::start("grpc-port").await;
+    let mut b = sidecar("b", web.addr, &[PERMIT_ALL]);
+    b.sidecar.app_ports = vec![mesh_artifact::AppPort {
+        port: 9000,
+        app_port: grpc.addr.port(),
+    }];
+    let b = start_proxy(&ca, "b", &b).await;
+    let mut a = sidecar("a", web.addr, &[PERMIT_ALL]);
+    a.clusters
+        .insert("default/b:80".into(), cluster("b", None, &[b.inbound()]));
+    let mut c9000 = cluster("b", None, &[b.inbound()]);
+    c9000.port = 9000;
+    a.clusters.insert("default/b:9000".into(), c9000);
+    add_destination(&mut a, "b", None, "default/b:80");
+    a.destinations[0]
+        .ports
+        .push(mesh_artifact::DestinationPort {
+            port: 9000,
+            protocol: mesh_artifact::Protocol::Http,
+            routes: None,
+            default_cluster: "default/b:9000".into(),
+        });
+    let a = start_proxy(&ca, "a", &a).await;
+
+    let r = get(a.outbound(), "b", "/x").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["app"], "web-port");
+    let r = get(a.outbound(), "b:9000", "/x").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["app"],
+        "grpc-port",
+        "port 9000 reaches its own application"
+    );
+    // A header the application sends is replaced by its sidecar's, and never reaches the app.
+    let r = send(a.outbound(), "GET", "b", "/x", &[("x-mesh-port", "9000")]).await;
+    assert_eq!(r.json()["app"], "web-port", "{}", r.body);
+    assert_eq!((web.hits(), grpc.hits()), (2, 1));
+}

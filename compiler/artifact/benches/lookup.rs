@@ -386,6 +386,7 @@ fn body(destinations: Vec<Destination>) -> Body {
             outbound_port: 15001,
             admin_port: 15000,
             app_port: 8080,
+            app_ports: Vec::new(),
             app_protocol: Protocol::Http,
             authz_mode: mesh_artifact::AuthzMode::Enforce,
         },

@@ -138,9 +138,22 @@ pub struct SidecarInfo {
     pub admin_port: u16,
     /// Port of the local application, on loopback.
     pub app_port: u16,
+    /// Where a service port reaches another application port than `app_port` (a Service whose
+    /// ports target different container ports): the inbound side forwards a request to the
+    /// application port of the service port its caller addressed. Sorted by `port`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_ports: Vec<AppPort>,
     /// Protocol the local application speaks.
     pub app_protocol: Protocol,
     pub authz_mode: AuthzMode,
+}
+
+/// One service port and the application port it reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppPort {
+    pub port: u16,
+    pub app_port: u16,
 }
 
 /// A service this sidecar may call.

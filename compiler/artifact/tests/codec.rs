@@ -113,6 +113,7 @@ fn fixture() -> Body {
             outbound_port: 15001,
             admin_port: 15000,
             app_port: 8080,
+            app_ports: Vec::new(),
             app_protocol: Protocol::Http2,
             authz_mode: AuthzMode::Audit,
         },

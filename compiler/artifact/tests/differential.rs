@@ -607,6 +607,7 @@ proptest! {
                 outbound_port: 15001,
                 admin_port: 15000,
                 app_port: 8080,
+                app_ports: Vec::new(),
                 app_protocol: Protocol::Http,
                 authz_mode: AuthzMode::Enforce,
             },

@@ -341,6 +341,7 @@ pub fn sidecar(name: &str, app: SocketAddr, policies: &[&str]) -> Body {
             outbound_port: 15001,
             admin_port: 15000,
             app_port: app.port(),
+            app_ports: Vec::new(),
             app_protocol: Protocol::Http,
             authz_mode: AuthzMode::Enforce,
         },

@@ -1170,6 +1170,25 @@ impl<'a> Decoder<'a> {
         what: impl Display + Copy,
     ) -> Option<Service> {
         let mut o = self.spec(spec, what, meta.name.loc)?;
+        // An ExternalName Service is a DNS alias with no Pods behind it: no sidecar stands
+        // beside it and no request of the mesh reaches it through one.
+        if let Some(t) = o.take("type")
+            && let Some(t) = self.str(t, "spec.type")
+            && t.v == "ExternalName"
+        {
+            self.report(
+                Diagnostic::new(
+                    Code::NotMeshed,
+                    format!(
+                        "service `{}/{}` is an `ExternalName` alias: it is left out of the mesh",
+                        meta.namespace.v, meta.name.v
+                    ),
+                )
+                .at(t.loc, "no Pods, so no sidecar")
+                .help("sidecars carry traffic between Pods of the mesh; call the external name directly, or give it a Service with endpoints"),
+            );
+            return None;
+        }
         let mut svc = Service {
             namespace: meta.namespace.v.clone(),
             name: meta.name.v.clone(),
@@ -1179,6 +1198,7 @@ impl<'a> Decoder<'a> {
             versions: Vec::new(),
             endpoints: Vec::new(),
         };
+        let mut left_out = 0;
         if let Some(p) = o.take("ports") {
             let items = self.seq(p, "spec.ports");
             svc.ports.reserve_exact(items.len());
@@ -1205,12 +1225,30 @@ impl<'a> Decoder<'a> {
                     }
                     _ => self.port(t, "spec.ports[].targetPort"),
                 });
+                let mut carried = true;
                 if let Some(proto) = po.take("protocol") {
-                    self.choice(
+                    let tcp = self.choice(
                         proto,
                         "spec.ports[].protocol",
-                        &[("TCP", ()), ("UDP", ()), ("SCTP", ())],
+                        &[("TCP", true), ("UDP", false), ("SCTP", false)],
                     );
+                    if tcp == Some(false) {
+                        carried = false;
+                        left_out += 1;
+                        self.report(
+                            Diagnostic::new(
+                                Code::NotMeshed,
+                                format!(
+                                    "port {} of `{}/{}` is not TCP: it is left out of the mesh",
+                                    port.as_ref().map_or(0, |p| p.v),
+                                    meta.namespace.v,
+                                    meta.name.v
+                                ),
+                            )
+                            .at(self.loc(proto), "sidecars carry HTTP over TCP")
+                            .help("this port's traffic goes around the sidecars; routes cannot attach to it"),
+                        );
+                    }
                 }
                 let app = self.opt_str(&mut po, "appProtocol", "spec.ports[]");
                 let _ = po.take("nodePort");
@@ -1219,7 +1257,7 @@ impl<'a> Decoder<'a> {
                     app.as_ref().map(|a| a.v.as_str()),
                     name.as_ref().map(|n| n.v.as_str()),
                 );
-                if let Some(port) = port {
+                if let Some(port) = port.filter(|_| carried) {
                     svc.ports.push(ServicePort {
                         name: name.map(|n| n.v),
                         port: port.v,
@@ -1230,6 +1268,10 @@ impl<'a> Decoder<'a> {
                     });
                 }
             }
+        }
+        // A Service whose every port is left out has nothing the mesh can carry.
+        if left_out > 0 && svc.ports.is_empty() {
+            return None;
         }
         for key in fields::K8S_SERVICE_SPEC {
             let _ = o.take(key);

@@ -912,3 +912,26 @@ fn each_service_port_reaches_its_own_application_port() {
         "the Sidecar states the port"
     );
 }
+
+/// UDP and SCTP ports, and ExternalName Services, are not carried by the sidecars: MC0013, and
+/// they are left out of the model (a UDP port beside a TCP port of the same number is no
+/// duplicate; a Service with no port left is left out whole).
+#[test]
+fn what_the_mesh_does_not_carry_is_left_out_and_said() {
+    let text = std::fs::read_to_string(fixture("err", "MC0013-not-meshed").join("services.yaml"))
+        .expect("fixture");
+    let c = check(&[("services.yaml", &text)]);
+    assert_eq!(
+        codes(&c),
+        [Code::NotMeshed, Code::NotMeshed, Code::NotMeshed],
+        "{:?}",
+        c.diagnostics
+    );
+    let services: Vec<(String, Vec<u16>)> = c
+        .model
+        .services
+        .iter()
+        .map(|s| (s.key(), s.ports.iter().map(|p| p.port).collect()))
+        .collect();
+    assert_eq!(services, [("default/dns".to_string(), vec![53])]);
+}

@@ -1250,45 +1250,136 @@ fn compare(srcs: [&Src<'_>; 2]) -> Result<MeshDiff, String> {
     Ok(out)
 }
 
-fn route_changes(o: &Views, n: &Views, sc: &mut ServiceChanges, summary: &mut Summary) {
-    let keys: BTreeSet<&RuleKey> = o.keys().chain(n.keys()).collect();
-    for key in keys {
-        let (route, port, rule) = key.clone();
-        match (o.get(key), n.get(key)) {
-            (None, Some(v)) | (Some(v), None) => {
-                let added = o.get(key).is_none();
-                if added {
-                    summary.rules_added += 1;
-                } else {
-                    summary.rules_removed += 1;
-                }
-                sc.routes.push(RuleChange {
-                    route,
-                    port,
-                    rule,
-                    change: if added { "added" } else { "removed" }.into(),
-                    fields: Vec::new(),
-                    detail: describe(v),
-                    source: Some(v.source.clone()),
-                });
+/// Pair the rules of one route and port across the two sides, so that a rule inserted, removed
+/// or moved does not make every later rule look changed: first rules with the same content (a
+/// move alone is no change: precedence comes from the matches, the index only breaks ties
+/// between equal matches, which MC0404 reports), then rules with the same matches (the same rule,
+/// edited), then what is left at the same index (a rule edited in place, matches included).
+/// Returns `(old index, new index)` pairs; `None` on one side is a rule added or removed.
+fn pair_rules(
+    old: &[(u32, &RuleView)],
+    new: &[(u32, &RuleView)],
+) -> Vec<(Option<u32>, Option<u32>)> {
+    let mut old_used = vec![false; old.len()];
+    let mut new_used = vec![false; new.len()];
+    let mut pairs = Vec::new();
+    let same_content = |a: &RuleView, b: &RuleView| rule_delta(a, b).0.is_empty();
+    let same_matches = |a: &RuleView, b: &RuleView| !a.matches.is_empty() && a.matches == b.matches;
+    let same_index = |a: u32, b: u32| a == b;
+    for pass in 0..3 {
+        for (j, &(nj, b)) in new.iter().enumerate() {
+            if new_used.get(j).copied().unwrap_or(true) {
+                continue;
             }
-            (Some(a), Some(b)) => {
-                let (fields, detail) = rule_delta(a, b);
-                if !fields.is_empty() {
-                    summary.rules_changed += 1;
-                    sc.routes.push(RuleChange {
-                        route,
+            // The candidate at the same index first, then the others in order.
+            let mut candidates: Vec<usize> = (0..old.len()).collect();
+            candidates.sort_by_key(|&i| old.get(i).is_none_or(|&(oi, _)| oi != nj));
+            for i in candidates {
+                let (Some(&(oi, a)), Some(false)) = (old.get(i), old_used.get(i).copied()) else {
+                    continue;
+                };
+                let fits = match pass {
+                    0 => same_content(a, b),
+                    1 => same_matches(a, b),
+                    _ => same_index(oi, nj),
+                };
+                if fits {
+                    if let Some(u) = old_used.get_mut(i) {
+                        *u = true;
+                    }
+                    if let Some(u) = new_used.get_mut(j) {
+                        *u = true;
+                    }
+                    pairs.push((Some(oi), Some(nj)));
+                    break;
+                }
+            }
+        }
+    }
+    pairs.extend(
+        old.iter()
+            .zip(&old_used)
+            .filter(|(_, used)| !**used)
+            .map(|(&(oi, _), _)| (Some(oi), None)),
+    );
+    pairs.extend(
+        new.iter()
+            .zip(&new_used)
+            .filter(|(_, used)| !**used)
+            .map(|(&(nj, _), _)| (None, Some(nj))),
+    );
+    pairs
+}
+
+/// The rules of one route and port, in rule order (keys sort by route, port, rule).
+fn rules_of<'a>(views: &'a Views, route: &str, port: u16) -> Vec<(u32, &'a RuleView)> {
+    views
+        .iter()
+        .filter(|((r, p, _), _)| r == route && *p == port)
+        .map(|((_, _, rule), v)| (*rule, v))
+        .collect()
+}
+
+fn rule_at<'a>(rules: &[(u32, &'a RuleView)], index: Option<u32>) -> Option<&'a RuleView> {
+    let index = index?;
+    rules.iter().find(|(r, _)| *r == index).map(|&(_, v)| v)
+}
+
+fn route_changes(o: &Views, n: &Views, sc: &mut ServiceChanges, summary: &mut Summary) {
+    let groups: BTreeSet<(&str, u16)> = o
+        .keys()
+        .chain(n.keys())
+        .map(|(route, port, _)| (route.as_str(), *port))
+        .collect();
+    for (route, port) in groups {
+        let old = rules_of(o, route, port);
+        let new = rules_of(n, route, port);
+        let mut changes = Vec::new();
+        for pair in pair_rules(&old, &new) {
+            match (rule_at(&old, pair.0), rule_at(&new, pair.1)) {
+                (None, Some(v)) | (Some(v), None) => {
+                    let added = pair.0.is_none();
+                    if added {
+                        summary.rules_added += 1;
+                    } else {
+                        summary.rules_removed += 1;
+                    }
+                    changes.push(RuleChange {
+                        route: route.to_string(),
                         port,
-                        rule,
-                        change: "changed".into(),
-                        fields,
-                        detail,
-                        source: Some(b.source.clone()),
+                        rule: pair.1.or(pair.0).unwrap_or_default(),
+                        change: if added { "added" } else { "removed" }.into(),
+                        fields: Vec::new(),
+                        detail: describe(v),
+                        source: Some(v.source.clone()),
                     });
                 }
+                (Some(a), Some(b)) => {
+                    let (fields, mut detail) = rule_delta(a, b);
+                    if !fields.is_empty() {
+                        if let (Some(was), Some(now)) = pair
+                            && was != now
+                        {
+                            detail.insert(0, format!("was rule {was}"));
+                        }
+                        summary.rules_changed += 1;
+                        changes.push(RuleChange {
+                            route: route.to_string(),
+                            port,
+                            rule: pair.1.unwrap_or_default(),
+                            change: "changed".into(),
+                            fields,
+                            detail,
+                            source: Some(b.source.clone()),
+                        });
+                    }
+                }
+                (None, None) => {}
             }
-            (None, None) => {}
         }
+        // In rule order; a rule removed sorts before one added at the same index.
+        changes.sort_by_key(|c| (c.rule, c.change != "removed"));
+        sc.routes.extend(changes);
     }
 }
 

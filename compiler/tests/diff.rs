@@ -245,7 +245,17 @@ fn new_route() {
         "    - matches:\n        - path: {type: PathPrefix, value: /ratings/bulk}\n          method: POST\n      backendRefs:\n        - {name: ratings, port: 9080}\n      timeouts: {request: 30s}\n    - matches:\n        - path: {type: PathPrefix, value: /ratings}",
     );
     let d = run(old, new);
-    assert!(d.summary.rules_added >= 1, "{d:#?}");
+    // The rules after the new one moved down by one, unchanged: only the new one shows.
+    let r = only_rule(&d);
+    assert_eq!((r.rule, r.change.as_str()), (1, "added"), "{d:#?}");
+    assert_eq!(
+        (
+            d.summary.rules_added,
+            d.summary.rules_changed,
+            d.summary.rules_removed
+        ),
+        (1, 0, 0)
+    );
     snapshot("new-route", &d);
 }
 
@@ -259,8 +269,78 @@ fn removed_route() {
         "",
     );
     let d = run(old, new);
-    assert!(d.summary.rules_removed >= 1, "{d:#?}");
+    let r = only_rule(&d);
+    assert_eq!((r.rule, r.change.as_str()), (0, "removed"), "{d:#?}");
+    assert_eq!(r.detail[0], "match path = /health, method GET");
+    assert_eq!(
+        (
+            d.summary.rules_added,
+            d.summary.rules_changed,
+            d.summary.rules_removed
+        ),
+        (0, 0, 1)
+    );
     snapshot("removed-route", &d);
+}
+
+#[test]
+fn a_rule_that_moved_and_changed_says_where_it_was() {
+    let old = bookinfo();
+    // A rule inserted first, and the redirect rule (rule 2, now 3) edited.
+    let new = edit(
+        &old,
+        "routes.yaml",
+        "  rules:\n    - matches:\n        - path: {type: Exact, value: /health}",
+        "  rules:\n    - matches:\n        - path: {type: Exact, value: /ping}\n      backendRefs:\n        - {name: ratings, port: 9080}\n    - matches:\n        - path: {type: Exact, value: /health}",
+    );
+    let new = edit(&new, "routes.yaml", "statusCode: 301", "statusCode: 302");
+    let d = run(old, new);
+    let rules: Vec<(u32, &str, &[String])> = d.services[0]
+        .routes
+        .iter()
+        .map(|r| (r.rule, r.change.as_str(), r.detail.as_slice()))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (
+                0,
+                "added",
+                &[
+                    "match path = /ping".to_string(),
+                    "backends: default/ratings:9080 weight 1".to_string(),
+                    // The mesh's default.
+                    "timeouts: request 15s".to_string()
+                ][..]
+            ),
+            (
+                3,
+                "changed",
+                &[
+                    "was rule 2".to_string(),
+                    "filter RequestRedirect: status 301 -> 302".to_string()
+                ][..]
+            ),
+        ],
+        "{d:#?}"
+    );
+    snapshot("moved-and-changed", &d);
+}
+
+#[test]
+fn a_rule_edited_in_place_stays_one_change() {
+    let old = bookinfo();
+    // New matches and new backends at the same index: still the same rule, changed.
+    let new = edit(
+        &old,
+        "routes.yaml",
+        "        - path: {type: Exact, value: /health}\n          method: GET\n      backendRefs:\n        - {name: ratings, port: 9080}",
+        "        - path: {type: Exact, value: /healthz}\n      backendRefs:\n        - {name: ratings, port: 9080, weight: 2}",
+    );
+    let d = run(old, new);
+    let r = only_rule(&d);
+    assert_eq!((r.rule, r.change.as_str()), (0, "changed"), "{d:#?}");
+    assert_eq!(r.fields, ["matches", "backends"]);
 }
 
 #[test]

@@ -1263,7 +1263,15 @@ fn pair_rules(
     let mut old_used = vec![false; old.len()];
     let mut new_used = vec![false; new.len()];
     let mut pairs = Vec::new();
-    let same_content = |a: &RuleView, b: &RuleView| rule_delta(a, b).0.is_empty();
+    // Field by field (no text built), what `rule_delta` compares: this pass may try every pair.
+    let same_content = |a: &RuleView, b: &RuleView| {
+        a.matches == b.matches
+            && a.backends == b.backends
+            && a.timeouts == b.timeouts
+            && a.retry == b.retry
+            && a.filters == b.filters
+            && a.status == b.status
+    };
     let same_matches = |a: &RuleView, b: &RuleView| !a.matches.is_empty() && a.matches == b.matches;
     let same_index = |a: u32, b: u32| a == b;
     for pass in 0..3 {

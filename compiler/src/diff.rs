@@ -1720,7 +1720,9 @@ pub fn run(
         DiffFormat::Markdown => markdown(&d),
         DiffFormat::Json => json(&d),
     };
-    print!("{text}");
+    if !crate::write_stdout(&text) {
+        return ExitCode::from(2);
+    }
     if exit_code && !d.is_empty() {
         ExitCode::from(1)
     } else {

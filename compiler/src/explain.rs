@@ -452,8 +452,11 @@ pub fn run(
                 ),
                 ExplainFormat::Human => e.human,
             };
-            print!("{text}");
-            ExitCode::SUCCESS
+            if crate::write_stdout(&text) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
         }
         Err(msg) => {
             eprintln!("error: {msg}");

@@ -149,12 +149,13 @@ pub fn run(dir: &Path, opts: &LoadOptions, format: GraphFormat) -> ExitCode {
             return ExitCode::from(if dir.exists() { 1 } else { 2 });
         }
     };
-    print!(
-        "{}",
-        match format {
-            GraphFormat::Mermaid => mermaid(&side),
-            GraphFormat::Dot => dot(&side),
-        }
-    );
-    ExitCode::SUCCESS
+    let text = match format {
+        GraphFormat::Mermaid => mermaid(&side),
+        GraphFormat::Dot => dot(&side),
+    };
+    if crate::write_stdout(&text) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }

@@ -89,6 +89,18 @@ pub fn drop_at_exit<T>(value: T) {
     std::mem::forget(value);
 }
 
+/// Write a command's output to stdout; `false` when that failed. A reader that went away
+/// (`meshc check | head`) is not a failure: the rest of the output is not wanted, and the exit
+/// code still reports what the command found.
+pub fn write_stdout(text: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::BrokenPipe,
+    }
+}
+
 /// Run every check on in-memory inputs.
 pub fn check_loaded(loaded: Loaded) -> Checked {
     let Loaded {

@@ -1,6 +1,6 @@
 //! The `meshc` binary: argument parsing, file output and exit codes. The work is in the library.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -151,15 +151,11 @@ fn human_opts() -> HumanOptions {
 }
 
 fn print(s: &str) -> ExitCode {
-    let mut out = std::io::stdout().lock();
-    if out
-        .write_all(s.as_bytes())
-        .and_then(|()| out.flush())
-        .is_err()
-    {
-        return ExitCode::from(2);
+    if meshc::write_stdout(s) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
-    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {

@@ -285,11 +285,13 @@ pub fn print_cedar_schema(dir: &Path, opts: &LoadOptions, human: HumanOptions) -
         Ok(l) => l,
         Err(code) => return code,
     };
-    print!(
-        "{}",
-        mesh_policy::model::schema_text(&policy_model(&loaded.model))
-    );
-    ExitCode::SUCCESS
+    if crate::write_stdout(&mesh_policy::model::schema_text(&policy_model(
+        &loaded.model,
+    ))) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 #[allow(dead_code)]

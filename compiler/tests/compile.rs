@@ -1010,3 +1010,42 @@ forbid (principal, action, resource) when { context.headers has "x-user" && cont
     assert_eq!(e["authz"]["decision"], "allow", "{e}");
     assert_eq!(e["status"], 200);
 }
+
+/// `meshc ... | head`: the reader goes away before meshc writes. That is no failure and no
+/// panic; the exit code stays the command's own.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_failure() {
+    let bookinfo = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/meshes/bookinfo");
+    let cases: [(&[&str], i32); 6] = [
+        (&["check", bookinfo, "--format", "json"], 0),
+        (&["codes"], 0),
+        (&["diff", bookinfo, bookinfo, "--format", "json"], 0),
+        (
+            &[
+                "explain",
+                bookinfo,
+                "--from",
+                "productpage",
+                "GET",
+                "http://reviews:9080/reviews/1",
+            ],
+            0,
+        ),
+        (&["graph", bookinfo], 0),
+        (&["schema", "--cedar", bookinfo], 0),
+    ];
+    for (args, code) in cases {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshc"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run meshc");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    }
+}

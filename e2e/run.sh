@@ -132,6 +132,14 @@ start_sidecar ratings ratings 1740
 for a in 17100 17200 17300 17310 17320 17400; do wait_http "http://127.0.0.1:$a/__count" || { echo "app on $a did not start"; exit 2; }; done
 for s in 1710 1720 1730 1731 1732 1740; do wait_http "http://127.0.0.1:${s}3/ready" || { echo "sidecar ${s}x not ready"; tail "$W"/proxy.*.log; exit 2; }; done
 check "admin /ready, /live answer 200 once the artifact is loaded" curl -sf http://127.0.0.1:17103/live
+# `mesh-proxy --help | head`: the reader is gone before the help is written; exit 0, no panic
+closed_stdout() { python3 -c 'import os, subprocess, sys
+r, w = os.pipe(); os.close(r)
+p = subprocess.run(sys.argv[1:], stdout=w, stderr=subprocess.PIPE); os.close(w)
+sys.stderr.write(p.stderr.decode())
+sys.exit(p.returncode or (1 if b"panicked" in p.stderr else 0))' "$@"; }
+check "mesh-proxy --help into a closed pipe exits 0" closed_stdout "$PROXY" --help
+check "mesh-proxy --version into a closed pipe exits 0" closed_stdout "$PROXY" --version
 
 count() { curl -s "http://127.0.0.1:$1/__count"; }
 # metric ADMIN_PORT REGEX: the value of the first series matching (0 when absent)

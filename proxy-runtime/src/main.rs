@@ -1,10 +1,19 @@
 //! The `mesh-proxy` binary: command line, logging, runtime, signals. Everything else is in the library.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use mesh_proxy::config::{Cli, Invocation, LogFormat, help};
 use tracing_subscriber::EnvFilter;
+
+/// Print to stdout; a reader that went away (`mesh-proxy --help | head`) is no failure.
+fn print_out(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
+    }
+}
 
 fn main() -> ExitCode {
     let Cli {
@@ -13,13 +22,9 @@ fn main() -> ExitCode {
         log_format,
     } = match Cli::parse_env() {
         Ok(Invocation::Run(cli)) => *cli,
-        Ok(Invocation::Help) => {
-            print!("{}", help());
-            return ExitCode::SUCCESS;
-        }
+        Ok(Invocation::Help) => return print_out(&help()),
         Ok(Invocation::Version) => {
-            println!("mesh-proxy {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+            return print_out(&format!("mesh-proxy {}\n", env!("CARGO_PKG_VERSION")));
         }
         Err(e) => {
             eprintln!("error: {e}\n\nFor more information, try `--help`.");

@@ -209,9 +209,14 @@ for t in $TARGETS; do run_oha "$t" 1000 1s "$W/warm.json"; done
 RES="$OUT/results.tsv"
 printf 'round\trate\ttarget\tp50_us\tp99_us\trps\tsuccess\trequests\tcpu_us_per_req\tkernel_share\n' >"$RES"
 mkdir -p "$W/db"
+read -r -a TLIST <<<"$TARGETS"
 for round in $(seq 1 "$ROUNDS"); do
+    # Each round starts one target further along the list, so that no target always runs right
+    # after the same neighbour or at the same point of a round (the VM's bursts come in runs).
+    shift_by=$(((round - 1) % ${#TLIST[@]}))
+    ORDER="${TLIST[*]:$shift_by} ${TLIST[*]:0:$shift_by}"
     for rate in $RATES; do
-        for t in $TARGETS; do
+        for t in $ORDER; do
             # shellcheck disable=SC2086
             c0=$(cpu_ns ${TPIDS[$t]}) && read -r u0 k0 < <(cpu_ticks ${TPIDS[$t]})
             run_oha "$t" "$rate" "$DURATION" "$W/o.json" "$W/db/$t.$rate.db"

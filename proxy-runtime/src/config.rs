@@ -205,8 +205,8 @@ pub const FLAGS: &[Flag] = &[
 const ABOUT: &str = "The meshc sidecar: loads a compiled artifact, serves mutual-TLS inbound traffic \
     for the local application and routes its outbound requests.\n\n\
     Log verbosity follows `RUST_LOG` (default `info`); diagnostics go to stderr, the access log \
-    (with `--access-log`) to stdout as JSON lines. Durations accept `ms`, `s` and `m` suffixes \
-    (`250ms`, `10s`, `2m`); a bare number is seconds.";
+    (with `--access-log`) to stdout as JSON lines. Durations accept `ms`, `s`, `m` and `h` \
+    suffixes (`250ms`, `10s`, `2m`, `1h`); a bare number is seconds.";
 
 /// Width `--help` wraps its text to.
 const HELP_WIDTH: usize = 100;

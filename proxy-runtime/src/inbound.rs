@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::{self, AccessEntry};
 use crate::http::{BAD_REQUEST_BODY, ProxyBody, local_reply, refuse_ambiguous, strip_hop_by_hop};
 use crate::lifecycle::Shared;
+use crate::metrics::{CLIENT_CLOSED, OnAbandon};
 use crate::server::serve_http;
 use crate::tunnel::{Tunnel, Upgrade};
 
@@ -170,6 +171,29 @@ pub async fn handle(
         )
     });
 
+    let abandoned = OnAbandon::new(|| {
+        let elapsed = start.elapsed();
+        snap.inbound.record(CLIENT_CLOSED, elapsed, None);
+        if let Some((method, authority, path)) = &log {
+            access::write(&AccessEntry {
+                direction: "inbound",
+                method,
+                authority,
+                path,
+                status: CLIENT_CLOSED,
+                destination: &snap.sidecar.service,
+                route: "",
+                cluster: "",
+                endpoint: "",
+                peer: principal_for_log(&peer),
+                authz: Some(authz_label),
+                attempts: 0,
+                duration_us: micros(elapsed),
+                upstream_us: None,
+            });
+        }
+    });
+
     let mut upstream_time = None;
     let response = if !decision.allowed {
         local_reply(StatusCode::FORBIDDEN, "forbidden by mesh policy\n")
@@ -225,7 +249,11 @@ pub async fn handle(
         match result {
             Ok(resp) => {
                 match upgrade.answer(resp, tunnel.as_ref(), shared.config.tunnel_idle_timeout) {
-                    Ok(resp) => resp.map(ProxyBody::Upstream),
+                    Ok(mut resp) => {
+                        // Our own version, not the application's (RFC 9112, 2.3).
+                        *resp.version_mut() = Version::HTTP_11;
+                        resp.map(ProxyBody::Upstream)
+                    }
                     Err(unasked) => unasked.reply(),
                 }
             }
@@ -246,6 +274,7 @@ pub async fn handle(
             }
         }
     };
+    abandoned.disarm();
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
     snap.inbound.record(status, elapsed, upstream_time);

@@ -292,6 +292,35 @@ pub struct RouteStats {
     by_class: [Counter; 5],
 }
 
+/// Status recorded for a request the caller abandoned before its response began (nginx's
+/// "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Runs its closure when dropped, unless disarmed. A request handler holds one while it waits
+/// for the upstream: when the caller goes away, the server drops the handler mid-way, and the
+/// closure records the request (as [`CLIENT_CLOSED`]) so the slowest requests do not vanish
+/// from the metrics and the access log.
+pub struct OnAbandon<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnAbandon<F> {
+    pub fn new(f: F) -> Self {
+        OnAbandon(Some(f))
+    }
+
+    /// The request finished: record nothing here.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<F: FnOnce()> Drop for OnAbandon<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
 impl RouteStats {
     pub fn record(&self, status: u16, total: Duration, upstream: Option<Duration>) {
         self.duration.observe(total.as_secs_f64());

@@ -24,7 +24,7 @@ use crate::http::{
 };
 use crate::inbound::{CALLER_HEADER, PORT_HEADER, ROUTE_HEADER, micros};
 use crate::lifecycle::Shared;
-use crate::metrics::RouteStats;
+use crate::metrics::{CLIENT_CLOSED, OnAbandon, RouteStats};
 use crate::server::serve_http;
 use crate::snapshot::{ActionRt, ClusterRt, EndpointRt, EntryRt, RouteRt, Snapshot, random_u32};
 use crate::tunnel::{Tunnel, Upgrade};
@@ -287,8 +287,10 @@ async fn forward(
     per_try: Option<Duration>,
 ) -> Forwarded {
     cluster.budget.record_request();
+    // Only a request that may be sent twice is retried: an idempotent method (RFC 9110, 9.2.2;
+    // a proxy must not retry the others on its own, RFC 9112, 9.3.1) and no body to replay.
     let replayable = body.is_end_stream();
-    let retry = retry.filter(|r| replayable && r.attempts > 0);
+    let retry = retry.filter(|r| replayable && is_idempotent(&head.method) && r.attempts > 0);
     let max_attempts = retry.map_or(1, |r| r.attempts.saturating_add(1));
     let (body, body_failed) = if replayable {
         (ProxyBody::Empty, BodyFailed::default())
@@ -400,6 +402,14 @@ async fn forward(
     }
 }
 
+/// GET, HEAD, OPTIONS, TRACE, PUT and DELETE (RFC 9110, 9.2.2).
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
 /// Counts a request in flight to an endpoint (for power-of-two-choices) until dropped, also
 /// when a timeout cancels the request.
 struct InFlight<'a>(&'a EndpointRt);
@@ -446,6 +456,28 @@ pub async fn handle(
         .config
         .access_log
         .then(|| (parts.method.to_string(), parts.uri.path().to_string()));
+    let abandoned = OnAbandon::new(|| {
+        let elapsed = start.elapsed();
+        routed.stats.record(CLIENT_CLOSED, elapsed, None);
+        if let Some((method, path)) = &log {
+            access::write(&AccessEntry {
+                direction: "outbound",
+                method,
+                authority: &authority,
+                path,
+                status: CLIENT_CLOSED,
+                destination: routed.destination,
+                route: routed.route,
+                cluster: "",
+                endpoint: "",
+                peer: "",
+                authz: None,
+                attempts: 0,
+                duration_us: micros(elapsed),
+                upstream_us: None,
+            });
+        }
+    });
 
     let mut upstream_time = None;
     let mut attempts = 0;
@@ -548,6 +580,9 @@ pub async fn handle(
                     match upgrade.answer(resp, tunnel.as_ref(), shared.config.tunnel_idle_timeout) {
                         Ok(resp) => {
                             let (mut rp, rb) = resp.into_parts();
+                            // Our own version, not the upstream's (RFC 9112, 2.3): an HTTP/1.0
+                            // application must not turn the caller's connection into HTTP/1.0.
+                            rp.version = Version::HTTP_11;
                             if let Some(r) = rule {
                                 r.rt.response_headers.apply(&mut rp.headers);
                             }
@@ -560,6 +595,7 @@ pub async fn handle(
             }
         }
     };
+    abandoned.disarm();
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
     routed.stats.record(status, elapsed, upstream_time);

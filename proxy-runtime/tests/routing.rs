@@ -789,3 +789,121 @@ async fn each_service_port_reaches_its_own_application_port() {
     assert_eq!(r.json()["app"], "web-port", "{}", r.body);
     assert_eq!((web.hits(), grpc.hits()), (2, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_idempotent_requests_are_retried() {
+    let w = world().await;
+    // `/flaky` answers 503 on the app's 1st, 3rd, ... hit. A POST the app answered 503 has
+    // been executed: sending it again would execute it twice.
+    let post = "POST /flaky HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let text = raw(w.a.outbound(), post).await;
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert_eq!(w.app_v1.hits(), 1, "a POST was retried");
+    let patch = "PATCH /flaky HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
+    let text = raw(w.a.outbound(), patch).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(w.app_v1.hits(), 2);
+    // DELETE is idempotent: the 503 is retried.
+    let r = send(w.a.outbound(), "DELETE", "b", "/flaky", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(w.app_v1.hits(), 4, "one 503, then one retry");
+}
+
+/// An application that answers every request `HTTP/1.0 200` and closes.
+async fn http10_app() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tcp
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold app\n")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_version_is_ours_not_the_applications() {
+    let ca = Ca::new("test mesh CA");
+    let app = http10_app().await;
+    let b = start_proxy(&ca, "b", &sidecar("b", app, &[PERMIT_ALL])).await;
+    let mut a: Body = sidecar("a", app, &[PERMIT_ALL]);
+    a.clusters.insert(
+        cluster_key("default/b", 80, None),
+        cluster("b", None, &[b.inbound()]),
+    );
+    add_destination(&mut a, "b", None, "default/b:80");
+    let a = start_proxy(&ca, "a", &a).await;
+    // Two requests on one keep-alive connection: an HTTP/1.0 answer would close it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(a.outbound()).await.unwrap();
+    let req = "GET /one HTTP/1.1\r\nHost: b\r\n\r\nGET /two HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n";
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert_eq!(text.matches("old app").count(), 2, "{text}");
+    assert!(!text.contains("HTTP/1.0"), "{text}");
+}
+
+/// The sum of `mesh_proxy_requests_total` over the series of one direction and status class.
+fn requests(text: &str, direction: &str, class: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with("mesh_proxy_requests_total{")
+                && l.contains(&format!(r#"direction="{direction}""#))
+                && l.contains(&format!(r#"status_class="{class}""#))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_caller_abandons_are_counted() {
+    use tokio::io::AsyncWriteExt;
+    let w = world().await;
+    let mut tcp = tokio::net::TcpStream::connect(w.a.outbound())
+        .await
+        .unwrap();
+    // The app takes 600 ms; the caller gives up after 100.
+    tcp.write_all(b"GET /api/slow HTTP/1.1\r\nHost: b\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(tcp);
+    let counted = eventually(Duration::from_secs(3), || async {
+        requests(&metrics(&w.a).await, "outbound", "4xx") == 1.0
+            && requests(&metrics(&w.b1).await, "inbound", "4xx") == 1.0
+    })
+    .await;
+    let (out, inb) = (
+        requests(&metrics(&w.a).await, "outbound", "4xx"),
+        requests(&metrics(&w.b1).await, "inbound", "4xx"),
+    );
+    assert!(
+        counted.is_some(),
+        "abandoned request counted {out} times outbound, {inb} times inbound"
+    );
+    let m = metrics(&w.a).await;
+    assert!(
+        m.lines().any(
+            |l| l.starts_with("mesh_proxy_request_duration_seconds_count{")
+                && l.contains(r#"direction="outbound""#)
+                && l.ends_with(" 1")
+        ),
+        "{m}"
+    );
+}

@@ -13,7 +13,7 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use mesh_artifact::router::{Resolution, split_authority};
+use mesh_artifact::router::{AuthorityPort, Resolution, parse_authority, split_authority};
 use mesh_artifact::{PathMatch, PathModifier, Redirect, RetryPolicy, RuleAction};
 use tokio::net::TcpStream;
 
@@ -84,10 +84,18 @@ struct Routed<'s> {
 
 fn route<'s>(snap: &'s Snapshot, parts: &Parts, authority: &str) -> Routed<'s> {
     let resolution = snap.router.resolve(authority, &ReqView::new(parts));
+    // A host that names nothing here is 404, but one whose port is not a port is malformed
+    // (RFC 9112, 3.2: 400); looked at only on this cold path.
     let unknown = |reason| Routed {
-        plan: Plan::Reply {
-            status: StatusCode::NOT_FOUND,
-            reason,
+        plan: match parse_authority(authority).1 {
+            AuthorityPort::Invalid => Plan::Reply {
+                status: StatusCode::BAD_REQUEST,
+                reason: "mesh-proxy: invalid host\n",
+            },
+            _ => Plan::Reply {
+                status: StatusCode::NOT_FOUND,
+                reason,
+            },
         },
         stats: &snap.unknown_host,
         destination: "",
@@ -445,6 +453,16 @@ pub async fn handle(
         return local_reply(
             StatusCode::NOT_IMPLEMENTED,
             "mesh-proxy: CONNECT is not supported\n",
+        );
+    }
+    if let Some(scheme) = parts.uri.scheme_str()
+        && !scheme.eq_ignore_ascii_case("http")
+        && !scheme.eq_ignore_ascii_case("https")
+    {
+        // Absolute form for another protocol (`ftp://...`): nothing here speaks it.
+        return local_reply(
+            StatusCode::BAD_REQUEST,
+            "mesh-proxy: only http and https URLs are proxied\n",
         );
     }
     let upgrade = Upgrade::asked(&mut parts);

@@ -907,3 +907,43 @@ async fn requests_the_caller_abandons_are_counted() {
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_hosts_and_foreign_schemes_are_refused() {
+    let w = world().await;
+    for (request, status) in [
+        // A port that is not a port: malformed (400), not unknown (404).
+        (
+            "GET /api/x HTTP/1.1\r\nHost: b:abc\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
+        (
+            "GET /api/x HTTP/1.1\r\nHost: b:99999\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
+        (
+            "GET /api/x HTTP/1.1\r\nHost: b:81\r\nConnection: close\r\n\r\n",
+            "404",
+        ),
+        (
+            "GET /api/x HTTP/1.1\r\nHost: nowhere\r\nConnection: close\r\n\r\n",
+            "404",
+        ),
+        (
+            "GET ftp://b/api/x HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
+        // An https URL in absolute form is carried over the mesh's mutual TLS.
+        (
+            "GET https://b/api/x HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+            "200",
+        ),
+    ] {
+        let text = raw(w.a.outbound(), request).await;
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?}: {text}"
+        );
+    }
+    assert_eq!(w.app_v1.hits(), 1, "only the https request reached the app");
+}

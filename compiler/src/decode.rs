@@ -65,6 +65,7 @@ pub mod fields {
         "authorization",
         "defaults",
         "sidecar",
+        "referenceGrants",
     ];
     pub const MESH_MTLS: &[&str] = &["mode"];
     pub const MESH_AUTHZ: &[&str] = &["mode", "contextHeaders"];
@@ -162,6 +163,9 @@ pub mod fields {
     pub const PATH_MODIFIER: &[&str] = &["type", "replaceFullPath", "replacePrefixMatch"];
     pub const TIMEOUTS: &[&str] = &["request", "backendRequest"];
     pub const HTTP_RETRY: &[&str] = &["codes", "attempts", "backoff"];
+    pub const REFERENCE_GRANT_SPEC: &[&str] = &["from", "to"];
+    pub const GRANT_FROM: &[&str] = &["group", "kind", "namespace"];
+    pub const GRANT_TO: &[&str] = &["group", "kind", "name"];
     pub const MESH_RETRY: &[&str] = &["codes", "attempts", "backoff", "maxBackoff", "budget"];
 }
 
@@ -187,6 +191,8 @@ pub enum Resource {
     /// A route, and the `sectionName` of its parents that have one: they name a port of the
     /// parent Service, which only the whole model knows ([`crate::load`] resolves them).
     Route(Route, Vec<SectionRef>),
+    /// A Gateway API `ReferenceGrant`.
+    ReferenceGrant(ReferenceGrant),
     /// Decoded enough to know it is not ours.
     Skipped {
         kind: String,
@@ -273,6 +279,11 @@ pub fn regex_problem(pattern: &str) -> Option<String> {
     } else {
         mesh_artifact::matcher::check_regex(pattern).err()
     }
+}
+
+/// Whether `word` is one or two edits from `target`, ignoring case (a misspelt kind).
+fn near_miss(word: &str, target: &str) -> bool {
+    strsim::levenshtein(&word.to_ascii_lowercase(), &target.to_ascii_lowercase()) <= 2
 }
 
 fn slugify_list(names: &[&str]) -> String {
@@ -642,6 +653,12 @@ impl<'a> Decoder<'a> {
                 "gateway.networking.k8s.io/v1",
                 "gateway.networking.k8s.io/v1beta1",
             ]),
+            // The versions the Gateway API CRD serves (`v1` since Gateway API 1.5; `v1alpha2`
+            // is no longer served), with the same schema.
+            (GATEWAY_GROUP, "ReferenceGrant") => Some(&[
+                "gateway.networking.k8s.io/v1",
+                "gateway.networking.k8s.io/v1beta1",
+            ]),
             _ => None,
         };
         let Some(accepted) = accepted else {
@@ -668,7 +685,7 @@ impl<'a> Decoder<'a> {
             // route or a service. Real kinds of the group (`TCPRoute`) are skipped as usual.
             let read: &[&str] = match group.as_str() {
                 "" => &["Service"],
-                GATEWAY_GROUP if !GATEWAY_KINDS.contains(&k) => &["HTTPRoute"],
+                GATEWAY_GROUP if !GATEWAY_KINDS.contains(&k) => &["HTTPRoute", "ReferenceGrant"],
                 _ => &[],
             };
             if let Some(near) = read.iter().find(|r| {
@@ -763,6 +780,7 @@ impl<'a> Decoder<'a> {
             "MeshRoute" => self
                 .route(meta, spec, &what, Origin::Native)
                 .map_or(Resource::Invalid, |(r, s)| Resource::Route(r, s)),
+            "ReferenceGrant" => Resource::ReferenceGrant(self.reference_grant(meta, spec, &what)),
             _ => self
                 .route(meta, spec, &what, Origin::GatewayApi)
                 .map_or(Resource::Invalid, |(r, s)| Resource::Route(r, s)),
@@ -813,7 +831,10 @@ impl<'a> Decoder<'a> {
         let mut validity = MetaValidity::Valid;
         let name = match name {
             Some(name) => {
-                let subdomain = matches!(kind, "HTTPRoute" | "MeshRoute" | "Mesh" | "Sidecar");
+                let subdomain = matches!(
+                    kind,
+                    "HTTPRoute" | "MeshRoute" | "Mesh" | "Sidecar" | "ReferenceGrant"
+                );
                 if !self.name_check(&name, format_args!("{kind} name"), subdomain) {
                     validity = MetaValidity::InvalidName;
                 }
@@ -950,6 +971,15 @@ impl<'a> Decoder<'a> {
                     }
                 }
                 self.finish(dobj, fields::MESH_DEFAULTS, "`spec.defaults`");
+            }
+        }
+        if let Some(n) = o.take("referenceGrants") {
+            if let Some(required) = self.choice(
+                n,
+                "spec.referenceGrants",
+                &[("optional", false), ("required", true)],
+            ) {
+                m.reference_grants_required = required;
             }
         }
         if let Some(n) = o.take("sidecar") {
@@ -1469,6 +1499,170 @@ impl<'a> Decoder<'a> {
         Some((route, sections))
     }
 
+    /// A `ReferenceGrant`. It always decodes (a grant with problems permits what its valid
+    /// entries say; the problems are errors of their own).
+    fn reference_grant(
+        &mut self,
+        meta: Meta,
+        spec: Option<&Node<'_>>,
+        what: impl Display + Copy,
+    ) -> ReferenceGrant {
+        let mut grant = ReferenceGrant {
+            namespace: meta.namespace.v.clone(),
+            name: meta.name.v.clone(),
+            loc: meta.name.loc,
+            from: Vec::new(),
+            to: Vec::new(),
+        };
+        // The CRD makes `spec` optional: a grant without one permits nothing.
+        let Some(mut o) = spec.and_then(|s| self.obj(s, format_args!("{what} spec"))) else {
+            return grant;
+        };
+        match o.take("from") {
+            Some(list) => {
+                let items = self.seq(list, "spec.from");
+                grant.from.reserve_exact(items.len());
+                for item in items {
+                    if let Some(f) = self.grant_from(item) {
+                        grant.from.push(f);
+                    }
+                }
+            }
+            None => self.missing(&o, "from", format_args!("{what} spec")),
+        }
+        match o.take("to") {
+            Some(list) => {
+                let items = self.seq(list, "spec.to");
+                grant.to.reserve_exact(items.len());
+                for item in items {
+                    if let Some(t) = self.grant_to(item) {
+                        grant.to.push(t);
+                    }
+                }
+            }
+            None => self.missing(&o, "to", format_args!("{what} spec")),
+        }
+        self.finish(o, fields::REFERENCE_GRANT_SPEC, format_args!("{what} spec"));
+        grant
+    }
+
+    /// The `group` of a grant's entry: required, `""` for the core group.
+    fn grant_group(&mut self, o: &mut Obj<'_>, what: &str) -> Option<S<String>> {
+        let Some(n) = o.take("group") else {
+            let d = Diagnostic::new(
+                Code::MissingField,
+                format!("missing field `group` in `{what}`"),
+            )
+            .at(self.loc(o.node), "`group` is required here")
+            .help("write `group: \"\"` for the core group (`Service`), `group: gateway.networking.k8s.io` for `HTTPRoute`");
+            self.report(d);
+            return None;
+        };
+        let group = self.str(n, format_args!("{what}.group"))?;
+        if let Some((g, _)) = group.v.split_once('/') {
+            let d = Diagnostic::new(
+                Code::InvalidValue,
+                format!("`{}` is not an API group", group.v),
+            )
+            .at(group.loc, "a group and a version")
+            .help(format!(
+                "`group` names the group alone, without version: `{g}`"
+            ));
+            self.report(d);
+        }
+        Some(group)
+    }
+
+    /// One entry of a grant's `from`: who may refer.
+    fn grant_from(&mut self, n: &Node<'_>) -> Option<GrantFrom> {
+        const WHAT: &str = "spec.from[]";
+        let loc = self.loc(n);
+        let mut o = self.obj(n, WHAT)?;
+        let group = self.grant_group(&mut o, WHAT);
+        let kind = self.req_str(&mut o, "kind", WHAT);
+        let namespace = self.req_str(&mut o, "namespace", WHAT);
+        self.finish(o, fields::GRANT_FROM, format_args!("`{WHAT}`"));
+        let (group, kind, namespace) = (group?, kind?, namespace?);
+        if !self.name_check(&namespace, "namespace", false) {
+            return None;
+        }
+        // The kinds of routes meshc reads, in their groups: a near miss (`HTTPRoutes`, or a
+        // route kind in the core group) would permit nothing.
+        let routes = [(GATEWAY_GROUP, "HTTPRoute"), ("meshc.dev", "MeshRoute")];
+        if let Some((right_group, _)) = routes
+            .iter()
+            .find(|(g, k)| *k == kind.v && *g != group.v && !group.v.contains('/'))
+        {
+            let d = Diagnostic::new(
+                Code::InvalidValue,
+                if group.v.is_empty() {
+                    format!("`{}` is not a kind of the core group", kind.v)
+                } else {
+                    format!("`{}` is not a kind of the group `{}`", kind.v, group.v)
+                },
+            )
+            .at(group.loc, "no such kind in this group")
+            .help(format!(
+                "`{}` is in the group `{right_group}`: write `group: {right_group}`",
+                kind.v
+            ));
+            self.report(d);
+        } else if let Some((_, near)) = routes.iter().find(|(g, k)| {
+            *g == group.v
+                && *k != kind.v
+                && !GATEWAY_KINDS.contains(&kind.v.as_str())
+                && near_miss(&kind.v, k)
+        }) {
+            self.grant_kind_typo(&kind, &group.v, near);
+        }
+        Some(GrantFrom {
+            group: group.v,
+            kind: kind.v,
+            namespace,
+            loc,
+        })
+    }
+
+    /// One entry of a grant's `to`: what may be referred to.
+    fn grant_to(&mut self, n: &Node<'_>) -> Option<GrantTo> {
+        const WHAT: &str = "spec.to[]";
+        let loc = self.loc(n);
+        let mut o = self.obj(n, WHAT)?;
+        let group = self.grant_group(&mut o, WHAT);
+        let kind = self.req_str(&mut o, "kind", WHAT);
+        let name = self.opt_str(&mut o, "name", WHAT);
+        self.finish(o, fields::GRANT_TO, format_args!("`{WHAT}`"));
+        let (group, kind) = (group?, kind?);
+        // `Secret` (for Gateways' certificates) and other kinds are fine; a near miss of
+        // `Service` in the core group would permit nothing.
+        if group.v.is_empty() && kind.v != "Service" && near_miss(&kind.v, "Service") {
+            self.grant_kind_typo(&kind, "", "Service");
+        }
+        Some(GrantTo {
+            group: group.v,
+            kind: kind.v,
+            name,
+            loc,
+        })
+    }
+
+    /// A kind one or two edits from the one meshc checks grants for, in its group: the entry
+    /// would match nothing.
+    fn grant_kind_typo(&mut self, kind: &S<String>, group: &str, near: &str) {
+        let group = if group.is_empty() {
+            "the core group".to_string()
+        } else {
+            format!("`{group}`")
+        };
+        let d = Diagnostic::new(
+            Code::InvalidValue,
+            format!("`{}` is not a kind of {group}", kind.v),
+        )
+        .at(kind.loc, "unknown kind: matches nothing")
+        .help(format!("did you mean `{near}`?"));
+        self.report(d);
+    }
+
     /// A parent reference, and its `sectionName`.
     fn parent_ref(
         &mut self,
@@ -1889,9 +2083,10 @@ impl<'a> Decoder<'a> {
             .opt_str(&mut o, "kind", "backendRefs[]")
             .map_or("Service".to_string(), |k| k.v);
         let name = self.req_str(&mut o, "name", "backendRefs[]");
-        let namespace = self
-            .opt_str(&mut o, "namespace", "backendRefs[]")
-            .map_or(route_ns.to_string(), |n| n.v);
+        let (namespace, namespace_loc) = match self.opt_str(&mut o, "namespace", "backendRefs[]") {
+            Some(n) => (n.v, Some(n.loc)),
+            None => (route_ns.to_string(), None),
+        };
         let port = self.opt_port(&mut o, "port", "backendRefs[]");
         let weight = match o.take("weight") {
             Some(w) => self
@@ -1924,6 +2119,7 @@ impl<'a> Decoder<'a> {
             group,
             kind,
             namespace,
+            namespace_loc,
             name: name.v,
             port,
             version,

@@ -94,6 +94,7 @@ codes! {
     UnknownVersion = "MC0305", "unknown-version", Error, "a backend names a version the service does not define";
     ParentNotService = "MC0306", "parent-not-service", Warning, "a route's parent is not a Service, so the route attaches to nothing in the mesh";
     UnknownEgress = "MC0307", "unknown-egress", Error, "egress names a service that does not exist";
+    RefNotPermitted = "MC0308", "ref-not-permitted", Error, "a route's backend in another namespace is not allowed by a `ReferenceGrant` there";
     // Duplicates and conflicts.
     DuplicateResource = "MC0401", "duplicate-resource", Error, "two resources have the same kind, namespace and name";
     DuplicatePort = "MC0402", "duplicate-port", Error, "a service declares the same port or port name twice";

@@ -347,6 +347,7 @@ pub fn build_model_parsed(
                     }
                     model.routes.push(r);
                 }
+                Resource::ReferenceGrant(g) => model.reference_grants.push(g),
                 Resource::Skipped { kind, loc } => {
                     let e = skipped.entry(kind).or_insert((0, loc));
                     e.0 += 1;
@@ -367,7 +368,7 @@ pub fn build_model_parsed(
                 format!("skipping `{kind}`: not a kind meshc reads{times}"),
             )
             .at(loc, "skipped")
-            .help("meshc reads its own resources, `v1` `Service` and Gateway API `HTTPRoute`"),
+            .help("meshc reads its own resources, `v1` `Service`, and Gateway API `HTTPRoute` and `ReferenceGrant`"),
         );
     }
     if !any_input {
@@ -432,6 +433,13 @@ pub fn build_model_parsed(
     model
         .routes
         .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    dedup(
+        &mut model.reference_grants,
+        |g| (&g.namespace, &g.name),
+        |g| g.loc,
+        "reference grant",
+        &mut diags,
+    );
     model.sidecars.sort_by(|a, b| {
         (&a.namespace, &a.service.v, a.loc).cmp(&(&b.namespace, &b.service.v, b.loc))
     });

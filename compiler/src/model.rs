@@ -46,6 +46,10 @@ pub struct MeshConfig {
     pub default_retry_budget: Option<mesh_artifact::RetryBudget>,
     pub default_request_timeout_ms: Option<u64>,
     pub sidecar_ports: SidecarPorts,
+    /// `spec.referenceGrants: required`: a route's backend in another namespace needs a
+    /// `ReferenceGrant` there (MC0308). Off by default, as Gateway API's mesh routes need none
+    /// (GEP-1294).
+    pub reference_grants_required: bool,
 }
 
 impl Default for MeshConfig {
@@ -60,6 +64,7 @@ impl Default for MeshConfig {
             default_retry_budget: None,
             default_request_timeout_ms: None,
             sidecar_ports: SidecarPorts::default(),
+            reference_grants_required: false,
         }
     }
 }
@@ -172,6 +177,14 @@ impl Route {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+
+    /// The API group and kind of the resource the route was read from.
+    pub fn group_kind(&self) -> (&'static str, &'static str) {
+        match self.origin {
+            Origin::Native => ("meshc.dev", "MeshRoute"),
+            Origin::GatewayApi | Origin::Kubernetes => ("gateway.networking.k8s.io", "HTTPRoute"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,6 +243,8 @@ pub struct BackendRef {
     pub group: String,
     pub kind: String,
     pub namespace: String,
+    /// The `namespace` value, when one is written.
+    pub namespace_loc: Option<Loc>,
     pub name: String,
     pub port: Option<S<u16>>,
     pub version: Option<S<String>>,
@@ -269,6 +284,60 @@ pub struct Retry {
     pub budget: Option<mesh_artifact::RetryBudget>,
 }
 
+/// A Gateway API `ReferenceGrant`: which kinds of resources of other namespaces may refer to
+/// which resources of its own namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferenceGrant {
+    pub namespace: String,
+    pub name: String,
+    /// The resource's `metadata.name` value.
+    pub loc: Loc,
+    pub from: Vec<GrantFrom>,
+    pub to: Vec<GrantTo>,
+}
+
+impl ReferenceGrant {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether this grant lets a resource of `group`/`kind` in namespace `from_ns` refer to the
+    /// Service `service` of the grant's namespace. `group` `""` is the core group.
+    pub fn permits(&self, group: &str, kind: &str, from_ns: &str, service: &str) -> bool {
+        self.from
+            .iter()
+            .any(|f| f.group == group && f.kind == kind && f.namespace.v == from_ns)
+            && self.to.iter().any(|t| t.permits_service(service))
+    }
+}
+
+/// `spec.from[]` of a grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantFrom {
+    pub group: String,
+    pub kind: String,
+    pub namespace: S<String>,
+    pub loc: Loc,
+}
+
+/// `spec.to[]` of a grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantTo {
+    pub group: String,
+    pub kind: String,
+    /// `None`: every resource of the kind in the grant's namespace.
+    pub name: Option<S<String>>,
+    pub loc: Loc,
+}
+
+impl GrantTo {
+    pub fn permits_service(&self, service: &str) -> bool {
+        self.group.is_empty()
+            && self.kind == "Service"
+            && self.name.as_ref().is_none_or(|n| n.v == service)
+    }
+}
+
 /// A `.cedar` file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyFile {
@@ -284,6 +353,8 @@ pub struct Model {
     pub sidecars: Vec<Sidecar>,
     /// Sorted by `namespace/name`.
     pub routes: Vec<Route>,
+    /// Gateway API `ReferenceGrant`s, sorted by `namespace/name`.
+    pub reference_grants: Vec<ReferenceGrant>,
     pub policy_files: Vec<PolicyFile>,
     /// Routes by the `namespace/name` of each Service they name as a parent: indexes into
     /// `routes`, ascending. Derived by [`Model::index_routes`].
@@ -333,6 +404,16 @@ impl Model {
             .into_iter()
             .flatten()
             .filter_map(|&i| self.routes.get(i))
+    }
+
+    /// The `ReferenceGrant`s of one namespace.
+    pub fn grants_in(&self, namespace: &str) -> &[ReferenceGrant] {
+        let start = self
+            .reference_grants
+            .partition_point(|g| g.namespace.as_str() < namespace);
+        let rest = self.reference_grants.get(start..).unwrap_or(&[]);
+        let len = rest.iter().take_while(|g| g.namespace == namespace).count();
+        rest.get(..len).unwrap_or(&[])
     }
 
     pub fn namespaces(&self) -> Vec<&str> {

@@ -119,6 +119,17 @@ struct MeshSpec {
     authorization: Option<MeshAuthz>,
     defaults: Option<MeshDefaults>,
     sidecar: Option<MeshSidecar>,
+    /// `required`: a route's backend in another namespace needs a Gateway API `ReferenceGrant`
+    /// there (MC0308). `optional` (default): mesh routes need none (GEP-1294); the backend's
+    /// own authorization decides who may call it.
+    reference_grants: Option<ReferenceGrantsS>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum ReferenceGrantsS {
+    Optional,
+    Required,
 }
 
 #[derive(JsonSchema)]

@@ -517,6 +517,65 @@ impl Validator<'_> {
         );
     }
 
+    /// With `referenceGrants: required` in the `Mesh`: a backend in another namespace than its
+    /// route's needs a `ReferenceGrant` in the backend's namespace that lets the route's kind,
+    /// from the route's namespace, refer to that Service (MC0308). A backend that is one of the
+    /// route's own Service parents needs none: the route sends that Service's traffic where it
+    /// was addressed (a consumer route tuning its calls to another namespace's Service), and
+    /// attaching to a Service of another namespace needs no grant.
+    fn reference_permitted(&mut self, route: &Route, b: &BackendRef) {
+        if b.namespace == route.namespace {
+            return;
+        }
+        let own_parent = route
+            .parents
+            .iter()
+            .any(|p| p.is_service() && p.namespace == b.namespace && p.name == b.name);
+        if own_parent {
+            return;
+        }
+        let (group, kind) = route.group_kind();
+        let grants = self.model.grants_in(&b.namespace);
+        if grants
+            .iter()
+            .any(|g| g.permits(group, kind, &route.namespace, &b.name))
+        {
+            return;
+        }
+        let mut d = Diagnostic::new(
+            Code::RefNotPermitted,
+            format!(
+                "backend `{}/{}` of route `{}` is in another namespace, and no `ReferenceGrant` there allows it",
+                b.namespace,
+                b.name,
+                route.key()
+            ),
+        )
+        .at(
+            b.namespace_loc.unwrap_or(b.loc),
+            format!("not granted to `{kind}`s of `{}`", route.namespace),
+        );
+        let closest = closest_grant(grants, group, kind, &route.namespace, &b.name)
+            .or_else(|| misplaced_grant(self.model, route, b));
+        if let Some((loc, why)) = closest {
+            d = d.secondary(loc, why);
+        }
+        d = d.help(format!(
+            "the `Mesh` sets `referenceGrants: required`: namespace `{ns}` must allow this reference, with a grant such as\n\
+             apiVersion: gateway.networking.k8s.io/v1beta1\n\
+             kind: ReferenceGrant\n\
+             metadata: {{name: {lower}-from-{from}, namespace: {ns}}}\n\
+             spec:\n  \
+             from: [{{group: {group}, kind: {kind}, namespace: {from}}}]\n  \
+             to: [{{group: \"\", kind: Service, name: {name}}}]",
+            ns = b.namespace,
+            lower = kind.to_ascii_lowercase(),
+            from = route.namespace,
+            name = b.name,
+        ));
+        self.report(d);
+    }
+
     fn rule(&mut self, route: &Route, rule: &Rule) {
         for b in &rule.backends {
             if !(b.group.is_empty() && b.kind == "Service") {
@@ -545,6 +604,9 @@ impl Validator<'_> {
             else {
                 continue;
             };
+            if self.model.mesh.reference_grants_required {
+                self.reference_permitted(route, b);
+            }
             match &b.port {
                 Some(p) if !svc.ports.iter().any(|sp| sp.port == p.v) => {
                     self.unknown_port(&svc, p.v, p.loc);
@@ -845,6 +907,93 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// The grant of a namespace that comes closest to letting `group`/`kind` of `from_ns` refer to
+/// the Service `service`, as the place that falls short and why: one whose `from` fits but
+/// whose `to` names other Services, else one for that kind from another namespace, else one for
+/// another kind from that namespace.
+fn closest_grant(
+    grants: &[ReferenceGrant],
+    group: &str,
+    kind: &str,
+    from_ns: &str,
+    service: &str,
+) -> Option<(Loc, String)> {
+    let fits = |f: &GrantFrom| f.group == group && f.kind == kind && f.namespace.v == from_ns;
+    if let Some(g) = grants.iter().find(|g| g.from.iter().any(fits)) {
+        let named = g.to.iter().find_map(|t| {
+            let name = t.name.as_ref()?;
+            (t.group.is_empty() && t.kind == "Service").then_some(name)
+        });
+        return Some(match named {
+            Some(name) => (
+                name.loc,
+                format!(
+                    "grant `{}` allows Service `{}`, not `{service}`",
+                    g.key(),
+                    name.v
+                ),
+            ),
+            None => (
+                g.loc,
+                format!(
+                    "grant `{}` allows `{kind}`s of `{from_ns}`, but no `Service`",
+                    g.key()
+                ),
+            ),
+        });
+    }
+    let other_ns = grants.iter().find_map(|g| {
+        let f = g.from.iter().find(|f| f.group == group && f.kind == kind)?;
+        Some((
+            f.namespace.loc,
+            format!(
+                "grant `{}` allows `{kind}`s of `{}`, not `{from_ns}`",
+                g.key(),
+                f.namespace.v
+            ),
+        ))
+    });
+    other_ns.or_else(|| {
+        grants.iter().find_map(|g| {
+            let f = g.from.iter().find(|f| f.namespace.v == from_ns)?;
+            let what = if f.group.is_empty() {
+                format!("`{}`", f.kind)
+            } else {
+                format!("`{}` of `{}`", f.kind, f.group)
+            };
+            Some((
+                f.loc,
+                format!(
+                    "grant `{}` allows {what}, not `{kind}` of `{group}`",
+                    g.key()
+                ),
+            ))
+        })
+    })
+}
+
+/// A grant written in the route's own namespace for this reference (its `from` names the
+/// route's namespace, which needs no grant, or its `to` names the backend, which is no Service
+/// of that namespace): grants count only in the namespace they open.
+fn misplaced_grant(model: &Model, route: &Route, b: &BackendRef) -> Option<(Loc, String)> {
+    let names_backend = model.service(&route.namespace, &b.name).is_none();
+    let g = model.grants_in(&route.namespace).iter().find(|g| {
+        g.from.iter().any(|f| f.namespace.v == route.namespace)
+            || (names_backend
+                && g.to
+                    .iter()
+                    .any(|t| t.name.as_ref().is_some_and(|n| n.v == b.name)))
+    })?;
+    Some((
+        g.loc,
+        format!(
+            "grant `{}` is in the route's namespace; a grant opens only its own namespace, here `{}`",
+            g.key(),
+            b.namespace
+        ),
+    ))
 }
 
 /// The cluster DNS domain in the service names callers use (`name.ns.svc.cluster.local`).

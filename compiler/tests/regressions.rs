@@ -296,7 +296,7 @@ fn misspelt_kinds_are_not_skipped_quietly() {
     for (api, kind) in [
         ("gateway.networking.k8s.io/v1alpha2", "TCPRoute"),
         ("gateway.networking.k8s.io/v1", "GRPCRoute"),
-        ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant"),
+        ("gateway.networking.k8s.io/v1", "BackendTLSPolicy"),
         ("v1", "Secret"),
         ("apps/v1", "Service"),
     ] {

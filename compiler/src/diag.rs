@@ -68,6 +68,7 @@ codes! {
     WideMesh = "MC0011", "wide-mesh", Warning, "sidecars without `egress` carry every service, and the build grows with the square of the mesh";
     UncertainAppPort = "MC0012", "uncertain-app-port", Warning, "a Service's `targetPort` names a container port, whose number meshc cannot know";
     NotMeshed = "MC0013", "not-meshed", Warning, "a Service port or Service that sidecars do not carry (UDP or SCTP, ExternalName) is left out of the mesh";
+    InvalidMerge = "MC0014", "invalid-merge", Error, "a YAML merge key `<<` has a value that is not a mapping or a list of mappings";
     // Schema.
     UnknownField = "MC0101", "unknown-field", Error, "a field is not part of the resource's schema";
     WrongType = "MC0102", "wrong-type", Error, "a value has the wrong type";

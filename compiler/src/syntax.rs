@@ -5,13 +5,17 @@
 //! parser's events, enforcing depth, node, alias and document budgets as it goes, and turns
 //! parser errors into diagnostics. Duplicate keys are kept in the tree and reported by
 //! [`crate::decode`], which sees both occurrences.
+//!
+//! YAML 1.1 merge keys (`<<: *base`, <https://yaml.org/type/merge.html>) are resolved here, as
+//! PyYAML and go-yaml (so kubectl) read them: the tree holds the merged mapping, and the rest of
+//! meshc never sees a `<<`. See [`MergeKey`].
 
 use std::borrow::Cow;
 
 use serde_saphyr::granit_parser;
 
 use crate::diag::{Code, Diagnostic};
-use crate::source::{FileId, Span};
+use crate::source::{FileId, Loc, Span};
 
 mod fast;
 
@@ -50,7 +54,9 @@ impl Value<'_> {
 }
 
 impl<'a> Node<'a> {
-    /// Feed the node's content (not its position or formatting) into a hash.
+    /// Feed the node's content (not its position or formatting) into a hash. Merge keys are
+    /// resolved in the tree already, so a mapping that merges another hashes as the mapping
+    /// written out, with the merged entries where its `<<` was.
     pub fn digest(&self, h: &mut impl sha2::Digest) {
         // The content is laid out in a buffer first: a hash update per scalar costs more than
         // the hashing itself.
@@ -203,8 +209,129 @@ struct Frame<'a> {
     anchor: usize,
     /// For mappings: a key waiting for its value.
     pending_key: Option<Node<'a>>,
+    /// Whether `pending_key` is a merge key.
+    pending_merge: bool,
+    /// For mappings: the merge key met so far, resolved when the mapping ends.
+    merge: Option<MergeKey<'a>>,
     seq: Option<Vec<Node<'a>>>,
     map: Option<Vec<(Node<'a>, Node<'a>)>>,
+}
+
+/// A YAML merge key (`<<: *base`, `<<: [*a, *b]`) met in a mapping.
+///
+/// Only `<<` written plainly without a tag, or tagged `!!merge`, is a merge key (a quoted
+/// `"<<"` is an ordinary key), as in PyYAML and go-yaml. Its value is a mapping or a list of
+/// mappings written in place; an alias to a list is refused, as go-yaml refuses it. When the
+/// mapping ends, the entries of the merged mappings take the merge key's place, except those
+/// whose key the mapping has itself (explicit keys win wherever they are written) or that an
+/// earlier mapping of the list gave already (earlier mappings win). Merged entries keep the
+/// spans where they were written, so diagnostics about them point at the anchor's definition.
+/// A second merge key in one mapping is a duplicate key (go-yaml v3 refuses it too; PyYAML
+/// and go-yaml v2 would let the last one win).
+///
+/// Merging copies nothing that was not counted: an alias is counted at its anchor's full size
+/// when it is met, and a merge only keeps part of what its aliases copied, so merges stay
+/// within the node and alias budgets (a "billion laughs" of merges is refused like one of
+/// aliases).
+struct MergeKey<'a> {
+    /// Where the `<<` key is written.
+    key: Span,
+    /// The index in the mapping's entries where the merged entries go.
+    at: usize,
+    /// The mappings to merge, earlier ones first.
+    sources: Vec<Node<'a>>,
+}
+
+/// What kind of event a finished node came from, for recognising merge keys and their values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// An untagged plain `<<`, or a `!!merge`-tagged `<<`: a merge key if it is a key.
+    MergeKey,
+    /// A copy of an anchored node.
+    Alias,
+    Other,
+}
+
+/// The entries of `entries` with those of `merge`'s mappings merged in at the merge key's place.
+fn merge_entries<'a>(
+    entries: Vec<(Node<'a>, Node<'a>)>,
+    merge: MergeKey<'a>,
+) -> Vec<(Node<'a>, Node<'a>)> {
+    let key_bytes = |k: &Node<'_>| {
+        let mut b = Vec::new();
+        k.content_bytes(&mut b);
+        b
+    };
+    let mut taken: std::collections::HashSet<Vec<u8>> =
+        entries.iter().map(|(k, _)| key_bytes(k)).collect();
+    let mut merged = Vec::new();
+    for source in merge.sources {
+        let Value::Map(source_entries) = source.value else {
+            continue;
+        };
+        // Keys of this mapping hide those of later ones, but a key it has twice stays twice:
+        // that duplicate was written, and `decode` reports it where it was written.
+        let mut given = Vec::with_capacity(source_entries.len());
+        for (k, v) in source_entries {
+            let b = key_bytes(&k);
+            if taken.contains(&b) {
+                continue;
+            }
+            given.push(b);
+            merged.push((k, v));
+        }
+        taken.extend(given);
+    }
+    let at = merge.at.min(entries.len());
+    let mut out = Vec::with_capacity(entries.len() + merged.len());
+    let mut rest = entries.into_iter();
+    out.extend(rest.by_ref().take(at));
+    out.extend(merged);
+    out.extend(rest);
+    out
+}
+
+/// Whether a scalar key is a merge key: `<<` written plainly without a tag, or tagged
+/// `!!merge` (go-yaml's rule; PyYAML's too, but for a `!!merge` tag on another text).
+fn is_merge_key(
+    value: &str,
+    style: granit_parser::ScalarStyle,
+    tag: Option<&granit_parser::Tag>,
+) -> bool {
+    value == "<<"
+        && match tag {
+            None => style == granit_parser::ScalarStyle::Plain,
+            Some(t) => t.suffix_in_namespace("tag:yaml.org,2002:").as_deref() == Some("merge"),
+        }
+}
+
+/// Check the value of a merge key: the mappings it merges, or the diagnostic.
+#[allow(clippy::result_large_err)] // One error per file; its size does not matter.
+fn merge_sources<'a>(
+    file: FileId,
+    value: Node<'a>,
+    made: Made,
+) -> Result<Vec<Node<'a>>, Diagnostic> {
+    let bad = |n: &Node<'_>, found: &str| {
+        Diagnostic::new(
+            Code::InvalidMerge,
+            format!("the merge key `<<` takes a mapping or a list of mappings, found {found}"),
+        )
+        .primary(file, n.span, "not a mapping")
+        .help("merge one mapping with `<<: *name`, several with `<<: [*a, *b]`; a `<<` meant as an ordinary key is written quoted, `\"<<\"`")
+    };
+    match value.value {
+        Value::Map(_) => Ok(vec![value]),
+        Value::Seq(_) if made == Made::Alias => Err(bad(&value, "an alias to a list")),
+        Value::Seq(items) => {
+            if let Some(item) = items.iter().find(|i| !matches!(i.value, Value::Map(_))) {
+                let found = format!("a list holding {}", item.value.type_name());
+                return Err(bad(item, &found));
+            }
+            Ok(items)
+        }
+        ref other => Err(bad(&value, other.type_name())),
+    }
 }
 
 /// Where parsed documents go. A file may be parsed twice (see [`parse_documents_with`]):
@@ -332,7 +459,7 @@ fn parse_with_granit<'a>(
         };
         let start = byte_of(&span.start, text);
         let end = byte_of(&span.end, text).max(start);
-        let mut finished: Option<(Node<'a>, usize)> = None;
+        let mut finished: Option<(Node<'a>, Made)> = None;
         match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
             Event::DocumentStart(..) => {
@@ -370,13 +497,18 @@ fn parse_with_granit<'a>(
                 }
                 let mut n = node.clone();
                 n.span = Span::new(start, end);
-                finished = Some((n, 0));
+                finished = Some((n, Made::Alias));
             }
             Event::Scalar(value, style, anchor, tag) => {
                 nodes += 1;
                 let is_str_tag = tag
                     .as_ref()
                     .is_some_and(|t| t.is_yaml_core_schema_tag("str"));
+                let made = if is_merge_key(&value, style, tag.as_deref()) {
+                    Made::MergeKey
+                } else {
+                    Made::Other
+                };
                 let v = if style == ScalarStyle::Plain && !is_str_tag {
                     resolve_plain(value)
                 } else {
@@ -387,7 +519,7 @@ fn parse_with_granit<'a>(
                         span: Span::new(start, end),
                         value: v,
                     },
-                    anchor,
+                    made,
                 ));
                 if anchor != 0 {
                     if let Some((n, _)) = &finished {
@@ -409,6 +541,8 @@ fn parse_with_granit<'a>(
                     start,
                     anchor,
                     pending_key: None,
+                    pending_merge: false,
+                    merge: None,
                     seq: is_seq.then(Vec::new),
                     map: (!is_seq).then(Vec::new),
                 });
@@ -416,9 +550,10 @@ fn parse_with_granit<'a>(
             Event::SequenceEnd | Event::MappingEnd => {
                 let Some(frame) = stack.pop() else { continue };
                 let started = anchor_start_nodes.pop().unwrap_or(nodes);
-                let value = match (frame.seq, frame.map) {
-                    (Some(items), _) => Value::Seq(items),
-                    (_, Some(entries)) => Value::Map(entries),
+                let value = match (frame.seq, frame.map, frame.merge) {
+                    (Some(items), _, _) => Value::Seq(items),
+                    (_, Some(entries), Some(merge)) => Value::Map(merge_entries(entries, merge)),
+                    (_, Some(entries), None) => Value::Map(entries),
                     _ => Value::Null,
                 };
                 let node = Node {
@@ -428,7 +563,7 @@ fn parse_with_granit<'a>(
                 if frame.anchor != 0 {
                     anchors.insert(frame.anchor, (node.clone(), nodes - started + 1));
                 }
-                finished = Some((node, 0));
+                finished = Some((node, Made::Other));
             }
             #[allow(unreachable_patterns)]
             _ => {}
@@ -439,7 +574,9 @@ fn parse_with_granit<'a>(
                 start,
             ));
         }
-        let Some((node, _)) = finished else { continue };
+        let Some((node, made)) = finished else {
+            continue;
+        };
         match stack.last_mut() {
             // An empty document (`---` with nothing after it) is an implicit null: skip it.
             None if matches!(node.value, Value::Null) => {}
@@ -452,7 +589,32 @@ fn parse_with_granit<'a>(
                     items.push(node);
                 } else if let Some(entries) = &mut frame.map {
                     match frame.pending_key.take() {
-                        None => frame.pending_key = Some(node),
+                        None => {
+                            frame.pending_merge = made == Made::MergeKey;
+                            frame.pending_key = Some(node);
+                        }
+                        Some(k) if frame.pending_merge => {
+                            if let Some(first) = &frame.merge {
+                                return Err(Diagnostic::new(
+                                    Code::DuplicateKey,
+                                    "duplicate merge key `<<`",
+                                )
+                                .primary(file, k.span, "duplicate key")
+                                .secondary(
+                                    Loc {
+                                        file,
+                                        span: first.key,
+                                    },
+                                    "first defined here",
+                                )
+                                .help("merge several mappings with one key: `<<: [*a, *b]`"));
+                            }
+                            frame.merge = Some(MergeKey {
+                                key: k.span,
+                                at: entries.len(),
+                                sources: merge_sources(file, node, made)?,
+                            });
+                        }
                         Some(k) => entries.push((k, node)),
                     }
                 }

@@ -46,6 +46,13 @@ const TOKENS: &[&str] = &[
     "  timeouts: {request: 1s, backendRequest: 2s}\n",
     "  retry: {attempts: 3}\n",
     "weird: !!binary aGVsbG8=\n",
+    "    - &p {name: http, port: 80}\n",
+    "    - <<: *p\n",
+    "  <<: *anchor\n",
+    "<<: [*p, {port: 81}]\n",
+    "  <<: {name: b}\n",
+    "<<: 5\n",
+    "\"<<\": *p\n",
 ];
 
 fn check_positions(files: Vec<(String, String)>) {

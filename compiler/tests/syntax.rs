@@ -117,6 +117,16 @@ const KEYS: &[&str] = &[
     "\"\"",
 ];
 
+/// A key, now and then a merge key: granit-parser merges its value (or refuses one that is not
+/// a mapping), so the fast path must give it up; quoted, `<<` is an ordinary key it reads.
+fn key(rng: &mut Rng, keys: &[&'static str]) -> &'static str {
+    if rng.chance(3) {
+        rng.pick(&["<<", "\"<<\"", "'<<'"])
+    } else {
+        rng.pick(keys)
+    }
+}
+
 const SCALARS: &[&str] = &[
     "v1",
     "8080",
@@ -193,7 +203,7 @@ fn flow(rng: &mut Rng, depth: usize) -> String {
     if depth < 3 && rng.chance(50) {
         let items: Vec<String> = (0..n)
             .map(|_| {
-                let k = rng.pick(&["a", "name", "\"k\"", "'k'", "8080", "x y"]);
+                let k = key(rng, &["a", "name", "\"k\"", "'k'", "8080", "x y"]);
                 let v = if depth < 2 && rng.chance(20) {
                     flow(rng, depth + 1)
                 } else {
@@ -258,7 +268,7 @@ fn block_map(rng: &mut Rng, indent: usize, depth: usize, first_inline: bool, out
             noise(rng, indent, out);
             out.push_str(&" ".repeat(indent));
         }
-        out.push_str(rng.pick(KEYS));
+        out.push_str(key(rng, KEYS));
         out.push(':');
         match rng.below(10) {
             0 | 1 if depth < 5 => {

@@ -21,9 +21,10 @@
 //!   plain scalars containing `:`;
 //! - comments.
 //!
-//! No anchors, aliases, tags, block scalars, multi-line scalars, explicit keys (`?`), empty
-//! sequence entries or scalars on their own line under a key. Budgets are not enforced here
-//! either: near a limit the fast path gives up, and granit-parser reports it.
+//! No anchors, aliases, tags, merge keys (a plain `<<` key, even with a mapping written in
+//! place), block scalars, multi-line scalars, explicit keys (`?`), empty sequence entries or
+//! scalars on their own line under a key. Budgets are not enforced here either: near a limit
+//! the fast path gives up, and granit-parser reports it.
 //!
 //! `compiler/tests/syntax.rs` holds the differential test: on generated inputs, whenever this
 //! parser accepts a file, granit-parser must give the same tree with the same spans.
@@ -366,6 +367,9 @@ impl<'a> Fast<'a> {
                 if stop != Stop::Colon {
                     return Ok(None);
                 }
+                if is_merge_key(&self.b[i..end]) {
+                    return Err(Bail);
+                }
                 let node = Node {
                     span: Span::new(i, end),
                     value: resolve_plain(Cow::Borrowed(&self.text[i..end])),
@@ -550,6 +554,9 @@ impl<'a> Fast<'a> {
                 Some(b'{' | b'[') | None => return Err(Bail),
                 _ => p.flow_value(i, depth + 1)?,
             };
+            if is_merge_key(&p.b[i..e]) {
+                return Err(Bail);
+            }
             if e - i > MAX_KEY || p.at(e) != Some(b':') || p.at(e + 1) != Some(b' ') {
                 return Err(Bail);
             }
@@ -610,6 +617,12 @@ enum Stop {
     Line,
     Colon,
     Comment,
+}
+
+/// Whether a key, as written, is a merge key (`<<`, plain): merges are left to granit, after
+/// which `super` resolves them.
+fn is_merge_key(written: &[u8]) -> bool {
+    written == b"<<"
 }
 
 /// Whether a plain scalar may start with `c` (followed by `next`). Indicators are left to

@@ -2,7 +2,7 @@
 //! [`mesh_policy::authorize::Verdict`] (the allocation-free form of
 //! [`mesh_policy::AuthzDecision`]: determining policy ids are borrowed from the authorizer).
 
-use hyper::header::HeaderName;
+use hyper::header::{self, HeaderName};
 use hyper::http::request::Parts;
 use mesh_artifact::{AuthzMode, Body};
 use mesh_policy::authorize::Verdict;
@@ -49,7 +49,13 @@ impl Authz {
         let mut on_stack = [("", ""); HEADERS_ON_STACK];
         let mut on_heap: Vec<(&str, &str)> = Vec::new();
         let present = self.context_headers.iter().filter_map(|name| {
-            let v = parts.headers.get(name).and_then(|v| v.to_str().ok())?;
+            let v = match parts.headers.get(name) {
+                Some(v) => v.to_str().ok()?,
+                // An HTTP/2 request carries its host as `:authority` (the sidecar-to-sidecar
+                // leg sends no `Host`): policy sees it under `host` all the same.
+                None if name == header::HOST => parts.uri.authority()?.as_str(),
+                None => return None,
+            };
             Some((name.as_str(), v))
         });
         let headers: &[(&str, &str)] = if self.context_headers.len() <= HEADERS_ON_STACK {

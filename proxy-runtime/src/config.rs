@@ -147,9 +147,20 @@ pub const FLAGS: &[Flag] = &[
     Flag::takes(
         "header-read-timeout",
         "DURATION",
-        "How long a client may take to send a request's headers (and the TLS handshake)",
+        "How long a client may take to send a request's headers (and the TLS handshake); a \
+         connection that has started no request this long after its handshake is closed, and \
+         an idle HTTP/1.1 keep-alive connection closes after this long",
     )
     .or_default("10s"),
+    Flag::takes(
+        "idle-timeout",
+        "DURATION",
+        "A client connection that starts no new request for this long (checked every quarter \
+         of it) is shut down gracefully: HTTP/2 gets GOAWAY and its open streams finish. Idle \
+         HTTP/1.1 keep-alive connections already close after --header-read-timeout. 0 turns \
+         it off",
+    )
+    .or_default("1h"),
     Flag::takes(
         "max-header-bytes",
         "BYTES",
@@ -449,6 +460,7 @@ impl Cli {
             "app-addr" => c.app_addr = Some(addr()?),
             "drain-timeout" => c.drain_timeout = duration()?,
             "header-read-timeout" => c.header_read_timeout = duration()?,
+            "idle-timeout" => c.idle_timeout = Some(duration()?).filter(|d| !d.is_zero()),
             "reload-interval" => c.reload_interval = Some(duration()?).filter(|d| !d.is_zero()),
             "connect-timeout" => c.connect_timeout = duration()?,
             "pool-idle-timeout" => c.pool_idle_timeout = duration()?,
@@ -516,6 +528,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// `None`: a connection may stay open with no request for as long as its client likes.
+    pub idle_timeout: Option<Duration>,
     pub max_header_bytes: usize,
     /// `None`: no periodic re-read.
     pub reload_interval: Option<Duration>,
@@ -544,6 +558,7 @@ impl Config {
             drain_timeout: Duration::from_secs(15),
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(3600)),
             max_header_bytes: 65_536,
             reload_interval: Some(Duration::from_secs(10)),
             connect_timeout: Duration::from_secs(1),
@@ -767,6 +782,7 @@ mod tests {
         assert_eq!(dur("connect-timeout"), d.connect_timeout);
         assert_eq!(dur("pool-idle-timeout"), d.pool_idle_timeout);
         assert_eq!(Some(dur("tunnel-idle-timeout")), d.tunnel_idle_timeout);
+        assert_eq!(Some(dur("idle-timeout")), d.idle_timeout);
         assert_eq!(
             from_help("max-connections").parse::<usize>().unwrap(),
             d.max_connections
@@ -786,5 +802,6 @@ mod tests {
         assert_eq!(c.connect_timeout, d.connect_timeout);
         assert_eq!(c.pool_idle_timeout, d.pool_idle_timeout);
         assert_eq!(c.tunnel_idle_timeout, d.tunnel_idle_timeout);
+        assert_eq!(c.idle_timeout, d.idle_timeout);
     }
 }

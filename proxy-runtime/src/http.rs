@@ -140,12 +140,15 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// Remove hop-by-hop headers, including those the `Connection` header names. `TE: trailers`
-/// is kept (gRPC needs it); any other `TE` is dropped.
+/// is kept (gRPC needs it); any other `TE` is dropped. A message that came with a
+/// `Transfer-Encoding` loses its `Content-Length` too (RFC 9112, section 6.3, 3: the body was
+/// framed by the transfer coding, and a sender must remove the received length before
+/// forwarding; left in, it would frame the re-encoded body wrongly, truncating it).
 ///
 /// One pass over the names first: most messages carry none of these headers, and the usual
 /// one, `Connection: keep-alive` (nginx sends it on every response), costs two removals.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let (mut connection, mut te, mut other) = (false, false, false);
+    let (mut connection, mut te, mut other, mut coded) = (false, false, false, false);
     for name in headers.keys() {
         if name == header::CONNECTION {
             connection = true;
@@ -153,6 +156,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             te = true;
         } else if HOP_BY_HOP.contains(name) {
             other = true;
+            coded |= name == header::TRANSFER_ENCODING;
         }
     }
     if connection {
@@ -175,6 +179,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if other {
         for h in &HOP_BY_HOP {
             headers.remove(h);
+        }
+        if coded {
+            headers.remove(header::CONTENT_LENGTH);
         }
     }
     if te
@@ -411,6 +418,40 @@ mod tests {
         let before = h.clone();
         strip_hop_by_hop(&mut h);
         assert_eq!(h, before);
+    }
+
+    #[test]
+    fn a_transfer_encoding_takes_the_content_length_with_it() {
+        // RFC 9112, section 6.3 (3): the received length goes before forwarding.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("100"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::SERVER, HeaderValue::from_static("app"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::SERVER]);
+
+        // Every received length goes, next to other hop-by-hop headers.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("7"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("7"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
+
+        // Without a transfer coding, the length stays, whatever else is stripped.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::CONTENT_LENGTH]);
     }
 
     #[test]

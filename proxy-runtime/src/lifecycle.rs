@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::loader::{self, ArtifactOutcome, LoaderState};
 use crate::metrics::{ListenerStats, Metrics};
-use crate::server::{ActiveConns, ShutdownSignal, accept_loop, server_builder};
+use crate::server::{ActiveConns, HttpServer, ShutdownSignal, accept_loop};
 use crate::snapshot::Snapshot;
 use crate::tls::{TlsError, TlsFiles, TlsLive};
 use crate::upstream::{ClientSettings, Upstreams};
@@ -67,9 +67,9 @@ pub struct Shared {
     pub live: ArcSwapOption<Snapshot>,
     pub loader: Lock<LoaderState>,
     pub listeners: ListenerAddrs,
-    pub(crate) inbound_server: Arc<auto::Builder<TokioExecutor>>,
-    pub(crate) outbound_server: Arc<auto::Builder<TokioExecutor>>,
-    pub(crate) admin_server: Arc<auto::Builder<TokioExecutor>>,
+    pub(crate) inbound_server: Arc<HttpServer>,
+    pub(crate) outbound_server: Arc<HttpServer>,
+    pub(crate) admin_server: Arc<HttpServer>,
     draining: AtomicBool,
     /// Fired when draining begins: the inbound and outbound listeners stop.
     shutdown_tx: watch::Sender<bool>,
@@ -364,20 +364,33 @@ pub async fn start(config: Config) -> Result<ProxyHandle, StartError> {
         connect_timeout: config.connect_timeout,
         pool_idle_timeout: config.pool_idle_timeout,
     };
+    let metrics = Metrics::new();
+    // The admin listener: HTTP/1.1 keep-alive, with the same header read timeout (so an idle
+    // scraper connection closes like any other).
     let mut admin_builder = auto::Builder::new(TokioExecutor::new());
-    admin_builder.http1().keep_alive(true);
+    admin_builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
+    let admin_server = HttpServer {
+        builder: admin_builder,
+        first_request: config.header_read_timeout,
+        idle: config.idle_timeout,
+        stats: metrics.admin.clone(),
+    };
     let (shutdown_tx, _) = watch::channel(false);
     let (stop_tx, _) = watch::channel(false);
     let shared = Arc::new(Shared {
-        metrics: Metrics::new(),
+        inbound_server: Arc::new(HttpServer::new(&config, metrics.inbound.clone())),
+        outbound_server: Arc::new(HttpServer::new(&config, metrics.outbound.clone())),
+        admin_server: Arc::new(admin_server),
+        metrics,
         upstreams: Upstreams::new(tls.clone(), settings),
         tls,
         live: ArcSwapOption::empty(),
         loader: Lock::new(LoaderState::default()),
         listeners: ListenerAddrs::default(),
-        inbound_server: Arc::new(server_builder(&config)),
-        outbound_server: Arc::new(server_builder(&config)),
-        admin_server: Arc::new(admin_builder),
         draining: AtomicBool::new(false),
         shutdown_tx,
         stop_tx,

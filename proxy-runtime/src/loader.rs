@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::lifecycle::Shared;
 use crate::snapshot::{BuildContext, build};
+use crate::tls::TlsState;
 
 /// What one artifact re-read did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +63,10 @@ pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
     let io_error = |e: std::io::Error| {
         (
             format!("io:{:?}", e.kind()),
-            Err(format!("cannot read `{}`: {e}", path.display())),
+            Err(Refusal::Other(format!(
+                "cannot read `{}`: {e}",
+                path.display()
+            ))),
         )
     };
     let unchanged = |key: &str| shared.loader.lock().last_key.as_deref() == Some(key);
@@ -82,17 +86,33 @@ pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
             }
             let decoded = mesh_artifact::decode(&bytes);
             drop(bytes);
-            let result = decoded
-                .map_err(|e| format!("artifact `{}` refused: {e}", path.display()))
-                .and_then(|artifact| {
-                    let ctx = BuildContext {
-                        metrics: &shared.metrics,
-                        upstreams: &shared.upstreams,
-                        app_addr: shared.config.app_addr,
-                    };
-                    build(artifact, hash.clone(), &ctx)
-                        .map_err(|e| format!("artifact `{}` refused: {e}", path.display()))
-                });
+            let refused = |e: &dyn std::fmt::Display| {
+                Refusal::Other(format!("artifact `{}` refused: {e}", path.display()))
+            };
+            let result = decoded.map_err(|e| refused(&e)).and_then(|artifact| {
+                // Before the build: an artifact for another workload gets no tables and
+                // no metric series.
+                let with = certificate_for(shared, &artifact.body.sidecar.identity).map_err(
+                    |certificate| Refusal::Identity {
+                        message: format!(
+                            "artifact `{}` refused: it is for `{}`, but this sidecar's \
+                                 certificate is `{certificate}` (an artifact compiled for \
+                                 another workload)",
+                            path.display(),
+                            artifact.body.sidecar.identity
+                        ),
+                        identity: artifact.body.sidecar.identity.clone(),
+                    },
+                )?;
+                let ctx = BuildContext {
+                    metrics: &shared.metrics,
+                    upstreams: &shared.upstreams,
+                    app_addr: shared.config.app_addr,
+                };
+                build(artifact, hash.clone(), &ctx)
+                    .map(|snapshot| (snapshot, with))
+                    .map_err(|e| refused(&e))
+            });
             (hash, result)
         }
     };
@@ -101,16 +121,17 @@ pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
         return ArtifactOutcome::Unchanged;
     }
     state.last_key = Some(key);
+    state.refused_identity = None;
     match result {
-        Ok(snapshot) => {
+        Ok((snapshot, with)) => {
             let body_hash = snapshot.header.body_hash.clone();
-            let tls_identity = shared.tls.current().identity.clone();
-            if snapshot.sidecar.identity != tls_identity {
-                tracing::warn!(
-                    artifact_identity = %snapshot.sidecar.identity,
-                    certificate_identity = %tls_identity,
-                    "the certificate's SPIFFE ID differs from the identity in the artifact"
-                );
+            if let Some(tls) = with {
+                // The certificate held back for want of this artifact goes in with it.
+                shared.tls.install(tls);
+                shared.metrics.cert_reload_success.inc();
+                tracing::info!(identity = %snapshot.sidecar.identity, "certificates reloaded with the artifact for their identity");
+                state.pending_tls = None;
+                state.last_cert_error = None;
             }
             shared.metrics.set_artifact_info(snapshot.info());
             tracing::info!(
@@ -127,7 +148,14 @@ pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
             state.last_error = None;
             ArtifactOutcome::Loaded(body_hash)
         }
-        Err(message) => {
+        Err(refusal) => {
+            let message = match refusal {
+                Refusal::Identity { message, identity } => {
+                    state.refused_identity = Some(identity);
+                    message
+                }
+                Refusal::Other(message) => message,
+            };
             shared.metrics.reload_failure.inc();
             if shared.live.load().is_some() {
                 tracing::error!(error = %message, "artifact refused; the last good artifact keeps serving");
@@ -140,28 +168,91 @@ pub fn reload_artifact(shared: &Shared) -> ArtifactOutcome {
     }
 }
 
-/// Re-read the certificate files; swap them in when they changed and are valid.
+/// Why an artifact was refused.
+enum Refusal {
+    /// It is for another workload than the certificate's (`identity`).
+    Identity {
+        message: String,
+        identity: String,
+    },
+    Other(String),
+}
+
+/// Whether an artifact for `identity` may be served: `Ok(None)` with the current certificate,
+/// `Ok(Some(_))` with the certificate held back for want of an artifact for its identity (to
+/// be installed with it), `Err` with the current certificate's identity otherwise.
+fn certificate_for(shared: &Shared, identity: &str) -> Result<Option<Arc<TlsState>>, String> {
+    let current = shared.tls.current();
+    if current.identity == identity {
+        return Ok(None);
+    }
+    match &shared.loader.lock().pending_tls {
+        Some(p) if p.identity == identity => Ok(Some(p.clone())),
+        _ => Err(current.identity.clone()),
+    }
+}
+
+/// Re-read the certificate files; swap them in when they changed, are valid, and carry the
+/// identity of the artifact being served.
+///
+/// A certificate for another identity than the served artifact's would have this sidecar
+/// present one workload's identity while enforcing another's policies: it is refused like an
+/// unreadable one (logged, counted once, `/config` `certificate.last_error`), the current
+/// certificates stay, and it is held back: an artifact for its identity, when one arrives (or
+/// was refused for want of it), goes in together with it.
 pub fn reload_certs(shared: &Shared) {
-    match shared.tls.reload() {
-        Ok(false) => {}
-        Ok(true) => {
-            shared.metrics.cert_reload_success.inc();
-            tracing::info!(identity = %shared.tls.current().identity, "certificates reloaded");
-        }
-        Err(e) => {
-            // Count a given failure once: a rotation that writes cert and key separately fails
-            // in between, then succeeds on the next event.
-            let message = e.to_string();
-            let mut state = shared.loader.lock();
-            if state.last_cert_error.as_deref() != Some(message.as_str()) {
-                shared.metrics.cert_reload_failure.inc();
-                tracing::error!(error = %message, "certificate reload failed; the current certificates stay");
-                state.last_cert_error = Some(message);
-            }
+    let read = shared.tls.read_changed();
+    let mut state = shared.loader.lock();
+    let new = match read {
+        Ok(None) => {
+            state.pending_tls = None;
+            state.last_cert_error = None;
             return;
         }
+        Ok(Some(new)) => new,
+        Err(e) => {
+            state.pending_tls = None;
+            cert_failure(shared, &mut state, e.to_string());
+            return;
+        }
+    };
+    if state.refused_identity.as_deref() == Some(new.identity.as_str()) {
+        // The artifact refused for want of this certificate is looked at again.
+        state.last_key = None;
     }
-    shared.loader.lock().last_cert_error = None;
+    let live = shared.live.load();
+    match live.as_ref().map(|s| s.sidecar.identity.as_str()) {
+        Some(served) if served != new.identity => {
+            let message = format!(
+                "certificate `{}` refused: its SPIFFE ID `{}` differs from the identity of the \
+                 artifact being served, `{served}`; the current certificates stay until an \
+                 artifact for `{}` is loaded",
+                shared.config.cert.display(),
+                new.identity,
+                new.identity
+            );
+            state.pending_tls = Some(Arc::new(new));
+            cert_failure(shared, &mut state, message);
+        }
+        _ => {
+            let identity = new.identity.clone();
+            shared.tls.install(Arc::new(new));
+            shared.metrics.cert_reload_success.inc();
+            tracing::info!(identity = %identity, "certificates reloaded");
+            state.pending_tls = None;
+            state.last_cert_error = None;
+        }
+    }
+}
+
+/// Count a given certificate failure once: a rotation that writes cert and key separately
+/// fails in between, then succeeds on the next event.
+fn cert_failure(shared: &Shared, state: &mut LoaderState, message: String) {
+    if state.last_cert_error.as_deref() != Some(message.as_str()) {
+        shared.metrics.cert_reload_failure.inc();
+        tracing::error!(error = %message, "certificate reload failed; the current certificates stay");
+        state.last_cert_error = Some(message);
+    }
 }
 
 /// Loader bookkeeping.
@@ -174,6 +265,12 @@ pub struct LoaderState {
     pub last_cert_error: Option<String>,
     /// Artifact re-reads attempted (changed or not), for tests and diagnostics.
     pub reads: u64,
+    /// A valid certificate refused because its identity is not the served artifact's, held
+    /// back until an artifact for that identity is loaded.
+    pub pending_tls: Option<Arc<TlsState>>,
+    /// The identity of the last artifact read, when it was refused for not being the
+    /// certificate's.
+    pub refused_identity: Option<String>,
 }
 
 /// The debounced file watcher (its threads live as long as this value).

@@ -47,6 +47,12 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabels {
     pub cluster: String,
 }
@@ -96,6 +102,10 @@ pub struct ListenerStats {
     pub accepted: Counter,
     pub active: Gauge,
     pub tls_failures: Counter,
+    /// Connections closed for sending no request within the header read timeout.
+    pub closed_no_request: Counter,
+    /// Connections shut down for starting no request for the idle timeout.
+    pub closed_idle: Counter,
 }
 
 impl Default for Metrics {
@@ -169,6 +179,14 @@ impl Metrics {
             "Inbound TLS handshakes that failed (no client certificate, untrusted, expired, not TLS 1.3, ...)",
             tls_failures.clone(),
         );
+        let closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed_idle",
+            "Connections the proxy closed for want of requests, by listener and reason: \
+             no_request (none started within --header-read-timeout of the connection being \
+             served), idle (no new request for --idle-timeout)",
+            closed.clone(),
+        );
         let upstream_retries = Family::<ClusterLabels, Counter>::default();
         registry.register(
             "upstream_retries",
@@ -196,6 +214,14 @@ impl Metrics {
                 accepted: connections.get_or_create_owned(&l),
                 active: active.get_or_create_owned(&l),
                 tls_failures: tls_failures.get_or_create_owned(&l),
+                closed_no_request: closed.get_or_create_owned(&ClosedLabels {
+                    listener: name,
+                    reason: "no_request",
+                }),
+                closed_idle: closed.get_or_create_owned(&ClosedLabels {
+                    listener: name,
+                    reason: "idle",
+                }),
             }
         };
         Metrics {

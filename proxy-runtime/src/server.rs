@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -90,13 +90,52 @@ pub fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// How a listener serves its connections: hyper's settings, and the connection-level
+/// timeouts hyper does not keep.
+pub struct HttpServer {
+    pub builder: auto::Builder<TokioExecutor>,
+    /// A connection that has not started a request this long after it began to be served is
+    /// closed (`--header-read-timeout`).
+    pub first_request: Duration,
+    /// A connection that starts no new request for this long is shut down gracefully
+    /// (`--idle-timeout`); `None`: never.
+    pub idle: Option<Duration>,
+    /// The listener's counters.
+    pub stats: ListenerStats,
+}
+
+impl HttpServer {
+    /// The inbound or outbound listener's: [`server_builder`] and the configured timeouts.
+    pub fn new(config: &Config, stats: ListenerStats) -> Self {
+        HttpServer {
+            builder: server_builder(config),
+            first_request: config.header_read_timeout,
+            idle: config.idle_timeout,
+            stats,
+        }
+    }
+}
+
+/// How many quiet checks make an idle connection: checking four times per idle timeout closes
+/// a connection between one and one and a quarter idle timeouts after its last request began,
+/// without reading the clock on the request path.
+const IDLE_CHECKS: u32 = 4;
+
 /// Serve HTTP on one connection until it ends, or until shutdown, when in-flight requests are
 /// let finish and the connection is closed. The handler gets the connection's [`Tunnel`]: a
 /// request that switched protocols leaves its splice there, and it runs here once hyper has
 /// handed the connection over.
+///
+/// Connections that send nothing are closed: hyper times out a request head it has begun to
+/// read (HTTP/1.1, also between keep-alive requests), but not the first bytes the automatic
+/// protocol detection waits for, nor an HTTP/2 connection with no stream. So a connection that
+/// has started no request within [`HttpServer::first_request`] is dropped, and one that starts
+/// no new request for [`HttpServer::idle`] is shut down gracefully (an HTTP/2 `GOAWAY`: streams
+/// still open finish first). Requests are counted, not timed: the request path reads no clock
+/// for this.
 pub async fn serve_http<I, F, Fut>(
     io: I,
-    builder: &auto::Builder<TokioExecutor>,
+    server: &HttpServer,
     mut shutdown: ShutdownSignal,
     handler: F,
 ) where
@@ -106,22 +145,70 @@ pub async fn serve_http<I, F, Fut>(
 {
     let tunnel = Tunnel::default();
     let for_handler = tunnel.clone();
+    let started = Arc::new(AtomicU64::new(0));
+    let counter = started.clone();
     let service = hyper::service::service_fn(move |req| {
+        counter.fetch_add(1, Ordering::Relaxed);
         let fut = handler(req, &for_handler);
         async move { Ok::<_, std::convert::Infallible>(fut.await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let conn = server
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended with an error");
+    let timer = tokio::time::sleep(server.first_request);
+    tokio::pin!(timer);
+    // Requests started as of the last check, and the checks in a row that saw no new one.
+    let (mut seen, mut quiet) = (0u64, 0u32);
+    let mut watching = true;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
             }
-        }
-        _ = shutdown.wait() => {
-            conn.as_mut().graceful_shutdown();
-            if let Err(e) = conn.as_mut().await {
-                tracing::debug!(error = %e, "connection ended with an error while draining");
+            () = timer.as_mut(), if watching => {
+                let now = started.load(Ordering::Relaxed);
+                if now == 0 {
+                    server.stats.closed_no_request.inc();
+                    tracing::debug!(
+                        timeout_ms = server.first_request.as_millis(),
+                        "closing a connection that started no request within the header read timeout"
+                    );
+                    // Dropping the connection closes it; no request means no tunnel either.
+                    return;
+                }
+                let Some(idle) = server.idle else {
+                    watching = false;
+                    continue;
+                };
+                if now == seen {
+                    quiet += 1;
+                } else {
+                    (seen, quiet) = (now, 0);
+                }
+                if quiet >= IDLE_CHECKS {
+                    server.stats.closed_idle.inc();
+                    tracing::debug!(
+                        timeout_ms = idle.as_millis(),
+                        "shutting down a connection that started no request for the idle timeout"
+                    );
+                    conn.as_mut().graceful_shutdown();
+                    (watching, closing) = (false, true);
+                } else {
+                    let period = (idle / IDLE_CHECKS).max(Duration::from_millis(1));
+                    timer.as_mut().reset(tokio::time::Instant::now() + period);
+                }
+            }
+            _ = shutdown.wait(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                if let Err(e) = conn.as_mut().await {
+                    tracing::debug!(error = %e, "connection ended with an error while draining");
+                }
+                break;
             }
         }
     }

@@ -439,12 +439,51 @@ impl TlsLive {
     /// Re-read the files. `Ok(true)` when a new state was swapped in, `Ok(false)` when nothing
     /// changed; on error the current state stays.
     pub fn reload(&self) -> Result<bool, TlsError> {
+        match self.read_changed()? {
+            Some(state) => {
+                self.install(Arc::new(state));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Re-read the files: `Ok(None)` when they hold the current state, else the valid state
+    /// they build, not in use until [`TlsLive::install`]ed.
+    pub fn read_changed(&self) -> Result<Option<TlsState>, TlsError> {
         let pem = PemFiles::read(&self.files)?;
         if pem.fingerprint == self.current.load().fingerprint {
-            return Ok(false);
+            return Ok(None);
         }
-        let state = TlsState::from_pem(&self.files, pem)?;
-        self.current.store(Arc::new(state));
-        Ok(true)
+        TlsState::from_pem(&self.files, pem).map(Some)
     }
+
+    /// Use `state` for new handshakes from now on.
+    pub fn install(&self, state: Arc<TlsState>) {
+        self.current.store(state);
+    }
+}
+
+/// The text of a failed TLS handshake's error, with a wrong or missing SPIFFE ID of the peer
+/// spelled out (rustls shows a verifier's own error in its debug form).
+pub fn handshake_error(e: &std::io::Error) -> String {
+    let mismatch = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .and_then(|r| match r {
+            Error::InvalidCertificate(CertificateError::Other(OtherError(o))) => {
+                o.downcast_ref::<IdentityMismatch>()
+            }
+            _ => None,
+        });
+    match mismatch {
+        Some(m) => format!("invalid peer certificate: {m}"),
+        None => e.to_string(),
+    }
+}
+
+/// Whether a failed handshake failed in TLS itself (a certificate refused either way, an alert,
+/// a protocol error) rather than in the transport under it.
+pub fn is_tls_failure(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Error>())
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
+use hyper::header::{self, HeaderValue};
 use hyper::http::uri::{Authority, Scheme};
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -208,9 +209,10 @@ impl EndpointPool {
                 },
                 Conn::H2(mut tx) => {
                     let origin = std::mem::take(req.uri_mut());
+                    let host = req.headers_mut().remove(header::HOST);
                     let mut parts = origin.clone().into_parts();
                     parts.scheme = Some(self.scheme.clone());
-                    parts.authority = Some(self.authority.clone());
+                    parts.authority = Some(self.h2_authority(host.as_ref()));
                     *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
                     match tx.try_send_request(req).await {
                         Ok(resp) => {
@@ -222,8 +224,11 @@ impl EndpointPool {
                         Err(mut e) => match e.take_message() {
                             Some(mut r) if retry_allowed => {
                                 // The shared connection refused a request it never wrote:
-                                // the next try opens a new one.
+                                // the next try opens a new one (which may be HTTP/1.1).
                                 *r.uri_mut() = origin;
+                                if let Some(h) = host {
+                                    r.headers_mut().insert(header::HOST, h);
+                                }
                                 self.lock().h2 = None;
                                 req = r;
                             }
@@ -233,6 +238,16 @@ impl EndpointPool {
                 }
             }
         }
+    }
+
+    /// The `:authority` of a request sent over HTTP/2: its `Host` (which the caller addressed,
+    /// and which the HTTP/1.1 legs carry as is) when that is a valid authority, else this
+    /// pool's address. The `Host` header itself is not sent along: RFC 9113, section 8.3.1,
+    /// forbids a `Host` that differs from `:authority`, and servers such as nginx refuse a
+    /// request that has both.
+    fn h2_authority(&self, host: Option<&HeaderValue>) -> Authority {
+        host.and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .unwrap_or_else(|| self.authority.clone())
     }
 
     /// Send a request that asks to switch protocols, on a new HTTP/1.1 connection of its own
@@ -373,9 +388,22 @@ impl EndpointPool {
                         .connect(server_name.clone(), tcp)
                         .await
                         .map(|tls| Dialed::Tls(Box::new(tls)))
-                        .map_err(|source| ConnectError::Tls {
-                            addr: addr.to_string(),
-                            source,
+                        .map_err(|source| {
+                            // A misconfiguration (wrong SPIFFE ID or CA, either side's
+                            // certificate refused) rather than a network hiccup: said once per
+                            // failed connection, which the caller gets as 503.
+                            if crate::tls::is_tls_failure(&source) {
+                                tracing::warn!(
+                                    endpoint = addr,
+                                    expected_identity = &**identity,
+                                    error = %crate::tls::handshake_error(&source),
+                                    "mutual TLS with a destination sidecar failed"
+                                );
+                            }
+                            ConnectError::Tls {
+                                addr: addr.to_string(),
+                                source,
+                            }
                         })
                 };
                 tokio::time::timeout(timeout, connect).await

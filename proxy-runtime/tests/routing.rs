@@ -360,6 +360,53 @@ async fn destination_with_the_wrong_identity_is_refused() {
     );
 }
 
+/// The refused destination is logged at WARN, naming both identities, once per failed
+/// connection. (One thread, so that the test's log capture sees the proxy's tasks.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_wrong_destination_identity_is_logged_once_per_connection() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let w = world().await;
+    for _ in 0..2 {
+        assert_eq!(get(w.a.outbound(), "c", "/").await.status, 503);
+    }
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("mutual TLS with a destination sidecar failed"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{logs}");
+    for l in lines {
+        assert!(l.contains("WARN"), "{l}");
+        assert!(
+            l.contains(&format!(
+                "server presented `{}`, expected SPIFFE ID `{}`",
+                spiffe("b"),
+                spiffe("c")
+            )),
+            "{l}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_endpoint_answers_503() {
     let w = world().await;
@@ -419,12 +466,108 @@ async fn http2_between_sidecars_and_to_an_h2c_application() {
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["version"], "HTTP/2.0", "the app speaks h2c");
         assert_eq!(
-            r.json()["host"],
+            r.json()["authority"],
             "b",
             "the authority survives both HTTP/2 hops"
         );
+        // RFC 9113, section 8.3.1: no `host` that could differ from `:authority` (nginx
+        // refuses a request with both).
+        assert_eq!(r.json()["host"], serde_json::Value::Null, "{}", r.body);
         assert_eq!(r.json()["caller"], spiffe("a").as_str());
     }
+    // The authority as the caller wrote it, port included.
+    let r = get(a.outbound(), "b:80", "/y").await;
+    assert_eq!(r.json()["authority"], "b:80", "{}", r.body);
+}
+
+/// Over HTTP/2 between sidecars the host travels as `:authority` only: a policy that reads
+/// the `host` header still sees it at the destination's sidecar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_sees_the_host_of_an_http2_request() {
+    use mesh_policy::model::{PolicyModel, ServiceEntry, entities_json, schema_text};
+    let ca = Ca::new("test mesh CA");
+    let app = App::start("h2-app").await;
+    let model = PolicyModel {
+        trust_domain: TD.into(),
+        services: ["a", "b"]
+            .iter()
+            .map(|s| ServiceEntry::new("default", *s))
+            .collect(),
+        context_headers: vec!["host".into()],
+    };
+    let mut b = sidecar("b", app.addr, &[]);
+    b.sidecar.app_protocol = mesh_artifact::Protocol::Http2;
+    b.authz = mesh_artifact::AuthzBundle {
+        schema: schema_text(&model),
+        policies: vec![mesh_artifact::PolicyText {
+            id: "by-host".into(),
+            source: source(),
+            text: r#"permit (principal, action, resource) when { context.headers has "host" && context.headers["host"] == "b.default" };"#.into(),
+        }],
+        entities: entities_json(&model),
+        context_headers: vec!["host".into()],
+    };
+    let b = start_proxy(&ca, "b", &b).await;
+    let mut a = sidecar("a", app.addr, &[PERMIT_ALL]);
+    let mut c = cluster("b", None, &[b.inbound()]);
+    c.protocol = mesh_artifact::Protocol::Http2;
+    a.clusters.insert("default/b:80".into(), c);
+    add_destination(&mut a, "b", None, "default/b:80");
+    let a = start_proxy(&ca, "a", &a).await;
+    let r = get(a.outbound(), "b.default", "/x").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["authority"], "b.default");
+    assert_eq!(get(a.outbound(), "b", "/x").await.status, 403);
+    assert_eq!(app.hits(), 1);
+}
+
+/// An application answer with both `Content-Length` and `Transfer-Encoding: chunked` is framed
+/// by the chunks (RFC 9112, section 6.3): the sidecar forwards the whole body without the
+/// stale length, which would cut it short for the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_content_length_next_to_chunked_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let ca = Ca::new("test mesh CA");
+    let b = start_proxy(&ca, "b", &sidecar("b", addr, &[PERMIT_ALL])).await;
+    let mut a = sidecar("a", addr, &[PERMIT_ALL]);
+    a.clusters
+        .insert("default/b:80".into(), cluster("b", None, &[b.inbound()]));
+    add_destination(&mut a, "b", None, "default/b:80");
+    let a = start_proxy(&ca, "a", &a).await;
+    for _ in 0..2 {
+        let text = raw(
+            a.outbound(),
+            "GET /clte HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{text}");
+        assert!(!head.contains("content-length: 100"), "{text}");
+        // Re-framed by the sidecar: chunked again, or an exact length.
+        let whole = if head.contains("transfer-encoding: chunked") {
+            body.contains("hello") && body.contains(" world") && body.ends_with("0\r\n\r\n")
+        } else {
+            head.contains("content-length: 11") && body == "hello world"
+        };
+        assert!(whole, "{text:?}");
+    }
+    // And a hyper client reads it whole.
+    let r = get(a.outbound(), "b", "/clte").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "hello world"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

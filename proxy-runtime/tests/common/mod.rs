@@ -210,6 +210,7 @@ async fn app_answer(
         "query": req.uri().query(),
         "version": format!("{:?}", req.version()),
         "host": header("host"),
+        "authority": req.uri().authority().map(|a| a.as_str().to_string()),
         "caller": header("x-mesh-caller"),
         "route_header": header("x-mesh-route"),
         "added": header("x-added"),

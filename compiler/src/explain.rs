@@ -1,11 +1,12 @@
 //! `meshc explain`: what the mesh does with one request, decided by the same router and
 //! authorizer the proxy runs, on the caller's own compiled artifact.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use mesh_artifact::{Decision, Router, SimpleRequest, filters};
+use mesh_artifact::{Decision, Router, SimpleRequest, filters, normalize_path};
 use serde_json::json;
 
 use crate::diag::did_you_mean;
@@ -141,7 +142,18 @@ pub fn explain(
             "`{method}` is not an HTTP method: a method is a token such as `GET`"
         ));
     }
-    let url = parse_url(url)?;
+    let mut url = parse_url(url)?;
+    // The sidecars route, authorize and forward the normalized path (mesh_artifact::path), or
+    // answer 400 before routing where it has none.
+    let sent_path = url.path.clone();
+    let refused = match normalize_path(&url.path) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(p)) => {
+            url.path = p;
+            None
+        }
+        Err(e) => Some(e),
+    };
     let mut req = SimpleRequest::new(&method.to_ascii_uppercase(), &url.path);
     req.query = url.query.clone();
     for h in headers {
@@ -150,14 +162,10 @@ pub fn explain(
             .ok_or_else(|| format!("header `{h}` is not `Name: value`"))?;
         req = req.with_header(name.trim(), value.trim());
     }
-    let body = crate::lower::lower_sidecar(checked, caller);
-    let router = Router::new(body).map_err(|e| e.to_string())?;
     let authority = match url.port {
         Some(p) => format!("{}:{p}", url.host),
         None => url.host.clone(),
     };
-    let decision = router.decide(&authority, &req);
-    let status = decision.status();
     let mut human = String::new();
     let _ = writeln!(
         human,
@@ -165,13 +173,36 @@ pub fn explain(
         req.method,
         url.scheme,
         authority,
-        url.path,
+        sent_path,
         url.query
             .as_ref()
             .map(|q| format!("?{q}"))
             .unwrap_or_default(),
         caller.key()
     );
+    if let Some(e) = refused {
+        let _ = writeln!(human, "  {e}: the sidecar answers 400");
+        let json = json!({
+            "route": null,
+            "status": 400,
+            "backends": [],
+            "redirect": null,
+            "authz": {"decision": "not evaluated", "policies": []},
+            "path": {"sent": sent_path, "normalized": null, "refused": e.to_string()},
+        });
+        return Ok(Explanation { json, human });
+    }
+    if url.path != sent_path {
+        let _ = writeln!(
+            human,
+            "  path normalized to `{}`: what the sidecars route and authorize, and the application receives",
+            url.path
+        );
+    }
+    let body = crate::lower::lower_sidecar(checked, caller);
+    let router = Router::new(body).map_err(|e| e.to_string())?;
+    let decision = router.decide(&authority, &req);
+    let status = decision.status();
     let mut route = serde_json::Value::Null;
     let mut backends = Vec::new();
     let mut redirect = serde_json::Value::Null;
@@ -350,6 +381,7 @@ pub fn explain(
         "backends": backends,
         "redirect": redirect,
         "authz": authz,
+        "path": {"sent": sent_path, "normalized": url.path},
     });
     Ok(Explanation { json, human })
 }
@@ -469,6 +501,90 @@ pub fn run(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    const MESH: &str = "
+apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata: {name: client}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata: {name: server}
+spec:
+  ports: [{name: http, port: 80}]
+";
+    const POLICIES: &str = r#"
+@id("client-calls-server")
+permit (principal == Workload::"default/client", action, resource == Service::"default/server");
+@id("no-admin")
+forbid (principal, action, resource == Service::"default/server") when { context.path like "/admin*" };
+"#;
+
+    fn mesh() -> Checked {
+        let checked = crate::check_sources(
+            vec![
+                ("mesh.yaml".to_string(), MESH.to_string()),
+                ("policies.cedar".to_string(), POLICIES.to_string()),
+            ],
+            &LoadOptions::default(),
+        );
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        checked
+    }
+
+    /// Explain answers for the path the sidecars route and authorize: the normalized one.
+    #[test]
+    fn explain_decides_on_the_normalized_path() {
+        let checked = mesh();
+        let e = explain(
+            &checked,
+            "client",
+            &[],
+            "GET",
+            "http://server/x/../%61dmin?a=..",
+        )
+        .unwrap();
+        assert_eq!(e.json["status"], 403, "{}", e.json);
+        assert_eq!(e.json["authz"]["decision"], "deny", "{}", e.json);
+        assert_eq!(e.json["authz"]["policies"], json!(["no-admin"]));
+        assert_eq!(e.json["path"]["sent"], "/x/../%61dmin");
+        assert_eq!(e.json["path"]["normalized"], "/admin");
+        let changed: Vec<&str> = e
+            .human
+            .lines()
+            .filter(|l| l.contains("normalized"))
+            .collect();
+        assert_eq!(changed.len(), 1, "{}", e.human);
+        assert!(changed[0].contains("`/admin`"), "{}", e.human);
+        assert!(
+            e.human
+                .starts_with("GET http://server/x/../%61dmin?a=.. from"),
+            "{}",
+            e.human
+        );
+
+        // A normal path: no line about it, and the same path on both sides.
+        let e = explain(&checked, "client", &[], "GET", "http://server/public").unwrap();
+        assert_eq!(e.json["status"], 200, "{}", e.json);
+        assert_eq!(e.json["path"]["normalized"], "/public");
+        assert!(!e.human.contains("normalized"), "{}", e.human);
+
+        // No safe form: the sidecar's 400, before routing or authorization.
+        let e = explain(
+            &checked,
+            "client",
+            &[],
+            "GET",
+            "http://server/x%2F..%2Fadmin",
+        )
+        .unwrap();
+        assert_eq!(e.json["status"], 400, "{}", e.json);
+        assert_eq!(e.json["authz"]["decision"], "not evaluated");
+        assert!(e.json["path"]["normalized"].is_null());
+        assert!(e.human.contains("answers 400"), "{}", e.human);
+    }
 
     #[test]
     fn urls_with_whitespace_are_refused() {

@@ -121,6 +121,10 @@ pub async fn handle(
     if let Some(refused) = refuse_ambiguous(&parts) {
         return refused;
     }
+    // The path routed, authorized and forwarded: normalized, never the caller's spelling.
+    if let Some(refused) = crate::path::normalize(&mut parts) {
+        return refused;
+    }
     let upgrade = Upgrade::asked(&mut parts);
     let principal = peer.identity.as_deref().unwrap_or("");
     let route = match peer.identity {

@@ -11,6 +11,7 @@
 //! - [`inbound`]: mutual TLS in, authorization, forwarding to the local application.
 //! - [`outbound`]: the application's requests, routed by the shared `Router::decide`.
 //! - [`authz`]: glue to `mesh-policy`'s `Authorizer`.
+//! - [`path`]: the request path normalized before routing and authorization, and forwarded so.
 //! - [`upstream`]: pooled clients to destination sidecars and to the application.
 //! - [`tunnel`]: connections that switched protocols (`Upgrade`, WebSocket), spliced.
 //! - [`metrics`], [`admin`], [`access`]: observability.
@@ -30,6 +31,7 @@ pub mod lifecycle;
 pub mod loader;
 pub mod metrics;
 pub mod outbound;
+pub mod path;
 pub mod server;
 pub mod snapshot;
 pub mod tls;

@@ -449,6 +449,10 @@ pub async fn handle(
     if let Some(refused) = refuse_ambiguous(&parts) {
         return refused;
     }
+    // The path routed and forwarded (and authorized there): normalized, not the app's spelling.
+    if let Some(refused) = crate::path::normalize(&mut parts) {
+        return refused;
+    }
     if parts.method == Method::CONNECT {
         return local_reply(
             StatusCode::NOT_IMPLEMENTED,

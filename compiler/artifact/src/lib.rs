@@ -7,12 +7,14 @@
 //! - [`router`]: host and port resolution on top of the matcher: the one decision procedure
 //!   that `meshc explain` and `mesh-proxy` both call.
 //! - [`filters`]: redirect locations and URL rewrites.
+//! - [`path`]: request path normalization, applied before routing and authorization.
 //!
 //! Architecture invariant: no I/O, no YAML, no async, no CLI here.
 
 pub mod codec;
 pub mod filters;
 pub mod matcher;
+pub mod path;
 pub mod rank;
 pub mod router;
 mod strtable;
@@ -20,5 +22,6 @@ pub mod types;
 
 pub use codec::{Artifact, LoadError, decode, encode};
 pub use matcher::{RequestParts, RouteIndex, SimpleRequest};
+pub use path::{PathError, normalize_path};
 pub use router::{Decision, Router};
 pub use types::*;

@@ -1943,6 +1943,22 @@ impl<'a> Decoder<'a> {
                     self.report(d);
                     return None;
                 }
+                // mesh-proxy routes on the normalized path: another spelling never matches.
+                match mesh_artifact::path::normalize_path(&value.v) {
+                    Ok(std::borrow::Cow::Borrowed(_)) => {}
+                    Ok(std::borrow::Cow::Owned(normal)) => {
+                        let d = Diagnostic::new(Code::UnnormalizedPath, format!("`{}` never matches: request paths are normalized to `{normal}` before routing", value.v))
+                            .at(value.loc, "not in normal form")
+                            .help(format!("write `{normal}`: mesh-proxy merges `//`, removes `.` and `..` segments and decodes percent-encoded letters, digits and `-._~` in every request path before matching"));
+                        self.report(d);
+                    }
+                    Err(why) => {
+                        let d = Diagnostic::new(Code::UnnormalizedPath, format!("`{}` never matches: mesh-proxy refuses such request paths with 400 ({why})", value.v))
+                            .at(value.loc, "refused before routing")
+                            .help("match the path as the application should receive it, without encoded slashes, backslashes or `%00`");
+                        self.report(d);
+                    }
+                }
                 if matches!(kind, K::Exact) {
                     PathMatch::Exact(value.v.clone())
                 } else {

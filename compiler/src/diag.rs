@@ -113,6 +113,7 @@ codes! {
     ConflictingFilters = "MC0506", "conflicting-filters", Error, "a rule combines filters that cannot be used together";
     PrefixRewriteWithoutPrefix = "MC0507", "prefix-rewrite-without-prefix", Error, "`ReplacePrefixMatch` is used on a rule without a single `PathPrefix` match";
     NoBackends = "MC0509", "no-backends", Warning, "a rule has neither backends nor a redirect";
+    UnnormalizedPath = "MC0510", "unnormalized-path", Warning, "a path match is not in the normal form mesh-proxy puts request paths in, so it never matches";
     // Cedar policies.
     CedarSyntax = "MC0601", "cedar-syntax", Error, "a `.cedar` file does not parse";
     CedarValidation = "MC0602", "cedar-validation", Error, "a Cedar policy fails strict validation against the mesh's schema";

@@ -8,6 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
 
 use meshc::render;
@@ -203,16 +206,6 @@ fn merged_entries_keep_the_spans_where_they_were_written() {
     assert_eq!(line_of(text, name.span.start), 6);
     // The mapping itself stays where it is written.
     assert_eq!(line_of(text, m.span.start), 5);
-}
-
-fn check(files: &[(&str, &str)]) -> Checked {
-    meshc::check_sources(
-        files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect(),
-        &LoadOptions::default(),
-    )
 }
 
 /// `CODE line:col message` of every diagnostic.

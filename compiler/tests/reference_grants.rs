@@ -7,24 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::*;
+
 use std::path::Path;
 
 use meshc::render;
-use meshc::{Checked, Code, LoadOptions};
-
-fn check(files: &[(&str, &str)]) -> Checked {
-    meshc::check_sources(
-        files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect(),
-        &LoadOptions::default(),
-    )
-}
-
-fn codes(checked: &Checked) -> Vec<Code> {
-    checked.diagnostics.iter().map(|d| d.code).collect()
-}
+use meshc::{Checked, Code};
 
 /// `CODE file:line:col` of every diagnostic.
 fn findings(checked: &Checked) -> Vec<String> {

@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
 
 use meshc::render::{self, HumanOptions};
@@ -14,20 +17,6 @@ fn fixture(kind: &str, name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(kind)
         .join(name)
-}
-
-fn check(files: &[(&str, &str)]) -> Checked {
-    meshc::check_sources(
-        files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect(),
-        &LoadOptions::default(),
-    )
-}
-
-fn codes(checked: &Checked) -> Vec<Code> {
-    checked.diagnostics.iter().map(|d| d.code).collect()
 }
 
 fn explain(checked: &Checked, from: &str, url: &str) -> serde_json::Value {

@@ -217,24 +217,8 @@ async fn tls_client(
     addr: std::net::SocketAddr,
     alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let leaf = ca.workload("c");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
-        .unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
-        PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
-    )
-    .unwrap();
+    use rustls::pki_types::ServerName;
+    let mut cfg = mtls_client_config(ca, &ca.workload("c"));
     cfg.alpn_protocols = vec![alpn.to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("b.default.svc.cluster.local").unwrap();

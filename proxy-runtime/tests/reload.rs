@@ -204,29 +204,14 @@ async fn not_ready_until_a_first_valid_artifact_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_certificates_apply_to_new_handshakes() {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls::pki_types::ServerName;
 
     let old_ca = Ca::new("old CA");
     let new_ca = Ca::new("new CA");
     let app = App::start("b").await;
     let p = start_proxy(&old_ca, "b", &sidecar("b", app.addr, &[PERMIT_ALL])).await;
     let handshake = |ca: &Ca, leaf: &Leaf| {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
-            .unwrap();
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
-        )
-        .unwrap();
+        let cfg = mtls_client_config(ca, leaf);
         let addr = p.inbound();
         async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};

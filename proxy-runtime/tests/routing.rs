@@ -526,20 +526,11 @@ async fn policy_sees_the_host_of_an_http2_request() {
 /// stale length, which would cut it short for the caller.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_content_length_next_to_chunked_is_dropped() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = tcp.read(&mut buf).await;
-                let _ = tcp
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-                    .await;
-            });
-        }
-    });
+    let addr = canned_app(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        false,
+    )
+    .await;
     let ca = Ca::new("test mesh CA");
     let b = start_proxy(&ca, "b", &sidecar("b", addr, &[PERMIT_ALL])).await;
     let mut a = sidecar("a", addr, &[PERMIT_ALL]);
@@ -803,21 +794,11 @@ async fn an_h2c_upgrade_is_served_as_http1() {
 /// the caller gets 502, never a connection spliced to the application.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unasked_switch_is_refused() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = tcp.read(&mut buf).await;
-                let _ = tcp
-                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
-                    .await;
-                let _ = tcp.read(&mut buf).await;
-            });
-        }
-    });
+    let addr = canned_app(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
+        true,
+    )
+    .await;
     let ca = Ca::new("test mesh CA");
     let mut body = sidecar("p", addr, &[PERMIT_ALL]);
     body.mesh.mtls = mesh_artifact::MtlsMode::Permissive;
@@ -952,35 +933,15 @@ async fn only_idempotent_requests_are_retried() {
     assert_eq!(w.app_v1.hits(), 4, "one 503, then one retry");
 }
 
-/// An application that answers every request `HTTP/1.0 200` and closes.
-async fn http10_app() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tcp.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tcp
-                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold app\n")
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callers_version_is_ours_not_the_applications() {
     let ca = Ca::new("test mesh CA");
-    let app = http10_app().await;
+    // An application that answers `HTTP/1.0 200`, its body ending when it closes.
+    let app = canned_app(
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold app\n",
+        false,
+    )
+    .await;
     let b = start_proxy(&ca, "b", &sidecar("b", app, &[PERMIT_ALL])).await;
     let mut a: Body = sidecar("a", app, &[PERMIT_ALL]);
     a.clusters.insert(

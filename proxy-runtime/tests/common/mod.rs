@@ -252,6 +252,51 @@ async fn app_answer(
     r
 }
 
+/// A TLS 1.3 client configuration that trusts `ca` and presents `leaf` (a sidecar's or a
+/// workload's certificate), with no ALPN.
+pub fn mtls_client_config(ca: &Ca, leaf: &Leaf) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap()
+}
+
+/// An application that reads each request head and answers it with the bytes of `answer`,
+/// then closes the connection, or with `hold` keeps it open until the peer closes it (for
+/// answers that are not HTTP a hyper server would write).
+pub async fn canned_app(answer: &'static [u8], hold: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tcp.write_all(answer).await;
+                while hold && matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
 /// The application's answer: one data frame, then trailers if any.
 pub struct AppBody {
     data: Option<Bytes>,

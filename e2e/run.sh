@@ -89,7 +89,7 @@ start_sidecar() { # start_sidecar NAME SVC BASE (ports BASE0 app, BASE1 inbound,
     "$PROXY" --artifact "$W/cfg/$1/default.$2.json" --cert "$C/$2/cert.pem" --key "$C/$2/key.pem" \
         --trust-bundle "$CA" --app-addr "127.0.0.1:${3}0" --inbound-addr "127.0.0.1:${3}1" \
         --outbound-addr "127.0.0.1:${3}2" --admin-addr "127.0.0.1:${3}3" --drain-timeout 10s \
-        --workers 1 >"$W/proxy.$1.log" 2>&1 &
+        --workers 1 --access-log >"$W/access.$1.log" 2>"$W/proxy.$1.log" &
     PIDS+=($!)
     SIDECAR_PID[$1]=$!
 }
@@ -157,6 +157,27 @@ if grep -q '"instance": "reviews-v2"' <<<"$out" && [ $((after - before)) = 1 ] &
 else
     bad "curl -x productpage outbound -> reviews-v2 app" "body=$out count $before->$after allowed $allowed0->$allowed1" "$(head -3 "$W/h1")"
 fi
+# The access log: one JSON line per request on each side, with its latency; a request the
+# caller abandons (curl gives up at 0.2 s, the app takes 0.5 s) is logged too, with status 499.
+# The wait lets the app finish it, so that later checks count the details app's hits alone.
+curl -s -o /dev/null -m 0.2 -x http://127.0.0.1:17102 'http://details:9080/slow?ms=500'
+access_lines() { # access_lines SIDECAR DIRECTION STATUS PATH-PREFIX: how many lines of its access log match
+    python3 -c 'import json, sys
+print(sum(1 for e in map(json.loads, open(sys.argv[1]))
+          if (e["direction"], str(e["status"])) == (sys.argv[2], sys.argv[3])
+          and e["path"].startswith(sys.argv[4]) and isinstance(e["duration_us"], int) and e["ts_ms"] > 0))' \
+        "$W/access.$1.log" "$2" "$3" "$4"
+}
+sleep 0.8
+check "access log: the caller's sidecar logs the request (outbound, 200, latency)" \
+    test "$(access_lines productpage outbound 200 /reviews/1)" -ge 1
+check "access log: the destination's sidecar logs it (inbound, the caller's identity, allowed)" \
+    python3 -c 'import json, sys
+sys.exit(0 if any(e["direction"] == "inbound" and e["path"] == "/reviews/1" and e["authz"] == "allowed"
+    and e["peer"].endswith("/sa/productpage") for e in map(json.loads, open(sys.argv[1]))) else 1)' \
+    "$W/access.reviews-v2.log"
+check "access log: a request the caller abandons is logged with status 499 on both sides" \
+    test "$(access_lines productpage outbound 499 /slow)$(access_lines details inbound 499 /slow)" = 11
 out=$(curl -s -H 'Host: details:9080' http://127.0.0.1:17102/details/7)
 check "origin-form request (destination from Host) reaches details" grep -q '"instance": "details"' <<<"$out"
 

@@ -175,25 +175,30 @@ pub async fn handle(
         )
     });
 
+    // The access log line as far as it is known now; completed when the request ends.
+    let entry = log.as_ref().map(|(method, authority, path)| AccessEntry {
+        direction: "inbound",
+        method,
+        authority,
+        path,
+        status: CLIENT_CLOSED,
+        destination: &snap.sidecar.service,
+        route: "",
+        cluster: "",
+        endpoint: "",
+        peer: principal_for_log(&peer),
+        authz: Some(authz_label),
+        attempts: 0,
+        duration_us: 0,
+        upstream_us: None,
+    });
     let abandoned = OnAbandon::new(|| {
         let elapsed = start.elapsed();
         snap.inbound.record(CLIENT_CLOSED, elapsed, None);
-        if let Some((method, authority, path)) = &log {
+        if let Some(e) = entry {
             access::write(&AccessEntry {
-                direction: "inbound",
-                method,
-                authority,
-                path,
-                status: CLIENT_CLOSED,
-                destination: &snap.sidecar.service,
-                route: "",
-                cluster: "",
-                endpoint: "",
-                peer: principal_for_log(&peer),
-                authz: Some(authz_label),
-                attempts: 0,
                 duration_us: micros(elapsed),
-                upstream_us: None,
+                ..e
             });
         }
     });
@@ -282,22 +287,13 @@ pub async fn handle(
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
     snap.inbound.record(status, elapsed, upstream_time);
-    if let Some((method, authority, path)) = log {
+    if let Some(e) = entry {
         access::write(&AccessEntry {
-            direction: "inbound",
-            method: &method,
-            authority: &authority,
-            path: &path,
             status,
-            destination: &snap.sidecar.service,
-            route: "",
-            cluster: "",
-            endpoint: "",
-            peer: principal_for_log(&peer),
-            authz: Some(authz_label),
             attempts: u32::from(upstream_time.is_some()),
             duration_us: micros(elapsed),
             upstream_us: upstream_time.map(micros),
+            ..e
         });
     }
     response

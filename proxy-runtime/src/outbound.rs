@@ -478,25 +478,30 @@ pub async fn handle(
         .config
         .access_log
         .then(|| (parts.method.to_string(), parts.uri.path().to_string()));
+    // The access log line as far as it is known now; completed when the request ends.
+    let entry = log.as_ref().map(|(method, path)| AccessEntry {
+        direction: "outbound",
+        method,
+        authority: &authority,
+        path,
+        status: CLIENT_CLOSED,
+        destination: routed.destination,
+        route: routed.route,
+        cluster: "",
+        endpoint: "",
+        peer: "",
+        authz: None,
+        attempts: 0,
+        duration_us: 0,
+        upstream_us: None,
+    });
     let abandoned = OnAbandon::new(|| {
         let elapsed = start.elapsed();
         routed.stats.record(CLIENT_CLOSED, elapsed, None);
-        if let Some((method, path)) = &log {
+        if let Some(e) = entry {
             access::write(&AccessEntry {
-                direction: "outbound",
-                method,
-                authority: &authority,
-                path,
-                status: CLIENT_CLOSED,
-                destination: routed.destination,
-                route: routed.route,
-                cluster: "",
-                endpoint: "",
-                peer: "",
-                authz: None,
-                attempts: 0,
                 duration_us: micros(elapsed),
-                upstream_us: None,
+                ..e
             });
         }
     });
@@ -621,22 +626,15 @@ pub async fn handle(
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
     routed.stats.record(status, elapsed, upstream_time);
-    if let Some((method, path)) = log {
+    if let Some(e) = entry {
         access::write(&AccessEntry {
-            direction: "outbound",
-            method: &method,
-            authority: &authority,
-            path: &path,
             status,
-            destination: routed.destination,
-            route: routed.route,
             cluster: cluster_key,
             endpoint: &endpoint,
-            peer: "",
-            authz: None,
             attempts,
             duration_us: micros(elapsed),
             upstream_us: upstream_time.map(micros),
+            ..e
         });
     }
     response

@@ -230,15 +230,6 @@ pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// The bytes of a percent-encoded query component, decoded: `%XX` with two hex digits is one
 /// byte, `+` is a space, anything else (a lone `%` included) stands for itself.
 struct Decoded<'a> {
@@ -255,8 +246,16 @@ impl Iterator for Decoded<'_> {
         match b {
             b'+' => Some(b' '),
             b'%' => {
-                let hi = self.bytes.get(self.pos).copied().and_then(hex_value);
-                let lo = self.bytes.get(self.pos + 1).copied().and_then(hex_value);
+                let hi = self
+                    .bytes
+                    .get(self.pos)
+                    .copied()
+                    .and_then(crate::path::hex_value);
+                let lo = self
+                    .bytes
+                    .get(self.pos + 1)
+                    .copied()
+                    .and_then(crate::path::hex_value);
                 match (hi, lo) {
                     (Some(hi), Some(lo)) => {
                         self.pos += 2;

@@ -1,6 +1,9 @@
 //! End-to-end behaviour of the compiler library: examples check clean, the schema is in sync,
 //! builds are deterministic under reordering, explain follows the precedence rules.
 
+mod common;
+use common::strip_sources;
+
 use std::path::{Path, PathBuf};
 
 use meshc::{LoadOptions, Severity};
@@ -222,21 +225,6 @@ fn build_is_deterministic_under_file_and_document_reordering() {
             idx(&second)["source_hash"],
             "source hash depends on document order"
         );
-    }
-}
-
-fn strip_sources(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            m.remove("source");
-            m.remove("body_hash");
-            m.remove("sha256");
-            for x in m.values_mut() {
-                strip_sources(x);
-            }
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_sources),
-        _ => {}
     }
 }
 

@@ -529,18 +529,3 @@ fn a_merged_file_hashes_and_builds_like_the_file_written_out() {
         meshc::build::compile(&check(&[("k8s.yaml", MERGED)]))
     );
 }
-
-fn strip_sources(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            m.remove("source");
-            m.remove("body_hash");
-            m.remove("sha256");
-            for x in m.values_mut() {
-                strip_sources(x);
-            }
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_sources),
-        _ => {}
-    }
-}

@@ -9,6 +9,10 @@
 #     direct      oha -> backend
 #     nginx       reverse proxy, upstream keepalive + proxy_http_version 1.1 + empty Connection
 #     haproxy     `http-reuse always`, nbthread 1
+#     l4-floor    haproxy in `mode tcp` (nbthread 1): relays bytes and reads no HTTP at all, so it
+#                 makes the same socket calls per request as an HTTP proxy with pooled
+#                 connections and next to no work in user space; its added latency is what the
+#                 machine's loopback and scheduler cost any proxy, a floor, not a competitor
 #     mesh        one mesh-proxy, plaintext: the backend's sidecar inbound listener in a
 #                 `permissive` mesh (plaintext accepted), Cedar evaluated on every request
 #     nginx-mtls  a pair of nginx: client side plaintext on 127.0.0.1:18131 -> `proxy_pass https://`
@@ -112,6 +116,7 @@ backend b
 EOF
 }
 hap_conf "$W/haproxy.cfg" 127.0.0.1:18082 127.0.0.1:18080
+sed -e 's/mode http/mode tcp/' -e '/http-reuse/d' -e 's/18082/18083/' "$W/haproxy.cfg" >"$W/haproxy-tcp.cfg"
 # The mTLS pairs use the mesh-mtls pair's certificates: the client sidecar's to connect, the
 # backend sidecar's to serve, ca.pem to verify on both sides. The backend sidecar's certificate
 # carries DNS:backend.default.svc.cluster.local (and the SPIFFE URI): both clients verify that name.
@@ -143,6 +148,8 @@ taskset -c $PCPU "$NGINX" -c "$W/nginxproxy/nginx.conf" -p "$W/nginxproxy" & PID
 NGINXPROXY_MASTER=$!
 taskset -c $PCPU "$HAPROXY" -f "$W/haproxy.cfg" -db & PIDS+=($!)
 HAPROXY_PID=$!
+taskset -c $PCPU "$HAPROXY" -f "$W/haproxy-tcp.cfg" -db & PIDS+=($!)
+L4_PID=$!
 taskset -c $PCPU "$NGINX" -c "$W/nginxmtls-c/nginx.conf" -p "$W/nginxmtls-c" & PIDS+=($!)
 NGINXMTLS_C_MASTER=$!
 taskset -c $PCPU "$NGINX" -c "$W/nginxmtls-s/nginx.conf" -p "$W/nginxmtls-s" & PIDS+=($!)
@@ -162,7 +169,7 @@ MESH_B=$!
 sidecar client 18121
 MESH_C=$!
 # 18131 and 18141 answer only once the whole pair (and its mutual TLS) works
-for u in http://127.0.0.1:18080/ http://127.0.0.1:18081/ http://127.0.0.1:18082/ http://127.0.0.1:18113/ready \
+for u in http://127.0.0.1:18080/ http://127.0.0.1:18081/ http://127.0.0.1:18082/ http://127.0.0.1:18083/ http://127.0.0.1:18113/ready \
     http://127.0.0.1:18123/ready http://127.0.0.1:18131/ http://127.0.0.1:18141/; do
     for _ in $(seq 1 100); do curl -sf -o /dev/null "$u" && break; sleep 0.1; done
     curl -sf -o /dev/null "$u" || {
@@ -191,12 +198,13 @@ declare -A URL TPIDS
 URL[direct]=http://127.0.0.1:18080/;  TPIDS[direct]=""
 URL[nginx]=http://127.0.0.1:18081/;   TPIDS[nginx]="$NGINXPROXY_WORKER"
 URL[haproxy]=http://127.0.0.1:18082/; TPIDS[haproxy]="$HAPROXY_PID"
+URL[l4-floor]=http://127.0.0.1:18083/; TPIDS[l4-floor]="$L4_PID"
 URL[mesh]=http://127.0.0.1:18111/;    TPIDS[mesh]="$MESH_B"
 URL[nginx-mtls]=http://127.0.0.1:18131/;   TPIDS[nginx-mtls]="$NGINXMTLS_C_WORKER $NGINXMTLS_S_WORKER"
 URL[haproxy-mtls]=http://127.0.0.1:18141/; TPIDS[haproxy-mtls]="$HAPROXYMTLS_C $HAPROXYMTLS_S"
 URL[mesh-mtls]=http://127.0.0.1:18122/;    TPIDS[mesh-mtls]="$MESH_C $MESH_B"
 # TARGETS (environment) may pick a subset; `direct` is always measured (added = target - direct).
-T=${TARGETS:-nginx haproxy mesh nginx-mtls haproxy-mtls mesh-mtls}
+T=${TARGETS:-nginx haproxy l4-floor mesh nginx-mtls haproxy-mtls mesh-mtls}
 TARGETS="direct ${T//direct/}"
 
 run_oha() { # TARGET RATE DURATION FILE [SQLITE]: SQLITE collects every request's latency
@@ -242,6 +250,7 @@ done
 rss() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' /proc/"$1"/status; }
 RSS_NGINX=$(rss "$NGINXPROXY_WORKER")
 RSS_HAPROXY=$(rss "$HAPROXY_PID")
+RSS_L4=$(rss "$L4_PID")
 RSS_MB=$(rss "$MESH_B")
 RSS_MC=$(rss "$MESH_C")
 RSS_NGINXMTLS="$(rss "$NGINXMTLS_C_WORKER") + $(rss "$NGINXMTLS_S_WORKER")"
@@ -256,12 +265,13 @@ HS_REAL=${HS##* }
 HS_FAIL=$(curl -s http://127.0.0.1:18113/metrics | awk '/^mesh_proxy_tls_handshake_failures_total\{listener="inbound"\}/ {print $2}')
 
 python3 - "$RES" "$OUT/summary.md" "$RSS_NGINX" "$RSS_HAPROXY" "$RSS_MB" "$RSS_MC" "${HS_N:-0}" "${HS_REAL:-1}" \
-    "$((c1 - c0))" "$ROUTES" "${HS_FAIL:-?}" "$RSS_NGINXMTLS" "$RSS_HAPROXYMTLS" "$W/db" <<'EOF'
+    "$((c1 - c0))" "$ROUTES" "${HS_FAIL:-?}" "$RSS_NGINXMTLS" "$RSS_HAPROXYMTLS" "$W/db" "$RSS_L4" <<'EOF'
 import csv, math, os, sqlite3, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 out = open(sys.argv[2], "w")
 rss = {"nginx": sys.argv[3], "haproxy": sys.argv[4], "mesh": sys.argv[5],
-       "nginx-mtls": sys.argv[12], "haproxy-mtls": sys.argv[13], "mesh-mtls": f"{sys.argv[6]} + {sys.argv[5]}"}
+       "nginx-mtls": sys.argv[12], "haproxy-mtls": sys.argv[13], "mesh-mtls": f"{sys.argv[6]} + {sys.argv[5]}",
+       "l4-floor": sys.argv[15]}
 hs_n, hs_real, hs_cpu = int(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9]) / 1e9
 def p(*a):
     print(*a); print(*a, file=out)
@@ -269,7 +279,7 @@ by = {}
 for r in rows:
     by.setdefault((r["round"], r["rate"]), {})[r["target"]] = r
 rates = sorted({r["rate"] for r in rows}, key=int)
-targets = [t for t in ["nginx", "haproxy", "mesh", "nginx-mtls", "haproxy-mtls", "mesh-mtls"]
+targets = [t for t in ["nginx", "haproxy", "l4-floor", "mesh", "nginx-mtls", "haproxy-mtls", "mesh-mtls"]
            if any(r["target"] == t for r in rows)]
 k = lambda rate: f"@{int(rate)//1000}k"
 
@@ -349,6 +359,8 @@ for name, get in [("pooled", pooled_added), ("median of rounds", lambda t, rate:
         pair = "; ".join(ratio(get, "mesh-mtls", t, rate) for t in ("nginx-mtls", "haproxy-mtls"))
         p(f"added p99 ratio {k(rate)}, {name} (goal <= 0.70): one proxy, mesh {m('mesh')} / {one}; "
           f"pair with mTLS, mesh-mtls {m('mesh-mtls')} / {pair}")
+        floor = "; ".join(ratio(get, "l4-floor", t, rate) for t in ("nginx", "haproxy"))
+        p(f"  floor {k(rate)}, {name}: a byte relay with no HTTP work, l4-floor {m('l4-floor')} / {floor}")
 p("")
 low = min(float(r["success"]) for r in rows)
 p(f"lowest success rate of any run: {low:.4f}; routes in the client sidecar's artifact: {sys.argv[10]}")

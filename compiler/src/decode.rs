@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use mesh_artifact::{
-    AuthzMode, HeaderModifier, MatchKind, MtlsMode, PathMatch, PathModifier, Protocol, Redirect,
-    RetryBudget, UrlRewrite,
+    AuthzMode, EncodedSlashes, HeaderModifier, MatchKind, MtlsMode, PathError, PathMatch,
+    PathModifier, Protocol, Redirect, RetryBudget, UrlRewrite,
 };
 
 use crate::diag::{Code, Diagnostic, Severity, did_you_mean};
@@ -79,7 +79,7 @@ pub mod fields {
     pub const ENDPOINT: &[&str] = &["address", "port"];
     pub const SIDECAR_SPEC: &[&str] = &["service", "listeners", "app", "egress", "authorization"];
     pub const SIDECAR_LISTENERS: &[&str] = &["inbound", "outbound", "admin"];
-    pub const SIDECAR_APP: &[&str] = &["port", "protocol"];
+    pub const SIDECAR_APP: &[&str] = &["port", "protocol", "encodedSlashes"];
     pub const SIDECAR_AUTHZ: &[&str] = &["mode"];
     pub const EGRESS: &[&str] = &["service", "namespace"];
     pub const K8S_SERVICE_SPEC: &[&str] = &[
@@ -167,6 +167,29 @@ pub mod fields {
     pub const GRANT_FROM: &[&str] = &["group", "kind", "namespace"];
     pub const GRANT_TO: &[&str] = &["group", "kind", "name"];
     pub const MESH_RETRY: &[&str] = &["codes", "attempts", "backoff", "maxBackoff", "budget"];
+}
+
+/// MC0510 for an `Exact` or `PathPrefix` value that no request path normalized with `slashes`
+/// can equal: `None` when the value is its own normal form.
+pub fn unnormalized_path(value: &str, loc: Loc, slashes: EncodedSlashes) -> Option<Diagnostic> {
+    match mesh_artifact::normalize_path_with(value, slashes) {
+        Ok(std::borrow::Cow::Borrowed(_)) => None,
+        Ok(std::borrow::Cow::Owned(normal)) => {
+            let help = match slashes {
+                EncodedSlashes::Reject => format!("write `{normal}`: mesh-proxy merges `//`, removes `.` and `..` segments and decodes percent-encoded letters, digits and `-._~` in every request path before matching"),
+                EncodedSlashes::Keep => format!("write `{normal}`: mesh-proxy merges `//`, removes `.` and `..` segments, decodes percent-encoded letters, digits and `-._~`, and upper-cases the hex of the `%2F` and `%5C` it keeps in every request path before matching"),
+            };
+            Some(Diagnostic::new(Code::UnnormalizedPath, format!("`{value}` never matches: request paths are normalized to `{normal}` before routing"))
+                .at(loc, "not in normal form")
+                .help(help))
+        }
+        Err(why) => Some(Diagnostic::new(Code::UnnormalizedPath, format!("`{value}` never matches: mesh-proxy refuses such request paths with 400 ({why})"))
+            .at(loc, "refused before routing")
+            .help(match slashes {
+                EncodedSlashes::Reject => "match the path as the application should receive it, without encoded slashes, backslashes or `%00`",
+                EncodedSlashes::Keep => "match the path as the application should receive it, without backslashes, `%00` or invalid percent-encodings",
+            })),
+    }
 }
 
 /// A match that stands for one that had an error ([`Match::broken`]): it keeps its place in its
@@ -1356,6 +1379,7 @@ impl<'a> Decoder<'a> {
             admin_port: None,
             app_port: None,
             app_protocol: None,
+            encoded_slashes: None,
             egress: None,
             authz_mode: None,
         };
@@ -1373,6 +1397,18 @@ impl<'a> Decoder<'a> {
                 sc.app_protocol = ao
                     .take("protocol")
                     .and_then(|p| self.protocol(p, "spec.app.protocol"));
+                sc.encoded_slashes = ao.take("encodedSlashes").and_then(|n| {
+                    let loc = self.loc(n);
+                    self.choice(
+                        n,
+                        "spec.app.encodedSlashes",
+                        &[
+                            ("reject", EncodedSlashes::Reject),
+                            ("keep", EncodedSlashes::Keep),
+                        ],
+                    )
+                    .map(|v| S::new(v, loc))
+                });
                 self.finish(ao, fields::SIDECAR_APP, "`spec.app`");
             }
         }
@@ -1943,21 +1979,13 @@ impl<'a> Decoder<'a> {
                     self.report(d);
                     return None;
                 }
-                // mesh-proxy routes on the normalized path: another spelling never matches.
-                match mesh_artifact::path::normalize_path(&value.v) {
-                    Ok(std::borrow::Cow::Borrowed(_)) => {}
-                    Ok(std::borrow::Cow::Owned(normal)) => {
-                        let d = Diagnostic::new(Code::UnnormalizedPath, format!("`{}` never matches: request paths are normalized to `{normal}` before routing", value.v))
-                            .at(value.loc, "not in normal form")
-                            .help(format!("write `{normal}`: mesh-proxy merges `//`, removes `.` and `..` segments and decodes percent-encoded letters, digits and `-._~` in every request path before matching"));
-                        self.report(d);
-                    }
-                    Err(why) => {
-                        let d = Diagnostic::new(Code::UnnormalizedPath, format!("`{}` never matches: mesh-proxy refuses such request paths with 400 ({why})", value.v))
-                            .at(value.loc, "refused before routing")
-                            .help("match the path as the application should receive it, without encoded slashes, backslashes or `%00`");
-                        self.report(d);
-                    }
+                // mesh-proxy routes on the normalized path: another spelling never matches. An
+                // encoded slash depends on the parents' `encodedSlashes`, which the validator
+                // knows; every other case is the same in both modes.
+                if mesh_artifact::normalize_path(&value.v) != Err(PathError::EncodedSlash)
+                    && let Some(d) = unnormalized_path(&value.v, value.loc, EncodedSlashes::Reject)
+                {
+                    self.report(d);
                 }
                 if matches!(kind, K::Exact) {
                     PathMatch::Exact(value.v.clone())

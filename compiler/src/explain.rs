@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use mesh_artifact::{Decision, Router, SimpleRequest, filters, normalize_path};
+use mesh_artifact::{
+    Decision, EncodedSlashes, PathError, Router, SimpleRequest, filters, normalize_path_with,
+};
 use serde_json::json;
 
 use crate::diag::did_you_mean;
@@ -143,10 +145,18 @@ pub fn explain(
         ));
     }
     let mut url = parse_url(url)?;
+    let authority = match url.port {
+        Some(p) => format!("{}:{p}", url.host),
+        None => url.host.clone(),
+    };
+    let body = crate::lower::lower_sidecar(checked, caller);
+    let router = Router::new(body).map_err(|e| e.to_string())?;
     // The sidecars route, authorize and forward the normalized path (mesh_artifact::path), or
-    // answer 400 before routing where it has none.
+    // answer 400 before routing where it has none; encoded slashes as the addressed
+    // destination's application says (`spec.app.encodedSlashes`).
+    let slashes = router.encoded_slashes(&authority);
     let sent_path = url.path.clone();
-    let refused = match normalize_path(&url.path) {
+    let refused = match normalize_path_with(&url.path, slashes) {
         Ok(Cow::Borrowed(_)) => None,
         Ok(Cow::Owned(p)) => {
             url.path = p;
@@ -162,10 +172,6 @@ pub fn explain(
             .ok_or_else(|| format!("header `{h}` is not `Name: value`"))?;
         req = req.with_header(name.trim(), value.trim());
     }
-    let authority = match url.port {
-        Some(p) => format!("{}:{p}", url.host),
-        None => url.host.clone(),
-    };
     let mut human = String::new();
     let _ = writeln!(
         human,
@@ -182,6 +188,18 @@ pub fn explain(
     );
     if let Some(e) = refused {
         let _ = writeln!(human, "  {e}: the sidecar answers 400");
+        if e == PathError::EncodedSlash
+            && let Some(d) = router
+                .index()
+                .destination_for(&authority)
+                .and_then(|d| router.body().destinations.get(d))
+        {
+            let _ = writeln!(
+                human,
+                "  `{}` does not keep encoded slashes (`spec.app.encodedSlashes: keep` on its Sidecar, only if it never decodes `%2F` before routing)",
+                d.service
+            );
+        }
         let json = json!({
             "route": null,
             "status": 400,
@@ -199,10 +217,15 @@ pub fn explain(
             url.path
         );
     }
-    let body = crate::lower::lower_sidecar(checked, caller);
-    let router = Router::new(body).map_err(|e| e.to_string())?;
+    let kept = slashes == EncodedSlashes::Keep && has_encoded_slash(&url.path);
+    if kept {
+        let _ = writeln!(
+            human,
+            "  encoded slashes kept: the destination's application treats `%2F` and `%5C` as data inside a segment (`encodedSlashes: keep`)"
+        );
+    }
     let decision = router.decide(&authority, &req);
-    let status = decision.status();
+    let mut status = decision.status();
     let mut route = serde_json::Value::Null;
     let mut backends = Vec::new();
     let mut redirect = serde_json::Value::Null;
@@ -351,6 +374,31 @@ pub fn explain(
             }
         }
     }
+    // Each reached sidecar normalizes again inbound, with its own application's setting: one
+    // that does not keep encoded slashes answers 400 to a path that still holds them.
+    if has_encoded_slash(&seen.path) {
+        let refusing: Vec<String> = targets
+            .iter()
+            .filter(|(s, _)| {
+                s.split_once('/')
+                    .and_then(|(ns, name)| checked.model.service(ns, name))
+                    .is_none_or(|svc| {
+                        crate::lower::encoded_slashes(&checked.model, svc) == EncodedSlashes::Reject
+                    })
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in &refusing {
+            let _ = writeln!(
+                human,
+                "  `{s}` does not keep encoded slashes: its sidecar answers 400"
+            );
+        }
+        if !refusing.is_empty() && refusing.len() == targets.len() {
+            status = 400;
+            targets.clear();
+        }
+    }
     let _ = writeln!(human, "  status: {status}");
     let evaluated = status < 300 && !targets.is_empty();
     let authz = if evaluated {
@@ -375,7 +423,7 @@ pub fn explain(
     if status == 403 {
         let _ = writeln!(human, "  the destination's sidecar answers 403");
     }
-    let json = json!({
+    let mut json = json!({
         "route": route,
         "status": status,
         "backends": backends,
@@ -383,7 +431,17 @@ pub fn explain(
         "authz": authz,
         "path": {"sent": sent_path, "normalized": url.path},
     });
+    if kept {
+        // Only where it applies, so the JSON of every other request is as it was.
+        json["path"]["encoded_slashes"] = json!("kept");
+    }
     Ok(Explanation { json, human })
+}
+
+/// Whether a normalized path holds an encoded slash or backslash (upper-case after
+/// normalization).
+fn has_encoded_slash(path: &str) -> bool {
+    path.contains("%2F") || path.contains("%5C")
 }
 
 /// Evaluate Cedar at the sidecar of each service in `targets` (with its share of the weight),
@@ -584,6 +642,153 @@ forbid (principal, action, resource == Service::"default/server") when { context
         assert_eq!(e.json["authz"]["decision"], "not evaluated");
         assert!(e.json["path"]["normalized"].is_null());
         assert!(e.human.contains("answers 400"), "{}", e.human);
+    }
+
+    /// `server` keeps encoded slashes; `plain` does not; `proxy` forwards everything to `plain`.
+    fn keep_mesh() -> Checked {
+        let extra = "
+---
+apiVersion: meshc.dev/v1alpha1
+kind: Sidecar
+metadata: {name: server}
+spec:
+  service: server
+  app: {encodedSlashes: keep}
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata: {name: plain}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshService
+metadata: {name: proxy}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: meshc.dev/v1alpha1
+kind: Sidecar
+metadata: {name: proxy}
+spec:
+  service: proxy
+  app: {encodedSlashes: keep}
+---
+apiVersion: meshc.dev/v1alpha1
+kind: MeshRoute
+metadata: {name: proxy}
+spec:
+  parentRefs: [{name: proxy}]
+  rules:
+    - backendRefs: [{name: plain, port: 80}]
+";
+        let policies = format!(
+            "{POLICIES}\npermit (principal == Workload::\"default/client\", action, resource == Service::\"default/plain\");\n"
+        );
+        let checked = crate::check_sources(
+            vec![
+                ("mesh.yaml".to_string(), format!("{MESH}{extra}")),
+                ("policies.cedar".to_string(), policies),
+            ],
+            &LoadOptions::default(),
+        );
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        checked
+    }
+
+    /// The addressed destination's `encodedSlashes` decides: kept (upper-cased, one segment,
+    /// no `..` across it) for `server`, 400 for `plain`.
+    #[test]
+    fn explain_keeps_encoded_slashes_where_the_destination_does() {
+        let checked = keep_mesh();
+        let e = explain(
+            &checked,
+            "client",
+            &[],
+            "GET",
+            "http://server/projects/group%2fproject",
+        )
+        .unwrap();
+        assert_eq!(e.json["status"], 200, "{}", e.json);
+        assert_eq!(e.json["authz"]["decision"], "allow", "{}", e.json);
+        assert_eq!(e.json["path"]["sent"], "/projects/group%2fproject");
+        assert_eq!(e.json["path"]["normalized"], "/projects/group%2Fproject");
+        assert_eq!(e.json["path"]["encoded_slashes"], "kept", "{}", e.json);
+        assert!(e.human.contains("encoded slashes kept"), "{}", e.human);
+
+        // `..` does not resolve across a kept `%2F`: the forbid on `/admin*` does not apply,
+        // and the application, which never decodes `%2F`, does not see `/admin` either.
+        let e = explain(
+            &checked,
+            "client",
+            &[],
+            "GET",
+            "http://server/x%2F..%2Fadmin",
+        )
+        .unwrap();
+        assert_eq!(
+            e.json["path"]["normalized"], "/x%2F..%2Fadmin",
+            "{}",
+            e.json
+        );
+        assert_eq!(e.json["authz"]["decision"], "allow", "{}", e.json);
+        // A path-prefix forbid still applies to the kept form.
+        let e = explain(&checked, "client", &[], "GET", "http://server/admin/a%2Fb").unwrap();
+        assert_eq!(e.json["status"], 403, "{}", e.json);
+        assert_eq!(e.json["authz"]["policies"], json!(["no-admin"]));
+        assert_eq!(e.json["path"]["encoded_slashes"], "kept");
+
+        // The same path to a destination that does not keep them: 400 before routing.
+        let e = explain(
+            &checked,
+            "client",
+            &[],
+            "GET",
+            "http://plain/projects/group%2fproject",
+        )
+        .unwrap();
+        assert_eq!(e.json["status"], 400, "{}", e.json);
+        assert!(e.json["path"]["normalized"].is_null());
+        assert!(
+            e.json["path"].get("encoded_slashes").is_none(),
+            "{}",
+            e.json
+        );
+        assert!(
+            e.human
+                .contains("`default/plain` does not keep encoded slashes"),
+            "{}",
+            e.human
+        );
+
+        // Without encoded slashes nothing is said, and the JSON is as before.
+        let e = explain(&checked, "client", &[], "GET", "http://server/a%2e/b").unwrap();
+        assert_eq!(e.json["path"]["normalized"], "/a./b");
+        assert!(
+            e.json["path"].get("encoded_slashes").is_none(),
+            "{}",
+            e.json
+        );
+        assert!(!e.human.contains("encoded slashes"), "{}", e.human);
+    }
+
+    /// The caller keeps what the addressed `proxy` keeps, but its route sends the request to
+    /// `plain`, whose own sidecar refuses it inbound.
+    #[test]
+    fn explain_answers_400_where_the_backend_does_not_keep_encoded_slashes() {
+        let checked = keep_mesh();
+        let e = explain(&checked, "client", &[], "GET", "http://proxy/a%2Fb").unwrap();
+        assert_eq!(e.json["status"], 400, "{}", e.json);
+        assert_eq!(e.json["route"]["name"], "default/proxy", "{}", e.json);
+        assert_eq!(e.json["authz"]["decision"], "not evaluated", "{}", e.json);
+        assert!(
+            e.human
+                .contains("`default/plain` does not keep encoded slashes: its sidecar answers 400"),
+            "{}",
+            e.human
+        );
+        let e = explain(&checked, "client", &[], "GET", "http://proxy/a/b").unwrap();
+        assert_eq!(e.json["status"], 200, "{}", e.json);
     }
 
     #[test]

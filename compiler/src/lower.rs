@@ -82,7 +82,17 @@ pub fn sidecar_info(model: &Model, svc: &Service) -> SidecarInfo {
         authz_mode: sc
             .and_then(|s| s.authz_mode)
             .unwrap_or(model.mesh.authz_mode),
+        encoded_slashes: encoded_slashes(model, svc),
     }
+}
+
+/// The `encodedSlashes` setting of a service's application: how its sidecar (inbound) and every
+/// caller (outbound, before matching its routes) normalize request paths to it.
+pub fn encoded_slashes(model: &Model, svc: &Service) -> mesh_artifact::EncodedSlashes {
+    model
+        .sidecar_for(&svc.namespace, &svc.name)
+        .and_then(|s| s.encoded_slashes.as_ref())
+        .map_or(mesh_artifact::EncodedSlashes::Reject, |e| e.v)
 }
 
 /// Services a sidecar may call, sorted.
@@ -588,6 +598,7 @@ fn lower_sidecar_as<'m, T>(
             service: dest.key(),
             hosts: hosts_for(dest, &svc.namespace, &all_routes),
             ports,
+            encoded_slashes: encoded_slashes(model, dest),
         });
     }
     destinations.sort_by(|a, b| a.service.cmp(&b.service));

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use mesh_artifact::{AuthzMode, MatchKind, MtlsMode, Protocol};
+use mesh_artifact::{AuthzMode, EncodedSlashes, MatchKind, MtlsMode, Protocol};
 
 use crate::source::{FileId, Loc};
 
@@ -144,6 +144,9 @@ pub struct Sidecar {
     pub admin_port: Option<S<u16>>,
     pub app_port: Option<S<u16>>,
     pub app_protocol: Option<Protocol>,
+    /// `spec.app.encodedSlashes`: how paths holding `%2F` or `%5C` are normalized for this
+    /// application, inbound and by every caller; `reject` when omitted.
+    pub encoded_slashes: Option<S<EncodedSlashes>>,
     /// `None`: may call every service. `Some`: only these.
     pub egress: Option<Vec<EgressRef>>,
     pub authz_mode: Option<AuthzMode>,

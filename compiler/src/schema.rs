@@ -266,6 +266,20 @@ struct SidecarApp {
     #[schemars(range(min = 1, max = 65535))]
     port: Option<u16>,
     protocol: Option<ProtocolS>,
+    /// What the sidecars do with an encoded slash or backslash (`%2F`, `%5C`) in a request
+    /// path to this application. `reject` (default): answer 400. `keep`: the application treats
+    /// them as data inside one path segment, never as separators, so they are kept encoded and
+    /// do not split segments when `.` and `..` are resolved. Set `keep` only if the application
+    /// never decodes `%2F` before it routes: one that does reads `/x%2F..%2Fadmin` as `/admin`,
+    /// past a path-based `forbid` or route.
+    encoded_slashes: Option<EncodedSlashesS>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum EncodedSlashesS {
+    Reject,
+    Keep,
 }
 
 #[derive(JsonSchema)]

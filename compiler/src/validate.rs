@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use mesh_artifact::{PathMatch, RouteEntry, SourcePos, rank};
+use mesh_artifact::{EncodedSlashes, PathError, PathMatch, RouteEntry, SourcePos, rank};
 
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::model::*;
@@ -17,6 +17,7 @@ pub fn validate(model: &Model) -> Vec<Diagnostic> {
             v.services();
             v.sidecars();
             v.routes();
+            v.encoded_slash_matches();
             v.hostnames();
             v.width();
             v.app_ports();
@@ -50,6 +51,40 @@ pub const WIDE_MESH_ENTRIES: usize = 250_000;
 impl Validator<'_> {
     fn report(&mut self, d: Diagnostic) {
         self.diags.push(d);
+    }
+
+    /// MC0510 for `Exact` and `PathPrefix` values holding `%2F` or `%5C` (the decoder judges
+    /// every other value): such a value can match only where requests keep encoded slashes, on
+    /// a route whose every parent Service's application says `encodedSlashes: keep`. It is then
+    /// judged in that mode (`%2f` is still written `%2F` there); on any other route it never
+    /// matches, since mesh-proxy answers such paths with 400 before routing.
+    fn encoded_slash_matches(&mut self) {
+        let model = self.model;
+        for route in &model.routes {
+            let mut parents = route.parents.iter().filter(|p| p.is_service()).peekable();
+            let all_keep = parents.peek().is_some()
+                && parents.all(|p| {
+                    model.service(&p.namespace, &p.name).is_some_and(|svc| {
+                        crate::lower::encoded_slashes(model, svc) == EncodedSlashes::Keep
+                    })
+                });
+            let mode = if all_keep {
+                EncodedSlashes::Keep
+            } else {
+                EncodedSlashes::Reject
+            };
+            for m in route.rules.iter().flat_map(|r| &r.matches) {
+                let (PathMatch::Exact(value) | PathMatch::PathPrefix(value)) = &m.path.v else {
+                    continue;
+                };
+                if mesh_artifact::normalize_path(value) != Err(PathError::EncodedSlash) {
+                    continue;
+                }
+                if let Some(d) = crate::decode::unnormalized_path(value, m.path.loc, mode) {
+                    self.report(d);
+                }
+            }
+        }
     }
 
     /// Warn when a sidecar without a configured application port cannot forward as its Service

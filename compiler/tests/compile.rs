@@ -1037,3 +1037,49 @@ fn a_closed_stdout_pipe_is_not_a_failure() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
     }
 }
+
+/// `encodedSlashes: keep` reaches the application's own artifact (inbound) and every caller's
+/// destination entry for it (outbound), and nothing else: an artifact that does not involve a
+/// keeping application carries no `encoded_slashes` at all (so existing artifacts are unchanged).
+#[test]
+fn encoded_slashes_reach_the_app_and_its_callers_only() {
+    let dir = root().join("compiler/tests/fixtures/ok/009-encoded-slashes");
+    let files = build(read_inputs(&dir));
+    let artifact = |name: &str| {
+        let f = files
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        (
+            mesh_artifact::decode(f.text.as_bytes()).expect("verifies"),
+            f.text.clone(),
+        )
+    };
+    let (gitlab, _) = artifact("default.gitlab.json");
+    assert_eq!(
+        gitlab.body.sidecar.encoded_slashes,
+        mesh_artifact::EncodedSlashes::Keep
+    );
+    let (web, web_text) = artifact("default.web.json");
+    assert_eq!(
+        web.body.sidecar.encoded_slashes,
+        mesh_artifact::EncodedSlashes::Reject
+    );
+    assert!(!web_text.contains(r#""encoded_slashes":"reject""#));
+    let modes: Vec<(&str, mesh_artifact::EncodedSlashes)> = web
+        .body
+        .destinations
+        .iter()
+        .map(|d| (d.service.as_str(), d.encoded_slashes))
+        .collect();
+    assert_eq!(
+        modes,
+        vec![("default/gitlab", mesh_artifact::EncodedSlashes::Keep)]
+    );
+    assert_eq!(web_text.matches(r#""encoded_slashes":"keep""#).count(), 1);
+    for dir in examples() {
+        for f in build(read_inputs(&dir)) {
+            assert!(!f.text.contains("encoded_slashes"), "{}", f.name);
+        }
+    }
+}

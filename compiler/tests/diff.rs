@@ -795,6 +795,7 @@ fn build_output_edge_cases() {
             service: "default/ghost".into(),
             hosts: vec!["ghost.default".into()],
             ports: Vec::new(),
+            encoded_slashes: Default::default(),
         });
     });
     edit_artifact(&new_dir, "default.productpage.json", |b| {

@@ -121,8 +121,9 @@ pub async fn handle(
     if let Some(refused) = refuse_ambiguous(&parts) {
         return refused;
     }
-    // The path routed, authorized and forwarded: normalized, never the caller's spelling.
-    if let Some(refused) = crate::path::normalize(&mut parts) {
+    // The path routed, authorized and forwarded: normalized, never the caller's spelling, with
+    // the local application's setting for encoded slashes.
+    if let Some(refused) = crate::path::normalize(&mut parts, |_| snap.sidecar.encoded_slashes) {
         return refused;
     }
     let upgrade = Upgrade::asked(&mut parts);

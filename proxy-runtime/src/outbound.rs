@@ -14,7 +14,7 @@ use hyper::http::request::Parts;
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use mesh_artifact::router::{AuthorityPort, Resolution, parse_authority, split_authority};
-use mesh_artifact::{PathMatch, PathModifier, Redirect, RetryPolicy, RuleAction};
+use mesh_artifact::{EncodedSlashes, PathMatch, PathModifier, Redirect, RetryPolicy, RuleAction};
 use tokio::net::TcpStream;
 
 use crate::access::{self, AccessEntry};
@@ -449,8 +449,14 @@ pub async fn handle(
     if let Some(refused) = refuse_ambiguous(&parts) {
         return refused;
     }
-    // The path routed and forwarded (and authorized there): normalized, not the app's spelling.
-    if let Some(refused) = crate::path::normalize(&mut parts) {
+    // The path routed and forwarded (and authorized there): normalized, not the app's spelling;
+    // encoded slashes as the addressed destination's application says (the host picks it).
+    if let Some(refused) = crate::path::normalize(&mut parts, |p| {
+        request_authority(p)
+            .and_then(|a| snap.router.destination_for(a))
+            .and_then(|d| snap.dests.get(d))
+            .map_or(EncodedSlashes::Reject, |d| d.encoded_slashes)
+    }) {
         return refused;
     }
     if parts.method == Method::CONNECT {

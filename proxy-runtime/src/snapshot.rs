@@ -12,8 +12,8 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::Authority;
 use mesh_artifact::router::RouterIndex;
 use mesh_artifact::{
-    Artifact, Body, Cluster, HeaderModifier, MeshInfo, PathMatch, RouteTable, RuleAction,
-    SidecarInfo,
+    Artifact, Body, Cluster, EncodedSlashes, HeaderModifier, MeshInfo, PathMatch, RouteTable,
+    RuleAction, SidecarInfo,
 };
 
 use crate::authz::Authz;
@@ -342,6 +342,8 @@ pub struct DestRt {
     pub service: Box<str>,
     /// Parallel to the destination's ports.
     pub ports: Box<[PortRt]>,
+    /// How a path to this destination is normalized before its routes are matched.
+    pub encoded_slashes: EncodedSlashes,
 }
 
 /// Sizes of the artifact, for `/config` and the log.
@@ -654,6 +656,7 @@ pub fn build(
         dests.push(DestRt {
             service: dest.service.into_boxed_str(),
             ports: ports.into_boxed_slice(),
+            encoded_slashes: dest.encoded_slashes,
         });
     }
     let h2 = sidecar.app_protocol.is_h2();

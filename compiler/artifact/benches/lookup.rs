@@ -335,6 +335,7 @@ fn decide(bencher: Bencher<'_, '_>, routes: usize) {
                 routes: Some(table),
                 default_cluster: format!("ns/{name}:80"),
             }],
+            encoded_slashes: Default::default(),
         });
     }
     let mut reqs = Requests::default();
@@ -389,6 +390,7 @@ fn body(destinations: Vec<Destination>) -> Body {
             app_ports: Vec::new(),
             app_protocol: Protocol::Http,
             authz_mode: mesh_artifact::AuthzMode::Enforce,
+            encoded_slashes: Default::default(),
         },
         destinations,
         clusters: Default::default(),

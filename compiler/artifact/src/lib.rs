@@ -22,6 +22,6 @@ pub mod types;
 
 pub use codec::{Artifact, LoadError, decode, encode};
 pub use matcher::{RequestParts, RouteIndex, SimpleRequest};
-pub use path::{PathError, normalize_path};
+pub use path::{PathError, normalize_path, normalize_path_with};
 pub use router::{Decision, Router};
 pub use types::*;

@@ -27,15 +27,30 @@
 //!   `/admin` to them; left encoded, a policy on `/admin` misses it; decoded, an API that
 //!   carries `group%2Fproject` in one segment receives another path than it was sent; Windows
 //!   servers read a backslash as a separator, others as a character. Refusing is Envoy's
-//!   `path_with_escaped_slashes_action: REJECT_REQUEST`;
+//!   `path_with_escaped_slashes_action: REJECT_REQUEST`, and the default; an application may
+//!   opt out (see "Keeping encoded slashes" below);
 //! - `%00` (Istio refuses it in every normalization mode);
 //! - an invalid percent-encoding (`%zz`, `%4`, a trailing `%`; RFC 3986 section 2.1);
 //! - a path that does not start with `/`. The asterisk form `*` is returned as it is: it is
 //!   valid only for `OPTIONS` (RFC 9112 section 3.2.4), which the caller checks.
 //!
 //! A path that is already normal, the usual case, is returned borrowed: no allocation.
+//!
+//! ## Keeping encoded slashes
+//!
+//! An application that carries `%2F` inside one segment (GitLab's
+//! `/api/v4/projects/group%2Fproject`, object stores' keys) states so with
+//! `spec.app.encodedSlashes: keep` ([`EncodedSlashes::Keep`]), and [`normalize_path_with`] then
+//! treats `%2F` and `%5C` as data: they stay encoded (hex upper-cased, so `%2f` and `%2F` route
+//! alike), are never decoded, and never split a segment, so `/a%2F..%2Fb` is one segment and
+//! stays as it is. Everything else is normalized as above; a raw backslash, `%00` and invalid
+//! encodings are still refused. This is Envoy's `KEEP_UNCHANGED` with the hex case normalized,
+//! and it is only safe for an application that does not decode `%2F` before it routes: one that
+//! does reads `/x%2F..%2Fadmin` as `/admin`, past a policy written for `/admin`.
 
 use std::borrow::Cow;
+
+use crate::types::EncodedSlashes;
 
 /// Why a request path has no safe normalized form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -53,9 +68,19 @@ pub enum PathError {
 }
 
 /// The normalized form of a request path (without its query); see the module documentation.
-/// `Cow::Borrowed` exactly when `path` is already normal.
+/// `Cow::Borrowed` exactly when `path` is already normal. Encoded slashes are refused
+/// ([`EncodedSlashes::Reject`], the default).
+#[inline]
 pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
-    if path == "*" || is_normal(path.as_bytes()) {
+    normalize_path_with(path, EncodedSlashes::Reject)
+}
+
+/// [`normalize_path`] for an application with the given `encodedSlashes` setting: with
+/// [`EncodedSlashes::Keep`], `%2F` and `%5C` are kept as data inside their segment (see the
+/// module documentation). A path without them normalizes alike in both modes.
+pub fn normalize_path_with(path: &str, slashes: EncodedSlashes) -> Result<Cow<'_, str>, PathError> {
+    let keep = slashes == EncodedSlashes::Keep;
+    if path == "*" || is_normal(path.as_bytes(), keep) {
         return Ok(Cow::Borrowed(path));
     }
     if path.is_empty() {
@@ -72,7 +97,7 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     let mut segments = rest.split('/').peekable();
     while let Some(raw) = segments.next() {
         let last = segments.peek().is_none();
-        decode_segment(raw, &mut segment)?;
+        decode_segment(raw, &mut segment, keep)?;
         match segment.as_str() {
             "" | "." => trailing_slash = last,
             ".." => {
@@ -111,20 +136,21 @@ pub(crate) fn hex_value(b: u8) -> Option<u8> {
 }
 
 /// The decoded octet of a percent-encoding whose two hex digits are `hi` and `lo`, after the
-/// checks every spelling of it goes through.
-fn percent_octet(hi: u8, lo: u8) -> Result<u8, PathError> {
+/// checks every spelling of it goes through. `keep`: an encoded slash or backslash is data
+/// (it is not unreserved, so it stays encoded).
+fn percent_octet(hi: u8, lo: u8, keep: bool) -> Result<u8, PathError> {
     let (Some(h), Some(l)) = (hex_value(hi), hex_value(lo)) else {
         return Err(PathError::InvalidPercentEncoding);
     };
     match (h << 4) | l {
-        b'/' | b'\\' => Err(PathError::EncodedSlash),
+        b'/' | b'\\' if !keep => Err(PathError::EncodedSlash),
         0 => Err(PathError::EncodedNul),
         octet => Ok(octet),
     }
 }
 
 /// Decode one segment (the text between two `/`) into `out`, replacing its contents.
-fn decode_segment(raw: &str, out: &mut String) -> Result<(), PathError> {
+fn decode_segment(raw: &str, out: &mut String, keep: bool) -> Result<(), PathError> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.clear();
     let bytes = raw.as_bytes();
@@ -136,7 +162,7 @@ fn decode_segment(raw: &str, out: &mut String) -> Result<(), PathError> {
                 let (Some(&hi), Some(&lo)) = (bytes.get(i + 1), bytes.get(i + 2)) else {
                     return Err(PathError::InvalidPercentEncoding);
                 };
-                let octet = percent_octet(hi, lo)?;
+                let octet = percent_octet(hi, lo, keep)?;
                 out.push_str(raw.get(plain..i).unwrap_or_default());
                 if is_unreserved(octet) {
                     out.push(char::from(octet));
@@ -158,7 +184,7 @@ fn decode_segment(raw: &str, out: &mut String) -> Result<(), PathError> {
 
 /// Whether `path` is its own normal form: the common case, checked in one pass without
 /// allocating. Anything doubtful is `false`, and [`normalize_path`] decides.
-fn is_normal(path: &[u8]) -> bool {
+fn is_normal(path: &[u8], keep: bool) -> bool {
     let [b'/', rest @ ..] = path else {
         return false;
     };
@@ -185,7 +211,7 @@ fn is_normal(path: &[u8]) -> bool {
                 if hi.is_ascii_lowercase() || lo.is_ascii_lowercase() {
                     return false;
                 }
-                match percent_octet(hi, lo) {
+                match percent_octet(hi, lo, keep) {
                     Ok(octet) if !is_unreserved(octet) => {}
                     _ => return false,
                 }
@@ -316,6 +342,96 @@ mod tests {
         }
     }
 
+    fn keep(p: &str) -> Result<String, PathError> {
+        normalize_path_with(p, EncodedSlashes::Keep).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn keep_mode_keeps_encoded_slashes_as_data_in_their_segment() {
+        let cases: &[(&str, &str)] = &[
+            // GitLab's project ids and object keys: one segment, unchanged.
+            (
+                "/api/v4/projects/group%2Fproject",
+                "/api/v4/projects/group%2Fproject",
+            ),
+            ("/bucket/a%2Fb%2Fc.txt", "/bucket/a%2Fb%2Fc.txt"),
+            // The hex is upper-cased, so both spellings route alike.
+            ("/group%2fproject", "/group%2Fproject"),
+            ("/a%5cb", "/a%5Cb"),
+            ("/a%5Cb", "/a%5Cb"),
+            // An encoded slash never splits a segment: no dot segment forms across it.
+            ("/a%2F..%2Fb", "/a%2F..%2Fb"),
+            ("/x%2F..%2Fadmin", "/x%2F..%2Fadmin"),
+            ("/a/..%2Fadmin", "/a/..%2Fadmin"),
+            ("/a/%2E%2E%2Fadmin", "/a/..%2Fadmin"),
+            ("/a%5C..%5Cadmin", "/a%5C..%5Cadmin"),
+            ("/%2F", "/%2F"),
+            ("/a/%2F/b", "/a/%2F/b"),
+            // Literal slashes still separate: dot segments around a kept segment go.
+            ("/x/../a%2Fb", "/a%2Fb"),
+            ("/a%2Fb/../c", "/c"),
+            ("//a%2fb//./c/", "/a%2Fb/c/"),
+            // Everything else as in the default mode.
+            ("/%61dmin", "/admin"),
+            ("/x/%2e%2E/admin", "/admin"),
+            ("/b%20c", "/b%20c"),
+            ("/%252F", "/%252F"),
+            ("/%252f", "/%252f"),
+            ("", "/"),
+            ("*", "*"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(keep(input).as_deref(), Ok(*want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn keep_mode_still_refuses_backslashes_nul_and_bad_encodings() {
+        let cases: &[(&str, PathError)] = &[
+            ("/a\\b", PathError::Backslash),
+            ("/a%2F..\\admin", PathError::Backslash),
+            ("/a%00b", PathError::EncodedNul),
+            ("/a%2F%00", PathError::EncodedNul),
+            ("/%zz", PathError::InvalidPercentEncoding),
+            ("/a%2", PathError::InvalidPercentEncoding),
+            ("/a%2F%", PathError::InvalidPercentEncoding),
+            ("admin%2F", PathError::NotAbsolute),
+        ];
+        for (input, want) in cases {
+            assert_eq!(keep(input), Err(*want), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn keep_mode_borrows_normal_paths_with_upper_case_encoded_slashes() {
+        for p in [
+            "/a%2Fb",
+            "/projects/g%2Fp/issues",
+            "/a%5C",
+            "/x%2F..%2Fy",
+            "/",
+        ] {
+            assert!(
+                matches!(normalize_path_with(p, EncodedSlashes::Keep), Ok(Cow::Borrowed(q)) if q == p),
+                "{p:?}"
+            );
+            assert_eq!(
+                normalize_path(p).is_ok(),
+                !p.contains('%'),
+                "{p:?}: the default mode refuses what keep mode borrows"
+            );
+        }
+        for p in ["/a%2fb", "/a%5c", "/a%2F/./b", "/a%2F//b"] {
+            assert!(
+                matches!(
+                    normalize_path_with(p, EncodedSlashes::Keep),
+                    Ok(Cow::Owned(_))
+                ),
+                "{p:?} is not normal"
+            );
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -335,6 +451,10 @@ mod tests {
                 Just("%C3".to_string()),
                 Just("%25".to_string()),
                 Just("%2f".to_string()),
+                Just("%2F".to_string()),
+                Just("%5c".to_string()),
+                Just("%5C".to_string()),
+                Just("%00".to_string()),
                 Just("%".to_string()),
                 Just("\\".to_string()),
                 "[a-zA-Z0-9;=~_-]{1,3}",
@@ -374,6 +494,53 @@ mod tests {
             #[test]
             fn any_text_is_answered_without_panic(p in "\\PC{0,40}") {
                 let _ = normalize_path(&p);
+                let _ = normalize_path_with(&p, EncodedSlashes::Keep);
+            }
+
+            #[test]
+            fn keep_mode_normal_forms_are_fixed_points(p in path()) {
+                if let Ok(n) = normalize_path_with(&p, EncodedSlashes::Keep) {
+                    let borrowed = matches!(n, Cow::Borrowed(_));
+                    let n = n.into_owned();
+                    prop_assert_eq!(borrowed, n == p, "{:?} -> {:?}", p, n);
+                    let again = normalize_path_with(&n, EncodedSlashes::Keep);
+                    prop_assert_eq!(again, Ok(Cow::Borrowed(n.as_str())), "{:?} -> {:?}", p, n);
+                    if n != "*" {
+                        let padded = format!("{n}/");
+                        prop_assert!(!padded.contains("/./") && !padded.contains("/../"), "{}", n);
+                        prop_assert!(!n.contains("//") && !n.contains('\\'), "{}", n);
+                        prop_assert!(!n.contains("%2f") && !n.contains("%5c"), "{}", n);
+                    }
+                }
+            }
+
+            /// Keep mode is the default mode on a path whose encoded slashes are opaque text:
+            /// they are never decoded, never split a segment, and the rest is normalized alike.
+            #[test]
+            fn keep_mode_treats_encoded_slashes_as_opaque_data(p in path()) {
+                // `!` is never decoded or rewritten, and the generator never writes it.
+                let opaque = p
+                    .replace("%2F", "!s!")
+                    .replace("%2f", "!s!")
+                    .replace("%5C", "!b!")
+                    .replace("%5c", "!b!");
+                let want = normalize_path(&opaque)
+                    .map(|n| n.replace("!s!", "%2F").replace("!b!", "%5C"));
+                let got = normalize_path_with(&p, EncodedSlashes::Keep).map(Cow::into_owned);
+                prop_assert_eq!(got, want, "{:?}", p);
+            }
+
+            /// A path without encoded slashes is normalized alike in both modes.
+            #[test]
+            fn modes_agree_without_encoded_slashes(p in path()) {
+                let mut p = p;
+                while let Some(i) = {
+                    let lower = p.to_ascii_lowercase();
+                    lower.find("%2f").or_else(|| lower.find("%5c"))
+                } {
+                    p.replace_range(i..i + 3, "");
+                }
+                prop_assert_eq!(normalize_path(&p), normalize_path_with(&p, EncodedSlashes::Keep));
             }
         }
     }

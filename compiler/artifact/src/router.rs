@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::matcher::{IndexError, RequestParts, RouteIndex};
 use crate::strtable::StrTable;
-use crate::types::{Body, Destination, DestinationPort, RouteEntry, RuleAction};
+use crate::types::{Body, Destination, DestinationPort, EncodedSlashes, RouteEntry, RuleAction};
 
 /// What the mesh does with one request.
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +196,17 @@ impl RouterIndex {
             .map(|d| d as usize)
     }
 
+    /// Destination index for a request sent to `authority` (`[userinfo@]host[:port]`): the
+    /// destination [`RouterIndex::resolve`] picks, whatever the port and the request.
+    pub fn destination_for(&self, authority: &str) -> Option<usize> {
+        let (host, _) = parse_authority(authority);
+        if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.destination(&host.to_ascii_lowercase())
+        } else {
+            self.destination(host)
+        }
+    }
+
     /// Resolve a request sent to `authority` (`[userinfo@]host[:port]`): the procedure behind
     /// [`Router::decide`], which documents the rules.
     pub fn resolve<R: RequestParts + ?Sized>(&self, authority: &str, req: &R) -> Resolution {
@@ -254,6 +265,16 @@ impl Router {
     /// Destination index for a host name (lower case, without port).
     pub fn destination(&self, host: &str) -> Option<usize> {
         self.index.destination(host)
+    }
+
+    /// How the outbound side normalizes the path of a request sent to `authority`: the
+    /// addressed destination's [`EncodedSlashes`], the default when no destination has the host
+    /// (such a request gets 404 anyway).
+    pub fn encoded_slashes(&self, authority: &str) -> EncodedSlashes {
+        self.index
+            .destination_for(authority)
+            .and_then(|d| self.body.destinations.get(d))
+            .map_or(EncodedSlashes::Reject, |d| d.encoded_slashes)
     }
 
     /// Port index within a destination. Without an explicit port, a single-port service uses

@@ -146,6 +146,34 @@ pub struct SidecarInfo {
     /// Protocol the local application speaks.
     pub app_protocol: Protocol,
     pub authz_mode: AuthzMode,
+    /// How the inbound side normalizes request paths holding `%2F` or `%5C`: the local
+    /// application's setting. Absent (the default, `reject`) in most artifacts.
+    #[serde(default, skip_serializing_if = "EncodedSlashes::is_reject")]
+    pub encoded_slashes: EncodedSlashes,
+}
+
+/// What a sidecar does with an encoded slash or backslash (`%2F`, `%5C`) in a request path: the
+/// application's `spec.app.encodedSlashes`, written into the artifact only when it is not the
+/// default, so artifacts of meshes that do not set it are unchanged.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodedSlashes {
+    /// Answer 400: no spelling of such a path is safe to both authorize and forward when the
+    /// application may decode `%2F` before it resolves `..` (nginx does).
+    #[default]
+    Reject,
+    /// The application treats `%2F` and `%5C` as data inside one segment, never as separators:
+    /// they stay encoded (hex upper-cased) and do not split segments during normalization.
+    Keep,
+}
+
+impl EncodedSlashes {
+    /// Whether this is the default, [`EncodedSlashes::Reject`] (not written in artifacts).
+    pub fn is_reject(&self) -> bool {
+        *self == EncodedSlashes::Reject
+    }
 }
 
 /// One service port and the application port it reaches.
@@ -168,6 +196,12 @@ pub struct Destination<T = RouteTable> {
     pub hosts: Vec<String>,
     /// Service ports, sorted by port number.
     pub ports: Vec<DestinationPort<T>>,
+    /// How requests addressed to this service are normalized on the outbound side before its
+    /// routes are matched: the destination application's `encodedSlashes` (its own sidecar
+    /// normalizes with the same setting inbound). Absent (the default, `reject`) in most
+    /// artifacts.
+    #[serde(default, skip_serializing_if = "EncodedSlashes::is_reject")]
+    pub encoded_slashes: EncodedSlashes,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

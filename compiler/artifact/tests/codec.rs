@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use mesh_artifact::codec::{LoadError, decode, decode_header, encode, encode_body, sha256_tag};
 use mesh_artifact::{
-    AuthzBundle, AuthzMode, Body, Cluster, Destination, DestinationPort, Endpoint, FORMAT_NAME,
-    FORMAT_VERSION, HeaderModifier, MatchKind, MeshInfo, MtlsMode, PathMatch, PathModifier,
-    PolicyText, Protocol, Redirect, RetryBudget, RetryPolicy, RouteEntry, RouteTable, RuleAction,
-    SidecarInfo, SourcePos, Timeouts, UrlRewrite, ValueMatch, WeightedCluster,
+    AuthzBundle, AuthzMode, Body, Cluster, Destination, DestinationPort, EncodedSlashes, Endpoint,
+    FORMAT_NAME, FORMAT_VERSION, HeaderModifier, MatchKind, MeshInfo, MtlsMode, PathMatch,
+    PathModifier, PolicyText, Protocol, Redirect, RetryBudget, RetryPolicy, RouteEntry, RouteTable,
+    RuleAction, SidecarInfo, SourcePos, Timeouts, UrlRewrite, ValueMatch, WeightedCluster,
 };
 use proptest::prelude::*;
 
@@ -116,6 +116,7 @@ fn fixture() -> Body {
             app_ports: Vec::new(),
             app_protocol: Protocol::Http2,
             authz_mode: AuthzMode::Audit,
+            encoded_slashes: EncodedSlashes::Keep,
         },
         destinations: vec![Destination {
             service: "shop/api".into(),
@@ -145,6 +146,7 @@ fn fixture() -> Body {
                     default_cluster: "shop/api:9090".into(),
                 },
             ],
+            encoded_slashes: EncodedSlashes::Keep,
         }],
         clusters,
         authz: AuthzBundle {
@@ -192,6 +194,33 @@ fn round_trip_is_identity() {
     // Encoding is deterministic, and re-encoding what was decoded gives the same bytes.
     assert_eq!(encode(&a.body, "0.1.0", SOURCE_HASH).0, text);
     assert_eq!(decode_header(text.as_bytes()), Ok(a.header));
+}
+
+/// `encoded_slashes` is written only where an application keeps encoded slashes, so the
+/// artifacts of meshes that do not use it are the bytes they were before the field existed.
+#[test]
+fn encoded_slashes_is_written_only_when_kept() {
+    let kept = encoded();
+    assert_eq!(
+        kept.matches(r#""encoded_slashes":"keep""#).count(),
+        2,
+        "{kept}"
+    );
+    let mut body = fixture();
+    body.sidecar.encoded_slashes = EncodedSlashes::Reject;
+    for d in &mut body.destinations {
+        d.encoded_slashes = EncodedSlashes::Reject;
+    }
+    let (text, _) = encode(&body, "0.1.0", SOURCE_HASH);
+    assert!(!text.contains("encoded_slashes"), "{text}");
+    let a = decode(text.as_bytes()).expect("decodes");
+    assert_eq!(a.body.sidecar.encoded_slashes, EncodedSlashes::Reject);
+    // An unknown value is refused, not read as the default.
+    let json = serde_json::to_string(&fixture()).expect("json");
+    assert!(serde_json::from_str::<Body>(&json).is_ok());
+    let bad = json.replace(r#""encoded_slashes":"keep""#, r#""encoded_slashes":"Keep""#);
+    assert_ne!(bad, json);
+    assert!(serde_json::from_str::<Body>(&bad).is_err());
 }
 
 #[test]
@@ -471,11 +500,17 @@ fn body() -> impl Strategy<Value = Body> {
         text(),
         proptest::collection::vec(text(), 0..3),
         proptest::collection::vec(port, 0..3),
+        any::<bool>(),
     )
-        .prop_map(|(service, hosts, ports)| Destination {
+        .prop_map(|(service, hosts, ports, keep)| Destination {
             service,
             hosts,
             ports,
+            encoded_slashes: if keep {
+                EncodedSlashes::Keep
+            } else {
+                EncodedSlashes::Reject
+            },
         });
     (
         text(),

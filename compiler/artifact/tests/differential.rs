@@ -610,6 +610,7 @@ proptest! {
                 app_ports: Vec::new(),
                 app_protocol: Protocol::Http,
                 authz_mode: AuthzMode::Enforce,
+                encoded_slashes: Default::default(),
             },
             destinations: dests
                 .iter()
@@ -625,6 +626,7 @@ proptest! {
                             default_cluster: format!("{service}:{p}"),
                         })
                         .collect(),
+                    encoded_slashes: Default::default(),
                 })
                 .collect(),
             clusters: Default::default(),

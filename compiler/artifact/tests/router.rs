@@ -2,9 +2,9 @@
 
 use mesh_artifact::router::{AuthorityPort, parse_authority, split_authority};
 use mesh_artifact::{
-    AuthzMode, Body, Decision, Destination, DestinationPort, MeshInfo, MtlsMode, PathMatch,
-    Protocol, Redirect, RouteEntry, RouteTable, Router, RuleAction, SidecarInfo, SimpleRequest,
-    SourcePos,
+    AuthzMode, Body, Decision, Destination, DestinationPort, EncodedSlashes, MeshInfo, MtlsMode,
+    PathMatch, Protocol, Redirect, RouteEntry, RouteTable, Router, RuleAction, SidecarInfo,
+    SimpleRequest, SourcePos,
 };
 
 fn entry(route: &str, path: PathMatch, action: u32) -> RouteEntry {
@@ -52,6 +52,7 @@ fn body(destinations: Vec<Destination>) -> Body {
             app_ports: Vec::new(),
             app_protocol: Protocol::Http,
             authz_mode: AuthzMode::Enforce,
+            encoded_slashes: Default::default(),
         },
         destinations,
         clusters: Default::default(),
@@ -60,8 +61,8 @@ fn body(destinations: Vec<Destination>) -> Body {
 }
 
 /// `api` has ports 80 (routes: `/v1` prefix and a redirect on exact `/old`) and 9090 (no
-/// routes); `solo` has one port, 8080, with routes attached but none matching `/`; `web` has
-/// ports 443 and 8443, neither 80.
+/// routes); `solo` has one port, 8080, with routes attached but none matching `/`, and keeps
+/// encoded slashes; `web` has ports 443 and 8443, neither 80.
 fn router() -> Router {
     let redirect = RuleAction {
         redirect: Some(Redirect {
@@ -93,16 +94,19 @@ fn router() -> Router {
                 "api.ns.svc.cluster.local".into(),
             ],
             ports: vec![port(80, Some(api)), port(9090, None)],
+            encoded_slashes: Default::default(),
         },
         Destination {
             service: "ns/solo".into(),
             hosts: vec!["solo".into(), "Shared.Example".into()],
             ports: vec![port(8080, Some(solo))],
+            encoded_slashes: EncodedSlashes::Keep,
         },
         Destination {
             service: "ns/web".into(),
             hosts: vec!["web".into(), "shared.example".into()],
             ports: vec![port(443, None), port(8443, None)],
+            encoded_slashes: Default::default(),
         },
     ]))
     .expect("valid body")
@@ -223,6 +227,7 @@ fn bad_tables_are_refused() {
         service: "ns/x".into(),
         hosts: vec!["x".into()],
         ports: vec![port(80, Some(bad))],
+        encoded_slashes: Default::default(),
     }]);
     assert!(Router::new(b).is_err());
 }
@@ -296,4 +301,28 @@ fn resolution_indexes_agree_with_decisions() {
         }
     );
     assert_eq!(r.index().destination("web"), Some(2));
+}
+
+/// The outbound side normalizes with the addressed destination's setting: the destination is
+/// the one the host picks, whatever the port, the case or a trailing dot.
+#[test]
+fn encoded_slashes_follow_the_addressed_destination() {
+    let r = router();
+    for authority in ["solo", "SOLO:8080", "solo.:1", "user@solo:8080"] {
+        assert_eq!(
+            r.encoded_slashes(authority),
+            EncodedSlashes::Keep,
+            "{authority}"
+        );
+    }
+    for authority in ["api", "api.ns:9090", "web", "unknown", "", "[::1]:80"] {
+        assert_eq!(
+            r.encoded_slashes(authority),
+            EncodedSlashes::Reject,
+            "{authority}"
+        );
+    }
+    // `shared.example` is listed by `solo` first: it owns the name, as in `decide`.
+    assert_eq!(r.encoded_slashes("shared.example"), EncodedSlashes::Keep);
+    assert!(decide(&r, "shared.example", "/").contains("ns/solo"));
 }

@@ -390,6 +390,7 @@ pub fn sidecar(name: &str, app: SocketAddr, policies: &[&str]) -> Body {
             app_ports: Vec::new(),
             app_protocol: Protocol::Http,
             authz_mode: AuthzMode::Enforce,
+            encoded_slashes: Default::default(),
         },
         destinations: Vec::new(),
         clusters: BTreeMap::new(),
@@ -460,6 +461,7 @@ pub fn add_destination(
             routes,
             default_cluster: default_cluster.into(),
         }],
+        encoded_slashes: Default::default(),
     });
     body.destinations.sort_by(|a, b| a.service.cmp(&b.service));
 }

@@ -204,6 +204,17 @@ pub struct PolicyChange {
     pub source: Option<SourcePos>,
 }
 
+/// A setting of a service's sidecar that changed (the mesh's mTLS mode, the application's port
+/// or protocol, the authorization mode, what happens to encoded slashes in paths).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SettingChange {
+    /// The setting as the mesh definition spells it: `mtls` (the `Mesh`'s), `app.port`,
+    /// `app.ports`, `app.protocol`, `app.encodedSlashes`, `authorization.mode`.
+    pub setting: String,
+    pub before: String,
+    pub after: String,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ServiceChanges {
     pub service: String,
@@ -211,6 +222,9 @@ pub struct ServiceChanges {
     pub removed: bool,
     pub routes: Vec<RuleChange>,
     pub policies: Vec<PolicyChange>,
+    /// Sidecar settings that changed; left out of the JSON when none did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<SettingChange>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -222,6 +236,8 @@ pub struct Summary {
     pub rules_removed: usize,
     pub rules_changed: usize,
     pub policies_changed: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub settings_changed: usize,
     pub access_widened: usize,
     pub access_narrowed: usize,
 }
@@ -767,6 +783,7 @@ struct Row {
     /// Destinations that are not a service of either side (only in hand-made build outputs).
     unknown: [Vec<String>; 2],
     policies: Vec<PolicyChange>,
+    settings: Vec<SettingChange>,
 }
 
 /// What one chunk of services contributes: their rows, and the rules they see per destination.
@@ -888,6 +905,9 @@ fn scan(srcs: [&Src<'_>; 2], names: &[&str], range: Range<usize>) -> Result<Scan
                 .collect();
         }
         let [ob, nb] = &bodies;
+        if let (Some(o), Some(n)) = (ob, nb) {
+            row.settings = setting_changes(o, n);
+        }
         row.authz_same = ob.as_ref().map(|b| (&b.authz, b.sidecar.authz_mode))
             == nb.as_ref().map(|b| (&b.authz, b.sidecar.authz_mode));
         let [op, np] = &pols;
@@ -1235,15 +1255,18 @@ fn compare(srcs: [&Src<'_>; 2]) -> Result<MeshDiff, String> {
         };
         route_changes(&o, &nw, &mut sc, &mut out.summary);
         sc.policies = std::mem::take(&mut row.policies);
+        sc.settings = std::mem::take(&mut row.settings);
         out.summary.policies_changed += sc.policies.len();
+        out.summary.settings_changed += sc.settings.len();
+        let changed = !sc.routes.is_empty() || !sc.policies.is_empty() || !sc.settings.is_empty();
         if sc.added {
             out.summary.services_added += 1;
         } else if sc.removed {
             out.summary.services_removed += 1;
-        } else if !sc.routes.is_empty() || !sc.policies.is_empty() {
+        } else if changed {
             out.summary.services_changed += 1;
         }
-        if sc.added || sc.removed || !sc.routes.is_empty() || !sc.policies.is_empty() {
+        if sc.added || sc.removed || changed {
             out.services.push(sc);
         }
     }
@@ -1474,6 +1497,82 @@ fn describe(v: &RuleView) -> Vec<String> {
 }
 
 /// The one-line summary every format leads with.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The sidecar settings that differ between two artifacts of one service, in a fixed order.
+fn setting_changes<T>(
+    old_body: &mesh_artifact::Body<T>,
+    new_body: &mesh_artifact::Body<T>,
+) -> Vec<SettingChange> {
+    fn json<T: Serialize>(v: &T) -> String {
+        match serde_json::to_value(v) {
+            Ok(serde_json::Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(_) => String::new(),
+        }
+    }
+    fn ports(p: &[mesh_artifact::AppPort]) -> String {
+        if p.is_empty() {
+            return "none".to_string();
+        }
+        let items: Vec<String> = p
+            .iter()
+            .map(|a| format!("{}->{}", a.port, a.app_port))
+            .collect();
+        items.join(", ")
+    }
+    let (old, new) = (&old_body.sidecar, &new_body.sidecar);
+    let pairs = [
+        ("mtls", json(&old_body.mesh.mtls), json(&new_body.mesh.mtls)),
+        (
+            "app.port",
+            old.app_port.to_string(),
+            new.app_port.to_string(),
+        ),
+        ("app.ports", ports(&old.app_ports), ports(&new.app_ports)),
+        (
+            "app.protocol",
+            json(&old.app_protocol),
+            json(&new.app_protocol),
+        ),
+        (
+            "app.encodedSlashes",
+            json(&old.encoded_slashes),
+            json(&new.encoded_slashes),
+        ),
+        (
+            "authorization.mode",
+            json(&old.authz_mode),
+            json(&new.authz_mode),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(setting, before, after)| SettingChange {
+            setting: setting.to_string(),
+            before,
+            after,
+        })
+        .collect()
+}
+
+/// What a setting change means for reviewers, where that is not plain from the values.
+fn setting_note(c: &SettingChange) -> &'static str {
+    match (c.setting.as_str(), c.after.as_str()) {
+        ("app.encodedSlashes", "keep") => {
+            " (paths holding `%2F` or `%5C` now reach the application instead of 400; it must not decode them before it routes)"
+        }
+        ("authorization.mode", "audit") => " (denied requests are let through and counted)",
+        ("mtls", "permissive") => {
+            " (the sidecar also accepts plaintext callers, without an identity)"
+        }
+        _ => "",
+    }
+}
+
 pub fn summary_line(d: &MeshDiff) -> String {
     if d.is_empty() {
         return "no changes to the compiled mesh".to_string();
@@ -1500,6 +1599,9 @@ pub fn summary_line(d: &MeshDiff) -> String {
         s.rules_added, s.rules_removed, s.rules_changed
     ));
     parts.push(format!("{} policy change(s)", s.policies_changed));
+    if s.settings_changed > 0 {
+        parts.push(format!("{} setting change(s)", s.settings_changed));
+    }
     parts.join("; ")
 }
 
@@ -1574,6 +1676,16 @@ pub fn human(d: &MeshDiff) -> String {
         for p in &s.policies {
             let _ = writeln!(out, "  policy `{}` {}{}", p.id, p.change, pos(&p.source));
         }
+        for c in &s.settings {
+            let _ = writeln!(
+                out,
+                "  setting `{}`: {} -> {}{}",
+                c.setting,
+                c.before,
+                c.after,
+                setting_note(c)
+            );
+        }
     }
     out
 }
@@ -1620,9 +1732,14 @@ pub fn markdown(d: &MeshDiff) -> String {
         } else {
             ""
         };
+        let settings = if s.settings.is_empty() {
+            String::new()
+        } else {
+            format!(", {} setting change(s)", s.settings.len())
+        };
         let _ = writeln!(
             sec,
-            "<details><summary><code>{}</code>{state}: {} rule change(s), {} policy change(s)</summary>\n",
+            "<details><summary><code>{}</code>{state}: {} rule change(s), {} policy change(s){settings}</summary>\n",
             s.service,
             s.routes.len(),
             s.policies.len()
@@ -1648,6 +1765,16 @@ pub fn markdown(d: &MeshDiff) -> String {
                 p.id,
                 p.change,
                 pos(&p.source)
+            );
+        }
+        for c in &s.settings {
+            let _ = writeln!(
+                sec,
+                "- setting `{}`: `{}` -> `{}`{}",
+                c.setting,
+                c.before,
+                c.after,
+                setting_note(c)
             );
         }
         let _ = writeln!(sec, "\n</details>\n");

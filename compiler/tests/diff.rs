@@ -373,6 +373,62 @@ fn policy_that_widens_access() {
 }
 
 #[test]
+fn sidecar_settings_that_change_are_listed() {
+    let old = bookinfo();
+    let new = edit(
+        &old,
+        "sidecars.yaml",
+        "  app: {port: 17200}\n  egress: []",
+        "  app: {port: 17210, encodedSlashes: keep}\n  egress: []",
+    );
+    let d = run(old.clone(), new);
+    assert!(d.access.is_empty(), "{:#?}", d.access);
+    assert_eq!(d.services.len(), 1, "{:#?}", d.services);
+    let details = &d.services[0];
+    assert_eq!(details.service, "default/details");
+    assert!(details.routes.is_empty() && details.policies.is_empty());
+    let settings: Vec<(&str, &str, &str)> = details
+        .settings
+        .iter()
+        .map(|c| (c.setting.as_str(), c.before.as_str(), c.after.as_str()))
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            ("app.port", "17200", "17210"),
+            ("app.encodedSlashes", "reject", "keep"),
+        ]
+    );
+    assert_eq!(
+        (d.summary.services_changed, d.summary.settings_changed),
+        (1, 2)
+    );
+    assert!(meshc::diff::summary_line(&d).ends_with("2 setting change(s)"));
+    snapshot("sidecar-settings", &d);
+
+    // A mesh-wide switch to permissive mTLS changes what every sidecar accepts.
+    let new = edit(&old, "mesh.yaml", "mode: strict", "mode: permissive");
+    let d = run(old, new);
+    assert_eq!(d.services.len(), 4, "{:#?}", d.services);
+    for s in &d.services {
+        assert_eq!(s.settings.len(), 1, "{}", s.service);
+        assert_eq!(
+            (
+                s.settings[0].setting.as_str(),
+                s.settings[0].before.as_str(),
+                s.settings[0].after.as_str()
+            ),
+            ("mtls", "strict", "permissive")
+        );
+    }
+    assert!(
+        human(&d).contains("accepts plaintext callers"),
+        "{}",
+        human(&d)
+    );
+}
+
+#[test]
 fn policy_that_narrows_access() {
     let old = bookinfo();
     let new = edit(

@@ -2257,7 +2257,12 @@ impl<'a> Decoder<'a> {
             self.report(d);
             return None;
         };
-        if let Err(why) = values::check_path(&value.v) {
+        // Gateway API defines an empty `replacePrefixMatch`: the matched prefix is removed
+        // (`/foo/bar` under `/foo` becomes `/bar`, `/foo` becomes `/`).
+        let empty_prefix = matches!(kind, Some(K::Prefix)) && value.v.is_empty();
+        if let Err(why) = values::check_path(&value.v)
+            && !empty_prefix
+        {
             let d = Diagnostic::new(
                 Code::InvalidPath,
                 format!("`{}` is not a valid path", value.v),

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use mesh_artifact::{
-    Decision, EncodedSlashes, PathError, Router, SimpleRequest, filters, normalize_path_with,
+    Decision, EncodedSlashes, HeaderModifier, PathError, Router, SimpleRequest, filters,
+    normalize_path_with,
 };
 use serde_json::json;
 
@@ -26,6 +27,8 @@ pub enum ExplainFormat {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Url {
     pub scheme: String,
+    /// `user[:password]` before an `@` in the authority: the sidecar refuses such a request.
+    pub userinfo: Option<String>,
     pub host: String,
     pub port: Option<u16>,
     pub path: String,
@@ -64,6 +67,10 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     } else {
         path.to_string()
     };
+    let (userinfo, authority) = match authority.rsplit_once('@') {
+        Some((u, a)) => (Some(u.to_string()), a),
+        None => (None, authority),
+    };
     let (host, port_text) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p)),
         _ => (authority, None),
@@ -72,16 +79,18 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
         return Err(format!("`{url}` has no host"));
     }
     let port = match port_text {
+        // RFC 3986 section 3.2.3: an empty port is the scheme's default, as if omitted.
+        Some("") | None => None,
         Some(p) => Some(
             p.parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
                 .ok_or_else(|| format!("`{p}` is not a valid port"))?,
         ),
-        None => None,
     };
     Ok(Url {
         scheme,
+        userinfo,
         host: host.trim_end_matches('.').to_ascii_lowercase(),
         port,
         path,
@@ -128,6 +137,75 @@ pub struct Explanation {
     pub human: String,
 }
 
+/// Whether `s` is an RFC 9110 token (section 5.6.2): a method or a header name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Parse one `-H 'Name: value'` into a field line, as strictly as the sidecar's HTTP parser
+/// reads one (RFC 9112 section 5.1 and RFC 9110 section 5.5): the name is a token, with no
+/// whitespace before the colon, and the value (without its surrounding spaces and tabs) holds
+/// no control character but a tab. Anything else is a usage error: no sidecar would receive such
+/// a request, it answers 400 while parsing it, before routing.
+pub fn parse_header(h: &str) -> Result<(&str, &str), String> {
+    let (name, value) = h
+        .split_once(':')
+        .ok_or_else(|| format!("header `{h}` is not `Name: value`"))?;
+    if !is_token(name) {
+        let why = if name.ends_with([' ', '\t']) && is_token(name.trim_end_matches([' ', '\t'])) {
+            "no whitespace is allowed between a field name and its colon"
+        } else {
+            "a field name is a token: letters, digits and ``!#$%&'*+-.^_`|~``, no spaces"
+        };
+        return Err(format!(
+            "header `{h}`: `{name}` is not a valid field name ({why}, RFC 9112 section 5.1); \
+             the sidecar answers 400 to such a request"
+        ));
+    }
+    let value = value.trim_matches([' ', '\t']);
+    if let Some(c) = value.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(format!(
+            "header `{h}`: the value holds the control character {c:?}; \
+             the sidecar answers 400 to such a request"
+        ));
+    }
+    Ok((name, value))
+}
+
+/// A header modifier as the JSON shows it: `{"set": [{"name", "value"}], "add": [...],
+/// "remove": [name]}`, empty lists when nothing changes.
+fn modifier_json(m: &HeaderModifier) -> serde_json::Value {
+    let pairs = |v: &[(String, String)]| -> Vec<serde_json::Value> {
+        v.iter()
+            .map(|(n, v)| json!({"name": n, "value": v}))
+            .collect()
+    };
+    json!({"set": pairs(&m.set), "add": pairs(&m.add), "remove": m.remove})
+}
+
+/// Human lines for a header modifier: `  request header set `name: value``, ...
+fn describe_modifier(human: &mut String, which: &str, m: &HeaderModifier) {
+    for (n, v) in &m.set {
+        let _ = writeln!(human, "  {which} header set `{n}: {v}`");
+    }
+    for (n, v) in &m.add {
+        let _ = writeln!(human, "  {which} header added `{n}: {v}`");
+    }
+    for n in &m.remove {
+        let _ = writeln!(human, "  {which} header removed `{n}`");
+    }
+}
+
+/// Methods the sidecar may send twice (its retries apply only to these, RFC 9110 section 9.2.2).
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
 /// Explain one request. Errors are usage errors (unknown caller, bad URL or header).
 pub fn explain(
     checked: &Checked,
@@ -137,9 +215,9 @@ pub fn explain(
     url: &str,
 ) -> Result<Explanation, String> {
     let caller = resolve_caller(checked, from)?;
-    // RFC 9110 section 9.1: a method is a token.
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if method.is_empty() || !method.chars().all(is_tchar) {
+    // RFC 9110 section 9.1: a method is a token, and case-sensitive: `delete` is another
+    // method than `DELETE` (the sidecar routes and authorizes it as sent).
+    if !is_token(method) {
         return Err(format!(
             "`{method}` is not an HTTP method: a method is a token such as `GET`"
         ));
@@ -151,12 +229,16 @@ pub fn explain(
     };
     let body = crate::lower::lower_sidecar(checked, caller);
     let router = Router::new(body).map_err(|e| e.to_string())?;
+    let mut fields = Vec::with_capacity(headers.len());
+    for h in headers {
+        fields.push(parse_header(h)?);
+    }
     // The sidecars route, authorize and forward the normalized path (mesh_artifact::path), or
     // answer 400 before routing where it has none; encoded slashes as the addressed
     // destination's application says (`spec.app.encodedSlashes`).
     let slashes = router.encoded_slashes(&authority);
     let sent_path = url.path.clone();
-    let refused = match normalize_path_with(&url.path, slashes) {
+    let path_refused = match normalize_path_with(&url.path, slashes) {
         Ok(Cow::Borrowed(_)) => None,
         Ok(Cow::Owned(p)) => {
             url.path = p;
@@ -164,20 +246,21 @@ pub fn explain(
         }
         Err(e) => Some(e),
     };
-    let mut req = SimpleRequest::new(&method.to_ascii_uppercase(), &url.path);
+    let mut req = SimpleRequest::new(method, &url.path);
     req.query = url.query.clone();
-    for h in headers {
-        let (name, value) = h
-            .split_once(':')
-            .ok_or_else(|| format!("header `{h}` is not `Name: value`"))?;
-        req = req.with_header(name.trim(), value.trim());
+    for (name, value) in fields {
+        req = req.with_header(name, value);
     }
     let mut human = String::new();
     let _ = writeln!(
         human,
-        "{} {}://{}{}{} from `{}`",
+        "{} {}://{}{}{}{} from `{}`",
         req.method,
         url.scheme,
+        url.userinfo
+            .as_ref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default(),
         authority,
         sent_path,
         url.query
@@ -186,9 +269,28 @@ pub fn explain(
             .unwrap_or_default(),
         caller.key()
     );
-    if let Some(e) = refused {
-        let _ = writeln!(human, "  {e}: the sidecar answers 400");
-        if e == PathError::EncodedSlash
+    // What the caller's sidecar answers itself, before routing, in its order (mesh-proxy's
+    // outbound `handle`): userinfo (400), a path without a safe form (400), `CONNECT` (501).
+    let refused = if url.userinfo.is_some() {
+        Some((
+            400,
+            "userinfo in the request's authority (RFC 9110 section 4.2.4)".to_string(),
+        ))
+    } else if let Some(e) = &path_refused {
+        Some((400, e.to_string()))
+    } else if req.method == "CONNECT" {
+        Some((
+            501,
+            "CONNECT is not supported: the outbound listener is an HTTP proxy for the mesh, not a tunnel"
+                .to_string(),
+        ))
+    } else {
+        None
+    };
+    let no_change = || modifier_json(&HeaderModifier::default());
+    if let Some((status, reason)) = refused {
+        let _ = writeln!(human, "  {reason}: the sidecar answers {status}");
+        if path_refused == Some(PathError::EncodedSlash)
             && let Some(d) = router
                 .index()
                 .destination_for(&authority)
@@ -200,13 +302,24 @@ pub fn explain(
                 d.service
             );
         }
+        let _ = writeln!(human, "  status: {status}");
+        let path = match &path_refused {
+            Some(e) => json!({"sent": sent_path, "normalized": null, "refused": e.to_string()}),
+            None => json!({"sent": sent_path, "normalized": url.path}),
+        };
         let json = json!({
             "route": null,
-            "status": 400,
+            "status": status,
             "backends": [],
             "redirect": null,
             "authz": {"decision": "not evaluated", "policies": []},
-            "path": {"sent": sent_path, "normalized": null, "refused": e.to_string()},
+            "path": path,
+            "refused": reason,
+            "rewrite": null,
+            "request_headers": no_change(),
+            "response_headers": no_change(),
+            "timeouts": {"request_ms": null, "backend_request_ms": null},
+            "retry": null,
         });
         return Ok(Explanation { json, human });
     }
@@ -229,6 +342,11 @@ pub fn explain(
     let mut route = serde_json::Value::Null;
     let mut backends = Vec::new();
     let mut redirect = serde_json::Value::Null;
+    let mut rewrite = serde_json::Value::Null;
+    let mut request_headers = no_change();
+    let mut response_headers = no_change();
+    let mut timeouts = json!({"request_ms": null, "backend_request_ms": null});
+    let mut retry = serde_json::Value::Null;
     // Where Cedar is evaluated: the sidecar of every service the request can reach, with that
     // service as the resource, on the request as that sidecar receives it (path rewritten,
     // request headers modified), exactly as mesh-proxy's inbound side does.
@@ -352,24 +470,57 @@ pub fn explain(
                     );
                 }
                 if let Some(rw) = &action.rewrite {
+                    let mut path = serde_json::Value::Null;
                     if let Some(p) = &rw.path {
                         seen.path = filters::modify_path(p, &entry.path, &url.path);
                         let _ = writeln!(human, "  path rewritten to `{}`", seen.path);
+                        path = json!(seen.path);
                     }
                     if let Some(h) = &rw.hostname {
                         let _ = writeln!(human, "  host rewritten to `{h}`");
                     }
+                    rewrite = json!({"path": path, "hostname": rw.hostname});
                 }
                 action.request_headers.apply_to(&mut seen.headers);
-                if let Some(t) = action.timeouts.request_ms {
+                describe_modifier(&mut human, "request", &action.request_headers);
+                describe_modifier(&mut human, "response", &action.response_headers);
+                request_headers = modifier_json(&action.request_headers);
+                response_headers = modifier_json(&action.response_headers);
+                let t = action.timeouts;
+                if let Some(t) = t.request_ms {
                     let _ = writeln!(human, "  request timeout {t} ms");
                 }
+                if let Some(t) = t.backend_request_ms {
+                    let _ = writeln!(human, "  backend request timeout {t} ms (each attempt)");
+                }
+                timeouts =
+                    json!({"request_ms": t.request_ms, "backend_request_ms": t.backend_request_ms});
                 if let Some(r) = &action.retry {
+                    let applies = is_idempotent(&req.method);
                     let _ = writeln!(
                         human,
-                        "  retries: up to {} on {:?}, budget {}% (min {}/s)",
-                        r.attempts, r.codes, r.budget.percent, r.budget.min_per_second
+                        "  retries: up to {} on {:?}, budget {}% (min {}/s){}",
+                        r.attempts,
+                        r.codes,
+                        r.budget.percent,
+                        r.budget.min_per_second,
+                        if applies {
+                            String::new()
+                        } else {
+                            format!(
+                                "; not for `{}`: only idempotent methods are retried",
+                                req.method
+                            )
+                        }
                     );
+                    retry = json!({
+                        "attempts": r.attempts,
+                        "codes": r.codes,
+                        "backoff_ms": r.backoff_ms,
+                        "max_backoff_ms": r.max_backoff_ms,
+                        "budget": {"percent": r.budget.percent, "min_per_second": r.budget.min_per_second},
+                        "applies": applies,
+                    });
                 }
             }
         }
@@ -399,7 +550,6 @@ pub fn explain(
             targets.clear();
         }
     }
-    let _ = writeln!(human, "  status: {status}");
     let evaluated = status < 300 && !targets.is_empty();
     let authz = if evaluated {
         authorize_at_backends(
@@ -416,13 +566,12 @@ pub fn explain(
     };
     // In enforce mode a denied request never reaches the destination: its sidecar answers 403.
     let status = if authz["decision"] == "deny" && authz.get("audited_deny").is_none() {
+        let _ = writeln!(human, "  the destination's sidecar answers 403");
         403
     } else {
         status
     };
-    if status == 403 {
-        let _ = writeln!(human, "  the destination's sidecar answers 403");
-    }
+    let _ = writeln!(human, "  status: {status}");
     let mut json = json!({
         "route": route,
         "status": status,
@@ -430,6 +579,12 @@ pub fn explain(
         "redirect": redirect,
         "authz": authz,
         "path": {"sent": sent_path, "normalized": url.path},
+        "refused": null,
+        "rewrite": rewrite,
+        "request_headers": request_headers,
+        "response_headers": response_headers,
+        "timeouts": timeouts,
+        "retry": retry,
     });
     if kept {
         // Only where it applies, so the JSON of every other request is as it was.

@@ -91,14 +91,14 @@ enum Command {
         /// Calling service: `namespace/name`, or `name` where unambiguous
         #[arg(long)]
         from: String,
-        /// Request header, `Name: value` (repeatable)
+        /// Request header, `Name: value` (repeatable; a name given twice is one value, `a, b`)
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
         /// Output format
         #[arg(long, value_enum, default_value = "human")]
         format: meshc::explain::ExplainFormat,
-        /// `[DIR] METHOD URL`: the mesh definition directory (default `.`), the HTTP method,
-        /// and `http://HOST[:PORT]/PATH[?QUERY]`
+        /// `[DIR] METHOD URL`: the mesh definition directory (default `.`), the HTTP method
+        /// (case-sensitive, as sent), and `http://HOST[:PORT]/PATH[?QUERY]`
         #[arg(required = true, value_name = "ARGS")]
         args: Vec<String>,
     },

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use mesh_artifact::AuthzBundle;
+use mesh_artifact::{AuthzBundle, RequestParts};
 use mesh_policy::{Authorizer, AuthzRequest, PolicyModel, ServiceEntry};
 use serde_json::json;
 
@@ -220,25 +220,19 @@ pub fn explain_authz(
         &caller.namespace,
         &caller.name,
     );
-    let visible: Vec<(String, String)> = authorizer
+    // Each visible header with its value as the sidecar reads it: a name on several lines
+    // has their values combined, in order (`RequestParts::header`).
+    let visible: Vec<(&str, std::borrow::Cow<'_, str>)> = authorizer
         .context_headers()
         .iter()
-        .filter_map(|h| {
-            req.headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(h))
-                .map(|(_, v)| (h.clone(), v.clone()))
-        })
+        .filter_map(|h| Some((h.as_str(), req.header(h)?)))
         .collect();
-    let headers: Vec<(&str, &str)> = visible
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let method = req.method.to_ascii_uppercase();
+    let headers: Vec<(&str, &str)> = visible.iter().map(|(n, v)| (*n, v.as_ref())).collect();
+    // The method as sent: Cedar's action is `Action::"delete"` for `delete`, as at the sidecar.
     let ar = AuthzRequest {
         principal: &principal,
         service: dest,
-        method: &method,
+        method: &req.method,
         path: &req.path,
         query: req.query.as_deref().unwrap_or(""),
         route,

@@ -50,13 +50,16 @@ pub struct AuthzRequest<'a> {
     pub principal: &'a str,
     /// Destination service, `namespace/name`.
     pub service: &'a str,
-    /// HTTP method, upper case.
+    /// HTTP method as sent: methods are case-sensitive (RFC 9110 section 9.1), so `delete` is
+    /// `Action::"delete"`, which no policy on `Action::"DELETE"` names.
     pub method: &'a str,
     pub path: &'a str,
     pub query: &'a str,
     /// Matched route `namespace/name`, empty when none.
     pub route: &'a str,
-    /// Headers visible to policy: (lower-case name, value).
+    /// Headers visible to policy: (lower-case name, value), one pair per name; a name sent on
+    /// several field lines has their values combined in order (`mesh_artifact::RequestParts::
+    /// header`, RFC 9110 section 5.3), so a policy sees every line the application receives.
     pub headers: &'a [(&'a str, &'a str)],
 }
 

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by both directions: the response body type, local replies, hop-by-hop
 //! header handling and the matcher's view of a request.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -232,9 +233,24 @@ impl RequestParts for ReqView<'_> {
     fn query(&self) -> Option<&str> {
         self.parts.uri.query()
     }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        field_value(&self.parts.headers, name)
     }
+}
+
+/// The value of a header as routing and policy read it: borrowed when the name is on one line
+/// (no allocation), the lines' values joined in order when it repeats (RFC 9110 section 5.3;
+/// `; ` for `cookie`, RFC 9113 section 8.2.3), so that neither sees only the first of the lines
+/// the application receives. `None` when absent, or when a line's value is not visible ASCII.
+pub fn field_value<'a, K>(headers: &'a HeaderMap, name: K) -> Option<Cow<'a, str>>
+where
+    K: header::AsHeaderName + AsRef<str>,
+{
+    let separator = mesh_artifact::field_separator(name.as_ref());
+    mesh_artifact::combine_field_lines(
+        separator,
+        headers.get_all(name).iter().map(|v| v.to_str().ok()),
+    )
 }
 
 /// A request no proxy may forward as it came, answered locally instead (both listeners, before
@@ -483,8 +499,22 @@ mod tests {
         assert_eq!(v.method(), "POST");
         assert_eq!(v.path(), "/a/b");
         assert_eq!(v.query(), Some("x=1"));
-        assert_eq!(v.header("x-env"), Some("canary"));
+        assert!(matches!(v.header("x-env"), Some(Cow::Borrowed("canary"))));
         assert_eq!(v.header("x-other"), None);
+
+        // Repeated lines: one value, in order; cookies with `; `.
+        let (p, _) = Request::get("/")
+            .header("x-debug", "0")
+            .header("accept", "*/*")
+            .header("X-Debug", "1")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let v = ReqView::new(&p);
+        assert_eq!(v.header("x-debug").as_deref(), Some("0, 1"));
+        assert_eq!(v.header("cookie").as_deref(), Some("a=1; b=2"));
     }
 
     #[test]

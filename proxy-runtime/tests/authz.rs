@@ -84,6 +84,54 @@ async fn denied_requests_get_403_and_never_reach_the_app() {
     );
 }
 
+/// A visible header sent on several field lines reaches policy as one value, the lines joined
+/// in order with `, ` (RFC 9110 section 5.3), through both sidecars: policy sees every line the
+/// application receives, so a second line cannot slip past a policy that reads the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_visible_headers_reach_policy_combined() {
+    let ca = Ca::new("mesh CA");
+    let app_b = App::start("b").await;
+    let app_a = App::start("a").await;
+    let policies = [
+        PERMIT_A_GET,
+        r#"forbid (principal, action, resource) when { context.headers has "x-user" && context.headers["x-user"] like "*mallory*" };"#,
+        // Fails closed: an exact allow-list value no longer holds once another line is added.
+        r#"forbid (principal, action, resource) when { context.path == "/exact" && !(context.headers has "x-user" && context.headers["x-user"] == "alice") };"#,
+    ];
+    let b = start_proxy(&ca, "b", &sidecar("b", app_b.addr, &policies)).await;
+    let a = caller(&ca, &b, &app_a).await;
+    let ask = |path: &'static str, lines: &'static [(&'static str, &'static str)]| {
+        let out = a.outbound();
+        async move { send(out, "GET", "b", path, lines).await }
+    };
+
+    assert_eq!(ask("/items", &[("x-user", "alice")]).await.status, 200);
+    assert_eq!(ask("/items", &[("x-user", "mallory")]).await.status, 403);
+    // The first line alone would be `alice`, allowed.
+    let r = ask("/items", &[("x-user", "alice"), ("x-user", "mallory")]).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = ask("/items", &[("X-User", "alice"), ("x-user", "mallory")]).await;
+    assert_eq!(
+        r.status, 403,
+        "names compare case-insensitively: {}",
+        r.body
+    );
+
+    assert_eq!(ask("/exact", &[("x-user", "alice")]).await.status, 200);
+    assert_eq!(
+        ask("/exact", &[("x-user", "alice"), ("x-user", "bob")])
+            .await
+            .status,
+        403,
+        "the combined value is `alice, bob`"
+    );
+    assert_eq!(
+        app_b.hits(),
+        2,
+        "denied requests must not reach the application"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_mode_lets_denied_requests_through_and_counts_them() {
     let ca = Ca::new("mesh CA");
@@ -196,5 +244,13 @@ fn every_visible_header_reaches_policy() {
         assert!(!denied.allowed, "{count} headers: {denied:?}");
         let allowed = authz.check(&caller, &request("fine"), "");
         assert!(allowed.allowed, "{count} headers: {allowed:?}");
+        // The last header on two lines (`no` twice): the policy sees `no, no`, not `no`.
+        let mut twice = request("no");
+        twice.headers.append(
+            last.parse::<hyper::header::HeaderName>().unwrap(),
+            "no".parse().unwrap(),
+        );
+        let combined = authz.check(&caller, &twice, "");
+        assert!(combined.allowed, "{count} headers, `no, no`: {combined:?}");
     }
 }

@@ -12,12 +12,14 @@
 //! the same request paths. On a shared machine absolute numbers move with the load; compare
 //! within one run. `BENCH_VERBOSE=1` prints the size of each path table.
 
+use std::borrow::Cow;
+
 use divan::{Bencher, black_box};
 use mesh_artifact::rank::precedence_key;
 use mesh_artifact::{
     Body, Decision, Destination, DestinationPort, MatchKind, MeshInfo, MtlsMode, PathMatch,
     Protocol, RequestParts, RouteEntry, RouteIndex, RouteTable, Router, RuleAction, SidecarInfo,
-    SourcePos, ValueMatch,
+    SourcePos, ValueMatch, combine_field_lines, field_separator,
 };
 
 fn main() {
@@ -88,11 +90,14 @@ impl RequestParts for Req<'_> {
     fn query(&self) -> Option<&str> {
         None
     }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        combine_field_lines(
+            field_separator(name),
+            self.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| Some(*v)),
+        )
     }
 }
 

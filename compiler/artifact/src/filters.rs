@@ -110,6 +110,35 @@ mod tests {
         assert_eq!(modify_path(&root, &m, "/v1"), "/");
     }
 
+    /// The table of Gateway API's `HTTPPathModifier.replacePrefixMatch`, every row, the empty
+    /// replacement included (`/foo/bar` with prefix `/foo` and `""` is `/bar`).
+    #[test]
+    fn prefix_replacement_follows_the_gateway_api_table() {
+        let rows = [
+            // request path, prefix match, replace prefix, modified path
+            ("/foo/bar", "/foo", "/xyz", "/xyz/bar"),
+            ("/foo/bar", "/foo", "/xyz/", "/xyz/bar"),
+            ("/foo/bar", "/foo/", "/xyz", "/xyz/bar"),
+            ("/foo/bar", "/foo/", "/xyz/", "/xyz/bar"),
+            ("/foo", "/foo", "/xyz", "/xyz"),
+            ("/foo/", "/foo", "/xyz", "/xyz/"),
+            ("/foo/bar", "/foo", "", "/bar"),
+            ("/foo/", "/foo", "", "/"),
+            ("/foo", "/foo", "", "/"),
+            ("/foo/", "/foo", "/", "/"),
+            ("/foo", "/foo", "/", "/"),
+        ];
+        for (path, prefix, replacement, expected) in rows {
+            let m = PathMatch::PathPrefix(prefix.into());
+            let r = PathModifier::ReplacePrefixMatch(replacement.into());
+            assert_eq!(
+                modify_path(&r, &m, path),
+                expected,
+                "{path} with prefix {prefix} replaced by {replacement:?}"
+            );
+        }
+    }
+
     #[test]
     fn redirect_changes_scheme_and_drops_default_port() {
         let r = Redirect {

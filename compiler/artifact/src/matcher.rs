@@ -15,10 +15,13 @@
 //!   - `RegularExpression`: the regex must match the *whole* path (it is anchored as
 //!     `^(?:...)$`, as Envoy-based implementations do). See [`full_match_regex`].
 //! - **Method**: equal to the request method, case-sensitively (HTTP methods are).
-//! - **Headers**: names compare case-insensitively; the request's first value for that name must
+//! - **Headers**: names compare case-insensitively; the request's value for that name must
 //!   equal the expected value exactly (`Exact`) or be fully matched by the regex
-//!   (`RegularExpression`). A missing header never matches. When an entry names the same header
-//!   twice, only the first condition counts (Gateway API rule).
+//!   (`RegularExpression`). A name sent on several field lines has one value, the lines'
+//!   values joined in order with `, ` (RFC 9110 section 5.3, as Envoy does; `; ` for `cookie`,
+//!   RFC 9113 section 8.2.3): see [`RequestParts::header`]. A missing header never matches.
+//!   When an entry names the same header twice, only the first condition counts (Gateway API
+//!   rule).
 //! - **Query parameters**: names compare case-sensitively, after percent-decoding (and `+` as a
 //!   space, as HTML forms send it); only the *first* occurrence of a parameter in the request
 //!   counts; values compare exactly or by full regex match, after decoding. When an entry names
@@ -49,7 +52,8 @@
 //! When the table is sorted by path class and prefix length (as the compiler always writes it),
 //! the first hit is the answer and the lookup stops there; otherwise every bucket is searched and
 //! the smallest matching index wins, so a hand-edited table still gets "first entry wins". A
-//! lookup allocates nothing, except to percent-decode a query value that a regex must see.
+//! lookup allocates nothing, except to percent-decode a query value that a regex must see and
+//! (in the request's [`RequestParts::header`]) to combine a header sent on several lines.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -66,9 +70,46 @@ pub trait RequestParts {
     fn path(&self) -> &str;
     /// Raw query string without `?`, if any.
     fn query(&self) -> Option<&str>;
-    /// First value of a header; `name` is lower case. Implementations must compare names
+    /// The value of a header; `name` is lower case. Implementations must compare names
     /// case-insensitively (or store them lower case, as HTTP/2 and `http::HeaderMap` do).
-    fn header(&self, name: &str) -> Option<&str>;
+    ///
+    /// A name sent on several field lines has one value: the lines' values in order, joined
+    /// with [`field_separator`] (RFC 9110 section 5.3), so that the matcher and Cedar see
+    /// every line the application receives, not only the first. Borrowed when the name
+    /// appears once (the usual case: no allocation); combined only when it repeats.
+    fn header(&self, name: &str) -> Option<Cow<'_, str>>;
+}
+
+/// What joins the values of a field sent on several lines into one value: `; ` for `cookie`
+/// (RFC 9113 section 8.2.3, where HTTP/2 may split it into one line per cookie), `, ` for every
+/// other field (RFC 9110 section 5.3). `name` compares case-insensitively.
+pub fn field_separator(name: &str) -> &'static str {
+    if name.eq_ignore_ascii_case("cookie") {
+        "; "
+    } else {
+        ", "
+    }
+}
+
+/// One value from a field's lines, in order (see [`RequestParts::header`]): `None` without
+/// lines, the line itself when there is one, the values joined with `separator` (the field's
+/// [`field_separator`]) when there are several. A line that is `None` (a value that is not
+/// text) makes the whole value `None`, as it would be for that line alone.
+pub fn combine_field_lines<'a>(
+    separator: &str,
+    mut lines: impl Iterator<Item = Option<&'a str>>,
+) -> Option<Cow<'a, str>> {
+    let first = lines.next()??;
+    let Some(second) = lines.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let mut all = String::with_capacity(first.len() + separator.len() + second.map_or(0, str::len));
+    all.push_str(first);
+    for line in std::iter::once(second).chain(lines) {
+        all.push_str(separator);
+        all.push_str(line?);
+    }
+    Some(Cow::Owned(all))
 }
 
 /// A plain owned request, for `meshc explain` and tests.
@@ -77,7 +118,8 @@ pub struct SimpleRequest {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
-    /// Header names are compared case-insensitively; the first pair with a name wins.
+    /// Header field lines, in order. Names are compared case-insensitively; a name on several
+    /// lines has their values combined (see [`RequestParts::header`]).
     pub headers: Vec<(String, String)>,
 }
 
@@ -112,11 +154,14 @@ impl RequestParts for SimpleRequest {
     fn query(&self) -> Option<&str> {
         self.query.as_deref()
     }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+    fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        combine_field_lines(
+            field_separator(name),
+            self.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| Some(v.as_str())),
+        )
     }
 }
 
@@ -445,7 +490,7 @@ impl CompiledEntry {
         }
         for (name, v) in &self.headers {
             match req.header(name) {
-                Some(actual) if v.matches(actual) => {}
+                Some(actual) if v.matches(&actual) => {}
                 _ => return false,
             }
         }
@@ -791,7 +836,7 @@ impl RouteIndex {
                 return false;
             };
             match req.header(name) {
-                Some(actual) if self.value_matches(c & 0xffff, actual) => {}
+                Some(actual) if self.value_matches(c & 0xffff, &actual) => {}
                 _ => return false,
             }
         }
@@ -991,6 +1036,47 @@ mod tests {
             index.lookup(&SimpleRequest::new("GET", "/svc7/x").with_header("x-canary", "yes")),
             None
         );
+    }
+
+    /// A header sent on several field lines is matched on the lines' values combined in order
+    /// (RFC 9110 section 5.3), never on the first line alone: `x-debug: 0` then `x-debug: 1`
+    /// is `0, 1`; cookies join with `; ` (RFC 9113 section 8.2.3).
+    #[test]
+    fn repeated_headers_match_on_their_combined_value() {
+        let req = SimpleRequest::new("GET", "/a")
+            .with_header("x-debug", "0")
+            .with_header("Accept", "*/*")
+            .with_header("X-Debug", "1")
+            .with_header("cookie", "a=1")
+            .with_header("cookie", "b=2");
+        assert_eq!(req.header("x-debug").as_deref(), Some("0, 1"));
+        assert_eq!(req.header("cookie").as_deref(), Some("a=1; b=2"));
+        assert!(
+            matches!(req.header("accept"), Some(Cow::Borrowed("*/*"))),
+            "a header on one line is borrowed"
+        );
+        assert_eq!(req.header("x-none"), None);
+
+        let with = |kind, value: &str| {
+            let mut e = entry(0, "/a");
+            e.headers = vec![header("x-debug", kind, value)];
+            build(vec![e]).lookup(&req)
+        };
+        assert_eq!(with(MatchKind::Exact, "0"), None, "the first line alone");
+        assert_eq!(with(MatchKind::Exact, "1"), None, "the last line alone");
+        assert_eq!(with(MatchKind::Exact, "0, 1"), Some(0));
+        assert_eq!(with(MatchKind::RegularExpression, "0"), None);
+        assert_eq!(with(MatchKind::RegularExpression, ".*1"), Some(0));
+        let mut e = entry(0, "/a");
+        e.headers = vec![header("cookie", MatchKind::Exact, "a=1; b=2")];
+        assert_eq!(build(vec![e.clone()]).lookup(&req), Some(0));
+        // The unindexed check agrees.
+        assert_eq!(entry_matches(&e, &req), Ok(true));
+
+        // A line whose value is not text makes the whole value unreadable, as it would alone.
+        let lines = [Some("0"), None, Some("1")];
+        assert_eq!(combine_field_lines(", ", lines.into_iter()), None);
+        assert_eq!(combine_field_lines(", ", std::iter::empty()), None);
     }
 
     /// Conditions beyond the compact form's limits are kept in a compiled entry.

@@ -228,13 +228,21 @@ impl Reference {
             return false;
         }
         for h in distinct_headers(e) {
-            let first = req
+            // A name on several lines is one value: the lines joined in order (RFC 9110
+            // section 5.3), with `; ` for cookies (RFC 9113 section 8.2.3).
+            let lines: Vec<&str> = req
                 .headers
                 .iter()
-                .find(|(n, _)| n.to_lowercase() == h.name.to_lowercase());
-            match first {
-                Some((_, v)) if self.value_ok(h, v) => {}
-                _ => return false,
+                .filter(|(n, _)| n.to_lowercase() == h.name.to_lowercase())
+                .map(|(_, v)| v.as_str())
+                .collect();
+            let separator = if h.name.to_lowercase() == "cookie" {
+                "; "
+            } else {
+                ", "
+            };
+            if lines.is_empty() || !self.value_ok(h, &lines.join(separator)) {
+                return false;
             }
         }
         let params = decode_query(req.query.as_deref().unwrap_or(""));

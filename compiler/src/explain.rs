@@ -270,11 +270,20 @@ pub fn explain(
         caller.key()
     );
     // What the caller's sidecar answers itself, before routing, in its order (mesh-proxy's
-    // outbound `handle`): userinfo (400), a path without a safe form (400), `CONNECT` (501).
+    // outbound `handle`): userinfo (400), a standard method not in upper case (400), a path
+    // without a safe form (400), `CONNECT` (501).
     let refused = if url.userinfo.is_some() {
         Some((
             400,
             "userinfo in the request's authority (RFC 9110 section 4.2.4)".to_string(),
+        ))
+    } else if let Some(standard) = mesh_artifact::miscased_method(&req.method) {
+        Some((
+            400,
+            format!(
+                "`{}` is `{standard}` in other case: methods are case-sensitive (RFC 9110 section 9.1), and the sidecars refuse such a request rather than let an application that upper-cases methods run what the policies saw as another method",
+                req.method
+            ),
         ))
     } else if let Some(e) = &path_refused {
         Some((400, e.to_string()))

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
-use hyper::{Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use mesh_artifact::RequestParts;
 
 /// Body of every response (and upstream request) the proxy produces: either streamed through
@@ -259,6 +259,8 @@ where
 ///   and the application could read the other;
 /// - userinfo (`user@`) in `Host` or in the target's authority (RFC 9110, sections 4.2.4 and
 ///   7.2): the mesh routes by the host after the `@`, an application may take the whole value;
+/// - a standard method not in upper case (`post`): routes and policies see another method
+///   (RFC 9110, section 9.1), an application that upper-cases methods (Flask) runs `POST`;
 /// - a `Transfer-Encoding` with a coding other than `chunked` (RFC 9112, section 6.1, 501): the
 ///   body would reach the application re-framed as plain chunked, its coding silently lost.
 ///
@@ -294,6 +296,12 @@ pub fn refuse_ambiguous(parts: &Parts) -> Option<Response<ProxyBody>> {
             "mesh-proxy: userinfo in the request's authority\n",
         ));
     }
+    if miscased(&parts.method) {
+        return Some(local_reply(
+            StatusCode::BAD_REQUEST,
+            "mesh-proxy: a standard method not in upper case (methods are case-sensitive)\n",
+        ));
+    }
     if other_coding {
         return Some(local_reply(
             StatusCode::NOT_IMPLEMENTED,
@@ -301,6 +309,13 @@ pub fn refuse_ambiguous(parts: &Parts) -> Option<Response<ProxyBody>> {
         ));
     }
     None
+}
+
+/// A standard method spelt in other case (`post`): see [`mesh_artifact::miscased_method`]. hyper
+/// parses the standard spellings into constants, so a usual request costs one comparison.
+fn miscased(method: &Method) -> bool {
+    const COMMON: [Method; 4] = [Method::GET, Method::POST, Method::PUT, Method::HEAD];
+    !COMMON.contains(method) && mesh_artifact::miscased_method(method.as_str()).is_some()
 }
 
 /// The authority a request is addressed to: the request target's authority in absolute form

@@ -295,6 +295,16 @@ async fn ambiguous_requests_never_reach_the_app() {
             "POST /api/x HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
             "501",
         ),
+        // A standard method not in upper case: another method to routes and policies, the
+        // same one to an application that upper-cases it.
+        (
+            "post /api/x HTTP/1.1\r\nHost: b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
+        (
+            "Get /api/x HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
+            "400",
+        ),
     ] {
         let text = raw(w.a.outbound(), request).await;
         assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");

@@ -21,7 +21,9 @@ mod strtable;
 pub mod types;
 
 pub use codec::{Artifact, LoadError, decode, encode};
-pub use matcher::{RequestParts, RouteIndex, SimpleRequest, combine_field_lines, field_separator};
+pub use matcher::{
+    RequestParts, RouteIndex, SimpleRequest, combine_field_lines, field_separator, miscased_method,
+};
 pub use path::{PathError, normalize_path, normalize_path_with};
 pub use router::{Decision, Router};
 pub use types::*;

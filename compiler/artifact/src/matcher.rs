@@ -112,6 +112,22 @@ pub fn combine_field_lines<'a>(
     Some(Cow::Owned(all))
 }
 
+/// The methods RFC 9110 (section 9) and RFC 5789 define, as they are spelt.
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// The standard spelling of `method` when it is a standard method in other case (`post`,
+/// `Get`), else `None`. Methods are case-sensitive (RFC 9110 section 9.1), so `post` is not
+/// `POST` to the routes and the policies; but applications such as Flask (Werkzeug) upper-case
+/// the method they receive, and would run a `post` that a `forbid` on `POST` let through. The
+/// sidecars refuse such a request with 400 (nginx does too), and `meshc explain` says so.
+pub fn miscased_method(method: &str) -> Option<&'static str> {
+    STANDARD_METHODS
+        .into_iter()
+        .find(|m| *m != method && m.eq_ignore_ascii_case(method))
+}
+
 /// A plain owned request, for `meshc explain` and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimpleRequest {
@@ -971,6 +987,17 @@ impl RouteIndex {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn standard_methods_in_other_case_are_found() {
+        use super::miscased_method;
+        assert_eq!(miscased_method("post"), Some("POST"));
+        assert_eq!(miscased_method("Get"), Some("GET"));
+        assert_eq!(miscased_method("pAtCh"), Some("PATCH"));
+        for ok in ["GET", "POST", "PROPFIND", "purge", "", "GETX", "po"] {
+            assert_eq!(miscased_method(ok), None, "{ok}");
+        }
+    }
+
     use super::*;
     use crate::types::{RuleAction, SourcePos};
 

@@ -23,26 +23,8 @@ source "$ROOT/scripts/lib.sh"
 mkdir -p "$OUT"
 
 need_tools nginx haproxy strace curl || exit 2
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+one_hop_setup || exit 2
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-OHA=${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}
-[ -x "$OHA" ] || { echo "installing oha"; cargo install oha --locked -q || exit 2; OHA="$HOME/.cargo/bin/oha"; }
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=${MESH_BENCH_BIN:-$TARGET/sidecar}
-MESHC=${MESH_BENCH_MESHC:-$TARGET/release/meshc}
-if [ -z "${MESH_BENCH_BIN:-}" ]; then
-    (cd "$ROOT" && cargo build -q --profile sidecar -p mesh-proxy) || exit 2
-fi
-if ! [ -x "$MESHC" ]; then
-    (cd "$ROOT" && cargo build -q -p meshc) || exit 2
-    MESHC="$TARGET/debug/meshc"
-fi
-bash "$ROOT/scripts/bench-mesh.sh" "$MESHC" "$W" || exit 2
-
-ngx_conf "$W/backend" "server { listen 127.0.0.1:18080; location / { return 200 'ok\n'; } }"
-ngx_conf "$W/nginxproxy" "upstream b { server 127.0.0.1:18080; keepalive 64; keepalive_requests 10000000; }
-  server { listen 127.0.0.1:18081; location / { proxy_pass http://b; proxy_http_version 1.1;
-    proxy_set_header Connection \"\"; } }" "master_process off;"
 cat >"$W/haproxy-tcp.cfg" <<EOF
 global
     nbthread 1
@@ -57,7 +39,6 @@ frontend f
 backend b
     server s1 127.0.0.1:18080
 EOF
-"$NGINX" -c "$W/backend/nginx.conf" -p "$W/backend" & PIDS+=($!)
 
 count() { # NAME URL READY-URL COMMAND...: prints system calls per request
     local name=$1 url=$2 ready=$3 pid spid

@@ -170,13 +170,16 @@ impl RequestParts for SimpleRequest {
     fn query(&self) -> Option<&str> {
         self.query.as_deref()
     }
+    /// As the sidecar reads a header: a value that is not visible ASCII (or tab) is not text
+    /// to it (`HeaderValue::to_str`), so such a line makes the header absent, as in the proxy.
     fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        let text = |v: &str| v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
         combine_field_lines(
             field_separator(name),
             self.headers
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| Some(v.as_str())),
+                .map(|(_, v)| text(v).then_some(v.as_str())),
         )
     }
 }
@@ -987,6 +990,19 @@ impl RouteIndex {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn header_values_that_are_not_visible_ascii_are_absent() {
+        use super::{RequestParts, SimpleRequest};
+        let r = SimpleRequest::new("GET", "/")
+            .with_header("x-user", "caf\u{e9}")
+            .with_header("x-tab", "a\tb")
+            .with_header("x-two", "ok")
+            .with_header("x-two", "\u{e9}");
+        assert_eq!(r.header("x-user"), None);
+        assert_eq!(r.header("x-tab").as_deref(), Some("a\tb"));
+        assert_eq!(r.header("x-two"), None);
+    }
+
     #[test]
     fn standard_methods_in_other_case_are_found() {
         use super::miscased_method;

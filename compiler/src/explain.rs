@@ -744,16 +744,20 @@ permit (principal == Workload::"default/client", action, resource == Service::"d
 forbid (principal, action, resource == Service::"default/server") when { context.path like "/admin*" };
 "#;
 
-    fn mesh() -> Checked {
+    fn checked(mesh: String, policies: String) -> Checked {
         let checked = crate::check_sources(
             vec![
-                ("mesh.yaml".to_string(), MESH.to_string()),
-                ("policies.cedar".to_string(), POLICIES.to_string()),
+                ("mesh.yaml".to_string(), mesh),
+                ("policies.cedar".to_string(), policies),
             ],
             &LoadOptions::default(),
         );
         assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
         checked
+    }
+
+    fn mesh() -> Checked {
+        checked(MESH.to_string(), POLICIES.to_string())
     }
 
     /// Explain answers for the path the sidecars route and authorize: the normalized one.
@@ -849,15 +853,7 @@ spec:
         let policies = format!(
             "{POLICIES}\npermit (principal == Workload::\"default/client\", action, resource == Service::\"default/plain\");\n"
         );
-        let checked = crate::check_sources(
-            vec![
-                ("mesh.yaml".to_string(), format!("{MESH}{extra}")),
-                ("policies.cedar".to_string(), policies),
-            ],
-            &LoadOptions::default(),
-        );
-        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
-        checked
+        checked(format!("{MESH}{extra}"), policies)
     }
 
     /// The addressed destination's `encodedSlashes` decides: kept (upper-cased, one segment,
